@@ -1,0 +1,1 @@
+"""Apache Mesos URI fetcher and its Docker registry plugin, driving curl."""
