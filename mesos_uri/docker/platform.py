@@ -1,0 +1,259 @@
+"""Image platforms (os/architecture/variant) and how an index entry is chosen for one.
+
+Normalisation and matching follow containerd's ``platforms`` package (``Normalize``, and ``Only``
+with its default matcher), which is what Docker, containerd and nerdctl pull with: a wanted
+platform expands into an ordered list of platforms it can run, best first, and an offered
+platform matches when it equals one of them after normalisation. Where we depart, a comment says
+so.
+"""
+
+from __future__ import annotations
+
+import platform as _host
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+import attrs
+
+from mesos_uri.errors import UsageError
+
+__all__ = [
+    "Platform",
+    "best_match",
+    "host_platform",
+    "matches",
+    "normalize",
+    "parse_platform",
+    "rank",
+]
+
+
+@attrs.frozen
+class Platform:
+    """An OCI platform; ``str()`` is the ``os/arch[/variant]`` form the CLI takes."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+    os_version: str | None = None
+    os_features: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        base = f"{self.os}/{self.architecture}"
+        return f"{base}/{self.variant}" if self.variant else base
+
+
+# containerd's specifier grammar (platforms.Parse: osRe without the "(version)" part, specifierRe).
+_OS_PART: Final = re.compile(r"[A-Za-z0-9_-]+")
+_PART: Final = re.compile(r"[A-Za-z0-9_.-]+")
+
+# Go's strconv.Atoi, which containerd uses on variants: ASCII digits with an optional sign (longer
+# numbers than this are past _MAX_VARIANT_LEVEL anyway).
+_GO_INT: Final = re.compile(r"[+-]?[0-9]{1,9}")
+
+# No amd64 level above v4 or arm level above v8 exists; a higher number in the wanted platform
+# would make the fall-back list that long, so it gets no fall-backs at all.
+_MAX_VARIANT_LEVEL: Final = 16
+
+# platform.machine() names (uname -m, and Windows' PROCESSOR_ARCHITECTURE) -> Go's GOARCH/variant.
+_MACHINES: Final[dict[str, tuple[str, str | None]]] = {
+    "x86_64": ("amd64", None),
+    "amd64": ("amd64", None),
+    "aarch64": ("arm64", "v8"),
+    "arm64": ("arm64", "v8"),
+    "armv8l": ("arm", "v8"),
+    "armv7l": ("arm", "v7"),
+    "armv6l": ("arm", "v6"),
+    "armv5tel": ("arm", "v5"),
+    "i386": ("386", None),
+    "i486": ("386", None),
+    "i586": ("386", None),
+    "i686": ("386", None),
+    "x86": ("386", None),
+    "ppc64le": ("ppc64le", None),
+    "s390x": ("s390x", None),
+    "riscv64": ("riscv64", None),
+}
+
+
+def parse_platform(text: str) -> Platform:
+    """Parse the CLI's ``os/arch[/variant]`` into a normalised platform.
+
+    Unlike containerd's specifiers, the OS and the architecture are both required: a node fetches
+    for one definite platform, and inferring the missing half from the host hides typos.
+    """
+    parts = text.split("/")
+    if not 2 <= len(parts) <= 3:
+        raise UsageError(
+            f"Invalid platform '{text}': expected 'os/arch[/variant]', e.g. 'linux/arm64/v8'"
+        )
+    if not _OS_PART.fullmatch(parts[0]):
+        raise UsageError(
+            f"Invalid platform '{text}': the OS '{parts[0]}' must be letters, digits, '_' or '-'"
+        )
+    for part in parts[1:]:
+        if not _PART.fullmatch(part):
+            raise UsageError(
+                f"Invalid platform '{text}': '{part}' must be letters, digits, '.', '_' or '-'"
+            )
+    variant = parts[2] if len(parts) == 3 else None
+    return normalize(Platform(parts[0], parts[1], variant))
+
+
+def host_platform() -> Platform:
+    """The platform of this machine, spelt as Go and containerd spell it.
+
+    A Mesos agent runs Linux containers everywhere but on Windows agents, so the OS is ``windows``
+    there and ``linux`` otherwise. Unknown machine names are passed through normalisation.
+    """
+    os_name = "windows" if sys.platform == "win32" else "linux"
+    machine = _host.machine().lower()
+    known = _MACHINES.get(machine)
+    if known is None:
+        return normalize(Platform(os_name, machine or "unknown"))
+    architecture, variant = known
+    return normalize(Platform(os_name, architecture, variant))
+
+
+def normalize(platform: Platform) -> Platform:
+    """The canonical form of ``platform`` (containerd ``platforms.Normalize``).
+
+    One departure: containerd writes arm64/v8 without its variant, we write ``v8`` (the issue's
+    spelling, and ``host_platform()``'s); both sides of every comparison are normalised, so which
+    platforms match is the same.
+    """
+    os_name = platform.os.lower()
+    if os_name == "macos":
+        os_name = "darwin"
+    architecture, variant = _normalize_arch(platform.architecture, platform.variant or "")
+    return attrs.evolve(
+        platform,
+        os=os_name,
+        architecture=architecture,
+        variant=variant or None,
+        os_features=tuple(sorted(set(platform.os_features))),
+    )
+
+
+def _normalize_arch(architecture: str, variant: str) -> tuple[str, str]:
+    """containerd's ``normalizeArch``, with arm64's default variant kept (see ``normalize``)."""
+    architecture, variant = architecture.lower(), variant.lower()
+    if architecture == "i386":
+        return "386", ""
+    if architecture in ("x86_64", "x86-64", "amd64"):
+        return "amd64", "" if variant == "v1" else variant
+    if architecture in ("aarch64", "arm64"):
+        if variant in ("", "8", "v8", "v8.0"):
+            return "arm64", "v8"
+        if variant in ("9", "9.0", "v9.0"):
+            return "arm64", "v9"
+        return "arm64", variant
+    if architecture == "armhf":
+        return "arm", "v7"
+    if architecture == "armel":
+        return "arm", "v6"
+    if architecture == "arm":
+        if variant in ("", "7"):
+            return "arm", "v7"
+        if variant in ("5", "6", "8"):
+            return "arm", f"v{variant}"
+    return architecture, variant
+
+
+def _level(variant: str) -> int | None:
+    """The number in a ``vN`` variant as containerd reads it (``strconv.Atoi`` after ``v``)."""
+    digits = variant.removeprefix("v")
+    return int(digits) if _GO_INT.fullmatch(digits) else None
+
+
+def _fallbacks(os_name: str, architecture: str, variant: str) -> Iterator[tuple[str, str, str]]:
+    """The platforms a (normalised) wanted platform can run, best first.
+
+    containerd's ``platformVector``: amd64/vN also runs amd64/v(N-1)..v1 and then 386; arm/vN
+    runs arm/v(N-1)..v5; arm64/v8.x runs arm64/v8.(x-1)..v8, arm64/v9.x runs v9.(x-1)..v9 and
+    then v8.(x+5)..v8 (v9.0 forked from v8.5); every arm64 also runs 32-bit arm from v8 down.
+    """
+    yield os_name, architecture, variant
+    if architecture == "amd64":
+        level = _level(variant)
+        if level is not None and 1 < level <= _MAX_VARIANT_LEVEL:
+            for lower in range(level - 1, 0, -1):
+                yield os_name, "amd64", f"v{lower}"
+        yield os_name, "386", ""
+    elif architecture == "arm":
+        level = _level(variant)
+        if level is not None and 5 < level <= _MAX_VARIANT_LEVEL:
+            for lower in range(level - 1, 4, -1):
+                yield os_name, "arm", f"v{lower}"
+    elif architecture == "arm64":
+        yield from _arm64_fallbacks(os_name, variant or "v8")
+
+
+def _arm64_fallbacks(os_name: str, variant: str) -> Iterator[tuple[str, str, str]]:
+    """The arm64 branch of containerd's ``platformVector``, after the platform itself."""
+    major_text, dot, minor_text = variant.partition(".")
+    major = _level(major_text)
+    if major is not None and 8 <= major <= _MAX_VARIANT_LEVEL:
+        minor = 0
+        # containerd reads a minor only from a four-character variant such as "v8.2".
+        if len(variant) == 4 and dot and _GO_INT.fullmatch(minor_text):
+            minor = int(minor_text)
+        if major == 9:
+            for lower in range(minor - 1, -1, -1):
+                yield os_name, "arm64", f"v9.{lower}" if lower else "v9"
+            # v9.0 forked from v8.5: v9.x runs v8.(x+5), up to v8.9.
+            minor, major = min(minor + 5, 9), 8
+            yield os_name, "arm64", f"v8.{minor}"
+        for lower in range(minor - 1, -1, -1):
+            yield os_name, "arm64", f"v{major}.{lower}" if lower else f"v{major}"
+    # Every arm64 runs 32-bit arm code; there is no arm/v9, so v8.x and v9.x fall back to arm/v8.
+    if variant.startswith(("v8.", "v9.")):
+        variant = "v8"
+    yield from _fallbacks(os_name, "arm", variant)
+
+
+def rank(wanted: Platform, offered: Platform) -> int | None:
+    """How well ``offered`` suits ``wanted``: 0 for the platform itself, higher for fall-backs.
+
+    None when it does not match at all. OS features follow containerd's matcher: an offered
+    platform that needs features must need only ones the wanted platform has. ``os.version`` is
+    ignored: containerd checks it only for a wanted Windows platform that names a build, which
+    neither ``parse_platform`` nor ``host_platform`` produces.
+    """
+    want = normalize(wanted)
+    have = normalize(offered)
+    if not set(have.os_features) <= set(want.os_features):
+        return None
+    target = (have.os, have.architecture, have.variant or "")
+    for position, (os_name, architecture, variant) in enumerate(
+        _fallbacks(want.os, want.architecture, want.variant or "")
+    ):
+        candidate = _normalize_arch(architecture, variant)
+        if (os_name, *candidate) == target:
+            return position
+    return None
+
+
+def matches(wanted: Platform, offered: Platform) -> bool:
+    """Whether an image built for ``offered`` runs where ``wanted`` is asked for."""
+    return rank(wanted, offered) is not None
+
+
+def best_match(wanted: Platform, candidates: Iterable[Platform]) -> Platform | None:
+    """The candidate containerd would pull for ``wanted``, or None when none matches.
+
+    Ordered by rank; among equals the one with more OS features wins, then the earlier one
+    (containerd sorts stably with ``Only(...).Less``).
+    """
+    best: Platform | None = None
+    best_key: tuple[int, int] | None = None
+    for candidate in candidates:
+        position = rank(wanted, candidate)
+        if position is None:
+            continue
+        key = (position, -len(set(candidate.os_features)))
+        if best_key is None or key < best_key:
+            best, best_key = candidate, key
+    return best
