@@ -1,0 +1,304 @@
+"""Registry credentials found as the Docker CLI finds them, and the OAuth2 identity-token exchange.
+
+Lookup order, as docker/cli's ``ConfigFile.GetAuthConfig`` (cli/config/configfile/file.go):
+
+1. ``credHelpers[<server URL>]``: a helper for this registry;
+2. else ``credsStore``: the default helper;
+3. else the registry's ``auths`` entry (``auth``, ``username``/``password``, ``identitytoken``).
+
+A configured helper is final, as in Docker's native store: what it answers (or its "not found")
+is the answer, and the ``auths`` entries are not consulted for that registry.
+
+A helper is the program ``docker-credential-<name>``, run as ``get`` with the server URL on stdin,
+answering ``{"ServerURL": …, "Username": …, "Secret": …}``; ``Username == "<token>"`` marks the
+secret as an identity token (docker/cli credentials/native_store.go). An identity token is an
+OAuth2 refresh token, exchanged at the token realm by :func:`identity_token_request` (distribution
+docs/spec/auth/oauth.md).
+
+Secrets never appear in a message or a ``repr``: a helper's stdout is quoted only when it failed
+and did not print JSON, and the OAuth error quoted is the server's ``error`` code alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import urllib.parse
+from typing import Final
+
+import anyio
+import attrs
+
+from mesos_uri.curl import redact_url
+from mesos_uri.docker.auth import parse_token_response
+from mesos_uri.docker.config import (
+    DOCKER_HUB_HOSTS,
+    DOCKER_HUB_KEY,
+    AuthEntry,
+    DockerConfig,
+    basic_credentials,
+)
+from mesos_uri.errors import AuthError, UsageError
+from mesos_uri.http import Response
+
+__all__ = [
+    "CLIENT_ID",
+    "HELPER_PREFIX",
+    "HELPER_TIMEOUT",
+    "NOT_FOUND_MESSAGE",
+    "OAUTH_CONTENT_TYPE",
+    "TOKEN_USERNAME",
+    "OAuthToken",
+    "RegistryCredentials",
+    "auths_credentials",
+    "credential_helper",
+    "identity_token_request",
+    "parse_helper_output",
+    "parse_oauth_response",
+    "resolve_credentials",
+    "run_credential_helper",
+    "server_url",
+]
+
+# docker/cli credentials/native_store.go: the program prefix and the identity-token username.
+HELPER_PREFIX: Final = "docker-credential-"
+TOKEN_USERNAME: Final = "<token>"
+# docker-credential-helpers credentials/error.go: what a helper prints when it has no entry.
+NOT_FOUND_MESSAGE: Final = "credentials not found in native keychain"
+# A helper may ask a keychain or a cloud API; Docker waits for ever, we give it this long.
+HELPER_TIMEOUT: Final = 30.0
+# The token spec requires a client_id "to allow auditing keys created by unregistered clients".
+CLIENT_ID: Final = "mesos-uri"
+OAUTH_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+
+_DEFAULT_PORTS: Final = {"https": 443, "http": 80}
+# Enough of a helper's or token server's error text for a message; the rest is noise.
+_MAX_QUOTED: Final = 1000
+
+
+def _redacted(value: str | None) -> str:
+    return "None" if value is None else "'***'"
+
+
+@attrs.frozen
+class RegistryCredentials:
+    """Credentials for one registry: a password, or an identity token (an OAuth2 refresh token).
+
+    ``username`` is None for an identity token: the token alone authenticates, at the realm.
+    """
+
+    username: str | None
+    secret: str = attrs.field(repr=_redacted)
+    is_identity_token: bool = False
+
+    def basic(self) -> str:
+        """The base64 ``user:password`` of a ``Basic`` Authorization header."""
+        if self.is_identity_token:
+            raise UsageError(
+                "An identity token has no Basic form: exchange it at the token realm "
+                "(identity_token_request)"
+            )
+        # surrogateescape: an `auth` that decoded to non-UTF-8 bytes goes back out unchanged.
+        pair = f"{self.username or ''}:{self.secret}".encode("utf-8", "surrogateescape")
+        return base64.b64encode(pair).decode("ascii")
+
+
+@attrs.frozen
+class OAuthToken:
+    """The token endpoint's answer to a refresh-token grant."""
+
+    access_token: str = attrs.field(repr=_redacted)
+    expires_in: float
+    # Present when the server rotates refresh tokens; the caller keeps using the old one otherwise.
+    refresh_token: str | None = attrs.field(default=None, repr=_redacted)
+
+
+def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
+    """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``).
+
+    ``https://index.docker.io/v1/`` for Docker Hub, else ``host[:port]``. The scheme's default
+    port is dropped, since ``docker login registry.example.com`` stores no port while the agent's
+    default registry always carries 443 (SPEC.md §9 row 18). IPv6 hosts keep their brackets.
+    """
+    bare = host.lower()
+    if bare.startswith("[") and bare.endswith("]"):
+        bare = bare[1:-1]
+    if port is not None and port == _DEFAULT_PORTS.get(scheme):
+        port = None
+    if port is None and bare in DOCKER_HUB_HOSTS:
+        return DOCKER_HUB_KEY
+    name = f"[{bare}]" if ":" in bare else bare
+    return name if port is None else f"{name}:{port}"
+
+
+def credential_helper(config: DockerConfig, server: str) -> str | None:
+    """The helper name for ``server``: ``credHelpers[server]``, else ``credsStore``, else None.
+
+    ``credHelpers`` keys are matched exactly, as docker/cli's getConfiguredCredentialStore does;
+    an empty name means no helper (``omitempty`` in Docker's config struct).
+    """
+    for registry, helper in config.cred_helpers:
+        if registry == server and helper:
+            return _checked_name(helper)
+    return _checked_name(config.creds_store) if config.creds_store else None
+
+
+def _checked_name(name: str) -> str:
+    # The name becomes part of a program name looked up on PATH; a path in it would escape PATH.
+    if "/" in name or "\0" in name:
+        raise UsageError(f"Invalid credential helper name '{name[:_MAX_QUOTED]}' in docker config")
+    return name
+
+
+def auths_credentials(
+    config: DockerConfig, host: str, port: int | None, *, scheme: str = "https"
+) -> RegistryCredentials | None:
+    """The credentials of the registry's ``auths`` entry, matched as :func:`basic_credentials`.
+
+    An ``identitytoken`` wins over ``auth`` and ``username``/``password`` in the same entry:
+    ``docker login`` with a token stores both, the ``auth`` holding only ``user:``.
+    """
+    # An identity token travels through basic_credentials' matching under Docker's own marker
+    # username, so that the key matching stays in one place.
+    tagged = DockerConfig(auths=tuple((key, _tag_token(entry)) for key, entry in config.auths))
+    basic = basic_credentials(tagged, host, port, scheme=scheme)
+    if basic is None:
+        return None
+    decoded = base64.b64decode(basic).decode("utf-8", "surrogateescape")
+    username, _, secret = decoded.partition(":")
+    if username == TOKEN_USERNAME:
+        return RegistryCredentials(None, secret, is_identity_token=True)
+    return RegistryCredentials(username, secret)
+
+
+def _tag_token(entry: AuthEntry) -> AuthEntry:
+    if not entry.identitytoken:
+        return entry
+    return AuthEntry(username=TOKEN_USERNAME, password=entry.identitytoken)
+
+
+def parse_helper_output(program: str, stdout: bytes) -> RegistryCredentials | None:
+    """The credentials in a helper's successful answer; None when its secret is empty."""
+    malformed = f"{program} get printed malformed output (expected a JSON credentials object)"
+    try:
+        document = json.loads(stdout)
+    except (ValueError, UnicodeDecodeError) as exc:
+        # The message names the position only, never the document (which holds the secret).
+        raise AuthError(malformed) from exc
+    if not isinstance(document, dict):
+        raise AuthError(malformed)
+    username = document.get("Username", "")
+    secret = document.get("Secret")
+    if not isinstance(username, str) or not isinstance(secret, str):
+        raise AuthError(malformed)
+    if not secret:
+        return None
+    if username == TOKEN_USERNAME:
+        return RegistryCredentials(None, secret, is_identity_token=True)
+    return RegistryCredentials(username, secret)
+
+
+async def run_credential_helper(
+    name: str, server: str, *, helper_timeout: float = HELPER_TIMEOUT
+) -> RegistryCredentials | None:
+    """Run ``docker-credential-<name> get`` with ``server`` on stdin; None when it has no entry.
+
+    No shell, and the server URL goes on stdin as docker-credential-helpers' client sends it.
+    The helper is killed and reaped when the call is cancelled or ``helper_timeout`` passes.
+    """
+    program = HELPER_PREFIX + _checked_name(name)
+    path = shutil.which(program)
+    if path is None:
+        raise AuthError(
+            f"{program} not found on PATH (the docker config names '{name}' as the credential "
+            f"helper for '{server}')"
+        )
+    try:
+        with anyio.fail_after(helper_timeout):
+            done = await anyio.run_process([path, "get"], input=server.encode(), check=False)
+    except TimeoutError as exc:  # before OSError, of which it is a subclass
+        raise AuthError(
+            f"{program} get gave no answer for '{server}' within {helper_timeout:g} s"
+        ) from exc
+    except OSError as exc:
+        raise AuthError(f"Failed to run {program}: {exc}") from exc
+    if done.returncode == 0:
+        return parse_helper_output(program, done.stdout)
+    stdout = done.stdout.decode("utf-8", "replace").strip()
+    stderr = done.stderr.decode("utf-8", "replace").strip()
+    # Helpers built on docker-credential-helpers print their errors on stdout.
+    if NOT_FOUND_MESSAGE in stdout or NOT_FOUND_MESSAGE in stderr:
+        return None
+    # A failed helper's stdout is an error text, unless it printed JSON, which may hold a secret.
+    said = [text for text in (stderr, stdout) if text and not text.startswith("{")]
+    detail = ": " + "; ".join(said)[:_MAX_QUOTED] if said else ""
+    raise AuthError(f"{program} get failed for '{server}' (exit status {done.returncode}){detail}")
+
+
+async def resolve_credentials(
+    config: DockerConfig,
+    host: str,
+    port: int | None,
+    *,
+    scheme: str = "https",
+    helper_timeout: float = HELPER_TIMEOUT,
+) -> RegistryCredentials | None:
+    """The credentials for the registry at ``host[:port]``, found as the Docker CLI finds them.
+
+    None means anonymous. Departure from the original, which read only ``auth`` (SPEC.md §9
+    row 17): helpers, ``username``/``password`` and identity tokens are used too.
+    """
+    server = server_url(host, port, scheme=scheme)
+    helper = credential_helper(config, server)
+    if helper is not None:
+        return await run_credential_helper(helper, server, helper_timeout=helper_timeout)
+    return auths_credentials(config, host, port, scheme=scheme)
+
+
+def identity_token_request(
+    realm: str, service: str | None, scope: str | None, credentials: RegistryCredentials
+) -> tuple[str, bytes]:
+    """The URL and form body of the refresh-token POST (distribution docs/spec/auth/oauth.md).
+
+    The body is sent with Content-Type :data:`OAUTH_CONTENT_TYPE`; several scopes are one
+    space-separated ``scope``, as the spec asks. The caller checks the realm first (auth.py's
+    ``check_realm``): the refresh token must only go where the registry pointed.
+    """
+    if not credentials.is_identity_token:
+        raise UsageError("identity_token_request needs identity-token credentials")
+    form = [("grant_type", "refresh_token")]
+    if service:
+        form.append(("service", service))
+    if scope:
+        form.append(("scope", scope))
+    form += [("client_id", CLIENT_ID), ("refresh_token", credentials.secret)]
+    return realm, urllib.parse.urlencode(form).encode("ascii")
+
+
+def parse_oauth_response(response: Response, url: str) -> OAuthToken:
+    """The access token, its lifetime and any new refresh token from the realm's answer.
+
+    ``expires_in`` defaults to 60 s as the token spec says; the token is read by the same code
+    as the GET flow's, so ``token`` is accepted where ``access_token`` is missing.
+    """
+    if response.code != 200:
+        raise AuthError(
+            f"Unexpected HTTP response '{response.status}' when trying to POST to "
+            f"'{redact_url(url)}'{_oauth_error(response.body)}"
+        )
+    value, expires_in = parse_token_response(response, url)
+    document = json.loads(response.body)  # parse_token_response checked it is a JSON object
+    refresh = document.get("refresh_token")
+    return OAuthToken(value, expires_in, refresh if isinstance(refresh, str) and refresh else None)
+
+
+def _oauth_error(body: bytes) -> str:
+    """`` (invalid_grant)`` from an RFC 6749 §5.2 error body, or nothing."""
+    try:
+        code = json.loads(body).get("error")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return ""
+    if not isinstance(code, str) or not code.isascii() or not code.isprintable():
+        return ""
+    return f" ({code[:100]})" if code else ""
