@@ -1,0 +1,198 @@
+"""Registry authorisation: Basic credentials, the Bearer token flow, and a token cache.
+
+The flow is the Docker token spec (distribution's docs/spec/auth/token.md): a 401 carries a
+``WWW-Authenticate: Bearer realm=…,service=…,scope=…`` challenge; the client GETs the realm with
+those parameters (and its Basic credentials, if any) and retries with ``Authorization: Bearer``.
+
+Departures from the original (SPEC.md §5.5, §9 rows 3, 5, 6, 17):
+- tokens are cached per (realm, service, scope) until shortly before ``expires_in`` ends and sent up
+  front, so an image costs one token request, not one per blob; concurrent requests for the same
+  token share a single request;
+- ``token`` and ``access_token`` are both read;
+- query parameters are URL-encoded, and a realm that already has a query is extended, not broken;
+- Basic credentials go only to the registry and to the realm it named; a Bearer token is never sent
+  to the token endpoint as if it were a credential; a plain-http realm for an https registry is
+  refused, since the credentials would cross the network in clear.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import anyio
+import attrs
+
+from mesos_uri.errors import AuthError, FetchError
+from mesos_uri.http import Response
+from mesos_uri.www_authenticate import Challenge, select_challenge
+
+__all__ = [
+    "DEFAULT_EXPIRES_IN",
+    "MAX_TOKEN_RESPONSE_BYTES",
+    "Credentials",
+    "Token",
+    "TokenCache",
+    "TokenKey",
+]
+
+# The token spec: "If omitted, the token is assumed to be valid for 60 seconds".
+DEFAULT_EXPIRES_IN: Final = 60.0
+# Renew this long before expiry, so that a token does not expire between our check and its use.
+_EXPIRY_MARGIN: Final = 10.0
+# Token responses are small JSON objects; 4 MiB is the limit containerd applies to them.
+MAX_TOKEN_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+
+# Issues a GET (url, headers) in request mode and returns the final response.
+Requester = Callable[[str, dict[str, str]], Awaitable[Response]]
+
+
+@attrs.frozen
+class Credentials:
+    """Basic credentials for one registry: the base64 ``user:password`` of a docker config."""
+
+    basic: str
+
+    def __repr__(self) -> str:  # never print a secret, not even in a traceback
+        return "Credentials(basic=<redacted>)"
+
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Basic {self.basic}"}
+
+
+@attrs.frozen
+class TokenKey:
+    realm: str
+    service: str | None
+    scope: str | None
+
+
+@attrs.frozen
+class Token:
+    value: str = attrs.field(repr=False)
+    expires_at: float
+
+    def fresh(self, now: float) -> bool:
+        return now < self.expires_at
+
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.value}"}
+
+
+@attrs.define
+class TokenCache:
+    """Tokens shared by every fetch of one plugin object (the agent's blob fetches run at once)."""
+
+    _tokens: dict[TokenKey, Token] = attrs.Factory(dict)
+    # Which token a repository was last authorised with, to send it up front next time.
+    _by_repository: dict[tuple[str, str], TokenKey] = attrs.Factory(dict)
+    _locks: dict[TokenKey, anyio.Lock] = attrs.Factory(dict)
+    clock: Callable[[], float] = time.monotonic
+    requests: int = 0
+
+    def cached_for(self, registry: str, repository: str) -> Token | None:
+        key = self._by_repository.get((registry, repository))
+        if key is None:
+            return None
+        token = self._tokens.get(key)
+        return token if token is not None and token.fresh(self.clock()) else None
+
+    async def obtain(
+        self,
+        key: TokenKey,
+        *,
+        registry: str,
+        repository: str,
+        fetch: Callable[[], Awaitable[tuple[str, float]]],
+        rejected: Token | None = None,
+    ) -> Token:
+        """The token for ``key``: cached, or fetched once however many tasks ask at the same time.
+
+        ``rejected`` is a token the registry just refused (expired or revoked): it is not reused.
+        """
+        lock = self._locks.setdefault(key, anyio.Lock())
+        async with lock:
+            token = self._tokens.get(key)
+            if token is None or not token.fresh(self.clock()) or token == rejected:
+                self.requests += 1
+                value, expires_in = await fetch()
+                margin = min(_EXPIRY_MARGIN, expires_in / 10)
+                token = Token(value, self.clock() + expires_in - margin)
+                self._tokens[key] = token
+            self._by_repository[(registry, repository)] = key
+            return token
+
+
+def token_url(realm: str, service: str | None, scopes: list[str]) -> str:
+    """The realm with ``service`` and ``scope`` added as encoded query parameters."""
+    params = [("service", service)] if service else []
+    params += [("scope", scope) for scope in scopes]
+    if not params:
+        return realm
+    separator = "&" if urllib.parse.urlsplit(realm).query else "?"
+    return realm + separator + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+
+
+def check_realm(realm: str, *, registry_scheme: str, url: str) -> None:
+    """Refuse realms that would leak credentials or that curl could not reach sensibly."""
+    scheme = urllib.parse.urlsplit(realm).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise AuthError(f"Unsupported token realm '{realm}' in the challenge from {url}")
+    if registry_scheme == "https" and scheme == "http":
+        raise AuthError(
+            f"Refusing token realm '{realm}' from {url}: plain http for an https registry"
+        )
+
+
+def bearer_challenge(response: Response, url: str) -> Challenge:
+    """The Bearer challenge of a 401, with the original's error texts (SPEC.md §5.5 step 1)."""
+    value = response.headers.get("WWW-Authenticate")
+    if not value:
+        raise AuthError(f"Got unexpected empty WWW-Authenticate header from {url}")
+    try:
+        challenge = select_challenge(value)
+    except AuthError as exc:
+        raise AuthError(f"Failed to get WWW-Authenticate header from {url}: {exc}") from exc
+    scheme = challenge.scheme.upper()
+    if scheme == "BASIC":
+        raise AuthError(
+            f"Got unexpected BASIC Authorization response status: {response.status} from {url}"
+        )
+    if scheme != "BEARER":
+        raise AuthError(f"Got unsupported auth-scheme: {scheme} from {url}")
+    return challenge
+
+
+def parse_token_response(response: Response, url: str) -> tuple[str, float]:
+    """(token, expires_in seconds) from the token endpoint's JSON (SPEC.md §5.5 steps 3-4)."""
+    if response.code != 200:
+        raise AuthError(f"Unexpected HTTP response '{response.status}' when trying to GET '{url}'")
+    try:
+        document = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AuthError(f"Parsing the JSON object failed: {exc}") from exc
+    if not isinstance(document, dict):
+        raise AuthError("Parsing the JSON object failed: Unexpected JSON type parsed")
+    # The spec names it ``token``; OAuth2-style servers send ``access_token``; either will do.
+    value = document.get("token") or document.get("access_token")
+    if value is None:
+        raise AuthError("Failed to find token in JSON object")
+    if not isinstance(value, str) or not value:
+        raise AuthError("Finding token in JSON object failed: Found JSON value of wrong type")
+    expires_in = document.get("expires_in")
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int | float)
+        or not math.isfinite(expires_in)
+        or expires_in <= 0
+    ):
+        expires_in = DEFAULT_EXPIRES_IN
+    return value, float(expires_in)
+
+
+def is_auth_error(exc: FetchError) -> bool:
+    return isinstance(exc, AuthError)

@@ -1,0 +1,190 @@
+"""Talking to one repository of one registry: requests and downloads with their 401 dance.
+
+A session is what the original threads through its continuations by hand: the registry URL, the
+repository, the Basic credentials and the headers that authorise the next request (SPEC.md §5.4).
+It is made per fetch; the token cache it uses lives in the plugin, so sessions share tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Callable
+from typing import Final
+
+import attrs
+
+from mesos_uri import curl
+from mesos_uri.docker.auth import (
+    MAX_TOKEN_RESPONSE_BYTES,
+    Credentials,
+    Token,
+    TokenCache,
+    TokenKey,
+    bearer_challenge,
+    check_realm,
+    parse_token_response,
+    token_url,
+)
+from mesos_uri.errors import AuthError, HTTPStatusError
+from mesos_uri.http import Response
+
+__all__ = ["MAX_REDIRECTS", "Session", "registry_error_detail", "same_origin"]
+
+# curl's own default for --max-redirs is 50; a registry needs one hop (to storage), so 10 is
+# generous and stops a redirect loop early (the original recursed without bound, SPEC §9 row 16).
+MAX_REDIRECTS: Final = 10
+
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def same_origin(a: str, b: str) -> bool:
+    """Scheme, host and port equal: only then may a redirect carry our Authorization header."""
+    return _origin(a) == _origin(b)
+
+
+def registry_error_detail(response: Response) -> str:
+    """`` (CODE: message)`` from a registry's JSON error body, or nothing (REGISTRY-NOTES.md)."""
+    try:
+        document = json.loads(response.body)
+        first = document["errors"][0]
+        code, message = str(first.get("code", "")), str(first.get("message", ""))
+    except (ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError, AttributeError):
+        return ""
+    text = ": ".join(part for part in (code, message) if part)
+    return f" ({text})" if text else ""
+
+
+@attrs.define
+class Session:
+    registry: str  # T://host[:port], no trailing slash
+    repository: str
+    credentials: Credentials | None
+    tokens: TokenCache
+    stall_timeout: float | None = None
+    connect_timeout: float | None = None
+    # MESOS-10092: a challenge without service/scope is completed from the /v2/ root challenge.
+    scope_fallback: bool = True
+
+    def auth_headers(self) -> dict[str, str]:
+        """What to send up front: a cached token for this repository, else Basic, else nothing."""
+        token = self.tokens.cached_for(self.registry, self.repository)
+        if token is not None:
+            return token.header()
+        return self.credentials.header() if self.credentials else {}
+
+    async def get(self, url: str, *, accept: str | None = None, max_bytes: int) -> Response:
+        """A request-mode GET, authorised; a 401 is answered once with a (new) token."""
+        extra = {"Accept": accept} if accept else {}
+        sent = self.tokens.cached_for(self.registry, self.repository)
+        response = await self._request(url, {**extra, **self.auth_headers()}, max_bytes)
+        if response.code == 401:
+            token = await self.authorize(response, url, rejected=sent)
+            response = await self._request(url, {**extra, **token.header()}, max_bytes)
+        return response
+
+    async def download(
+        self,
+        url: str,
+        sink: Callable[[bytes], None],
+        *,
+        restart: Callable[[], None],
+        anonymous: bool = False,
+    ) -> Response:
+        """Download ``url`` into ``sink``; returns the final response (the caller checks 200).
+
+        Redirects are followed here rather than by curl, so that the Authorization header goes
+        only to the registry's own origin (blob storage and CDNs get none). ``anonymous`` sends
+        no credentials at all (a foreign layer's URLs are not the registry's).
+        """
+        headers = {} if anonymous else self.auth_headers()
+        sent = self.tokens.cached_for(self.registry, self.repository)
+        authorized = False
+        for _ in range(MAX_REDIRECTS + 1):
+            result = await curl.download(
+                url,
+                sink,
+                headers=headers,
+                stall_timeout=self.stall_timeout,
+                connect_timeout=self.connect_timeout,
+            )
+            response = result.response
+            if (
+                response.code == 401
+                and not (authorized or anonymous)
+                and same_origin(url, self.registry)
+            ):
+                # The challenge comes with the download itself: no probe request (SPEC §9 row 4).
+                authorized = True
+                if result.received:
+                    restart()
+                headers = (await self.authorize(response, url, rejected=sent)).header()
+                continue
+            if response.code in _REDIRECTS and result.redirect_url:
+                if result.received:
+                    restart()
+                url = result.redirect_url
+                if anonymous or not same_origin(url, self.registry):
+                    headers = {}
+                continue
+            return response
+        raise HTTPStatusError(
+            f"Too many redirects (more than {MAX_REDIRECTS}) when trying to download '{url}'",
+            code=0,
+        )
+
+    async def authorize(self, response: Response, url: str, *, rejected: Token | None) -> Token:
+        """Answer a 401: find the token the challenge asks for, from the cache or the realm."""
+        challenge = bearer_challenge(response, url)
+        realm = challenge.param("realm") or ""
+        service = challenge.param("service")
+        scope = challenge.param("scope")
+        if not (realm and service and scope):
+            raw = response.headers.get("WWW-Authenticate") or ""
+            message = f"Missing 'realm', 'service' or 'scope' in header WWW-Authenticate: {raw}"
+            if not self.scope_fallback:
+                raise AuthError(message)
+            realm, service, scope = await self._root_challenge(service)
+        check_realm(realm, registry_scheme=urllib.parse.urlsplit(self.registry).scheme, url=url)
+        key = TokenKey(realm, service, scope)
+        token_endpoint = token_url(realm, service, [scope] if scope else [])
+
+        async def fetch() -> tuple[str, float]:
+            headers = self.credentials.header() if self.credentials else {}
+            reply = await self._request(token_endpoint, headers, MAX_TOKEN_RESPONSE_BYTES)
+            return parse_token_response(reply, token_endpoint)
+
+        return await self.tokens.obtain(
+            key, registry=self.registry, repository=self.repository, fetch=fetch, rejected=rejected
+        )
+
+    async def _root_challenge(self, service: str | None) -> tuple[str, str | None, str]:
+        """Realm and service from the ``/v2/`` challenge, scope generated (MESOS-10092)."""
+        root = f"{self.registry}/v2/"
+        headers = self.credentials.header() if self.credentials else {}
+        reply = await self._request(root, headers, MAX_TOKEN_RESPONSE_BYTES)
+        challenge = bearer_challenge(reply, root)
+        realm = challenge.param("realm")
+        if not realm:
+            raise AuthError(f"Missing 'realm' in WWW-Authenticate header obtained from {root}")
+        return realm, challenge.param("service") or service, f"repository:{self.repository}:pull"
+
+    async def _request(self, url: str, headers: dict[str, str], max_bytes: int) -> Response:
+        return await curl.request(
+            url,
+            headers=headers,
+            stall_timeout=self.stall_timeout,
+            connect_timeout=self.connect_timeout,
+            max_bytes=max_bytes,
+        )

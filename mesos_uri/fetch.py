@@ -1,0 +1,227 @@
+"""``python -m mesos_uri.fetch [FLAGS] URI DIRECTORY``: one fetch from the command line.
+
+Exit status: 0 fetched; 1 the fetch failed (one line ``Failed to fetch '<URI>': <reason>`` on
+stderr); 2 the command line is wrong; 130/143 interrupted by SIGINT/SIGTERM (curl children killed,
+temporary files removed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Final, NoReturn
+
+import anyio
+import attrs
+
+from mesos_uri.docker.digest import parse_digest
+from mesos_uri.docker.platform import parse_platform
+from mesos_uri.docker.plugin import DEFAULT_JOBS, FetchSummary
+from mesos_uri.errors import FetchError, UsageError
+from mesos_uri.fetcher import Fetcher, Flags, create
+from mesos_uri.flags import parse_duration, world_readable
+from mesos_uri.uri import URI, parse_uri
+
+__all__ = ["main"]
+
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+_DESCRIPTION = """\
+Fetch a URI into DIRECTORY, as the Apache Mesos URI fetcher does.
+
+URI forms:
+  docker://HOST[:PORT]/REPO?TAG-OR-DIGEST[#http|https]   manifest and every blob
+  docker-manifest://HOST[:PORT]/REPO?TAG-OR-DIGEST[#...]  DIRECTORY/manifest only
+  docker-blob://HOST[:PORT]/REPO?DIGEST[#...]             DIRECTORY/<digest> only
+  http(s)://HOST[:PORT]/PATH, ftp(s)://...                DIRECTORY/<basename>
+  file:///PATH                                            DIRECTORY/<basename>
+The fragment chooses the registry's transport (default https). An image index or manifest list is
+resolved to the platform of --platform (default: this host's); DIRECTORY/index then holds the index.
+
+Every blob is verified against its digest before it appears as DIRECTORY/<digest>.
+
+Exit status: 0 fetched; 1 the fetch failed (one line on stderr saying why); 2 the command line is
+wrong; 130 or 143 interrupted by SIGINT or SIGTERM.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m mesos_uri.fetch",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("uri", metavar="URI", help="what to fetch (forms above)")
+    parser.add_argument("directory", metavar="DIRECTORY", help="created if missing")
+    parser.add_argument(
+        "--docker_config",
+        metavar="JSON|/PATH|file://PATH",
+        help="default registry credentials: a docker config.json (or old .dockercfg), inline "
+        "or as a file",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="PATH|-",
+        help="per-fetch docker config, read from PATH or from stdin with '-'; its entries win "
+        "over --docker_config (never pass secrets in argv: every user can read it)",
+    )
+    parser.add_argument(
+        "--docker_stall_timeout",
+        metavar="DURATION",
+        help="abort a registry transfer that moves no bytes for this long, e.g. 30secs, 1mins",
+    )
+    parser.add_argument(
+        "--curl_stall_timeout",
+        metavar="DURATION",
+        help="the same for http(s)/ftp(s) URIs",
+    )
+    parser.add_argument(
+        "--connect_timeout",
+        metavar="DURATION",
+        help="give up connecting to a server after this long, e.g. 10secs",
+    )
+    parser.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="platform to pick from an image index, e.g. linux/arm64 (default: this host's)",
+    )
+    parser.add_argument(
+        "--jobs",
+        metavar="N",
+        type=int,
+        default=DEFAULT_JOBS,
+        help=f"blob downloads at once (default {DEFAULT_JOBS})",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON summary on stdout: image, platform, manifest digest, every blob",
+    )
+    return parser
+
+
+@attrs.frozen
+class _Command:
+    uri: URI
+    directory: str
+    flags: Flags
+    data: str | None
+    json: bool
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _read_data(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value == "-":
+        return sys.stdin.read()
+    if world_readable(value):
+        _warn(f"'{value}' holds credentials and is readable by every user (chmod 600 it)")
+    try:
+        with open(value, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise UsageError(f"Failed to read '{value}': {exc.strerror or exc}") from exc
+
+
+def _command(argv: Sequence[str] | None) -> _Command:
+    args = _parser().parse_args(argv)
+    uri = parse_uri(args.uri)
+    if uri.scheme == "docker-blob" and uri.query is not None:
+        parse_digest(uri.query)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
+    config = args.docker_config
+    if config is not None and config.startswith(("/", "file://")):
+        path = config.removeprefix("file://")
+        if world_readable(path):
+            _warn(f"'{path}' holds credentials and is readable by every user (chmod 600 it)")
+
+    def seconds(value: str | None) -> float | None:
+        return None if value is None else parse_duration(value).seconds
+
+    flags = Flags(
+        docker_config=config,
+        docker_stall_timeout=seconds(args.docker_stall_timeout),
+        curl_stall_timeout=seconds(args.curl_stall_timeout),
+        connect_timeout=seconds(args.connect_timeout),
+        jobs=args.jobs,
+        platform=parse_platform(args.platform) if args.platform else None,
+    )
+    return _Command(uri, args.directory, flags, _read_data(args.data), args.json)
+
+
+async def _run(fetcher: Fetcher, command: _Command) -> tuple[FetchSummary | None, int | None]:
+    """Fetch, or stop cleanly on SIGINT/SIGTERM; returns (summary, signal number)."""
+    received: list[int] = []
+    summary: FetchSummary | None = None
+    failure: FetchError | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    received.append(signum)
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(watch)
+        try:
+            summary = await fetcher.fetch(command.uri, command.directory, command.data)
+        except FetchError as exc:
+            failure = exc
+        group.cancel_scope.cancel()
+    if received:
+        return None, received[0]
+    if failure is not None:
+        raise failure
+    return summary, None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        command = _command(argv)
+        fetcher = create(command.flags)
+        if command.uri.scheme not in fetcher.schemes:
+            raise UsageError(
+                f"Failed to fetch '{command.uri}': Scheme '{command.uri.scheme}' is not supported"
+            )
+    except FetchError as exc:
+        print(f"python -m mesos_uri.fetch: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        summary, signum = anyio.run(_run, fetcher, command)
+    except FetchError as exc:
+        print(_one_line(exc), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        summary, signum = None, signal.SIGINT
+    if signum is not None:
+        name = signal.Signals(signum).name
+        print(f"Fetching '{command.uri}' was interrupted by {name}", file=sys.stderr)
+        return 128 + signum
+    if command.json and summary is not None:
+        print(json.dumps(attrs.asdict(summary), sort_keys=True))
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """Errors carry curl's stderr and decoder dumps; the CLI promises a single line."""
+    return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""The target directory: verified files appear under their final names, and nothing else does.
+
+The original wrote curl's output straight to ``DIR/<digest>``, so a failed or cancelled pull left
+HTTP error bodies and partial layers under names the agent trusts (SPEC.md §1.2, §9 row 10). Here
+bytes go to a hidden temporary file in the same directory, are hashed as they arrive, and are
+renamed into place only once their digest matched; the temporary file is removed on any failure
+and on cancellation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Final
+
+import anyio
+
+from mesos_uri.docker.digest import Digest, Hasher
+from mesos_uri.errors import FetchError
+
+__all__ = ["BlobTooLargeError", "BlobWriter", "Store"]
+
+# Bytes read per call when re-hashing a file that is already present.
+_READ_CHUNK: Final = 1024 * 1024
+
+# Prefix of temporary files: hidden, and never a valid digest (digests start with [a-z0-9]).
+_TEMP_PREFIX: Final = ".mesos-uri-"
+
+
+class BlobTooLargeError(FetchError):
+    """A download delivered more bytes than its descriptor declared: stopped, never kept."""
+
+
+class BlobWriter:
+    """Receives a download's body chunk by chunk: hashes, size-checks and writes each one.
+
+    It is the ``sink`` of ``curl.download``; raising from ``write`` stops curl at once.
+    """
+
+    def __init__(self, path: Path, fd: int, digest: Digest, size: int, *, what: str) -> None:
+        self.path = path
+        self._fd = fd
+        self.digest = digest
+        self.size = size
+        self.received = 0
+        self._hasher: Hasher = digest.hasher()
+        self._what = what
+
+    def write(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if 0 <= self.size < self.received:
+            raise BlobTooLargeError(
+                f"{self._what} is larger than the {self.size} bytes its manifest declares"
+            )
+        self._hasher.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def restart(self) -> None:
+        """Forget everything written so far: a server that ignored our Range answers from 0."""
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self.received = 0
+        self._hasher = self.digest.hasher()
+
+    def verify(self) -> None:
+        if 0 <= self.size != self.received:
+            raise BlobTooLargeError(
+                f"{self._what} has {self.received} bytes but its manifest declares {self.size}"
+            )
+        self.digest.verify(self._hasher, what=self._what)
+
+
+class Store:
+    """One target directory. Safe for concurrent fetches, even of the same digest."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, durable: bool = True) -> None:
+        self.directory = Path(directory)
+        # fsync before rename so that a crash cannot leave an empty file under a verified name.
+        self.durable = durable
+
+    def create(self) -> None:
+        """``mkdir -p`` the directory, with the original's error text (SPEC.md §8.2)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FetchError(
+                f"Failed to create directory '{self.directory}': {exc.strerror or exc}"
+            ) from exc
+
+    def path(self, name: str | Digest) -> Path:
+        # Digests were validated against the OCI grammar, so str(digest) has no '/' in it.
+        return self.directory / str(name)
+
+    async def has_verified(self, digest: Digest) -> bool:
+        """Whether ``DIR/<digest>`` already holds exactly the right bytes (retries are cheap)."""
+        path = self.path(digest)
+        if not path.is_file():
+            return False
+        return await anyio.to_thread.run_sync(_file_matches, path, digest)
+
+    async def write_file(self, name: str, data: bytes) -> None:
+        """Atomically put already-verified bytes (a manifest, an index) under ``name``."""
+        fd, tmp = self._temp(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if self.durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path(name))
+        except BaseException:
+            _remove(tmp)
+            raise
+
+    def open_blob(self, digest: Digest, size: int, *, what: str) -> BlobWriter:
+        """A writer on a fresh temporary file; ``commit`` or ``discard`` it exactly once."""
+        fd, tmp = self._temp(str(digest))
+        return BlobWriter(Path(tmp), fd, digest, size, what=what)
+
+    async def commit(self, writer: BlobWriter) -> None:
+        """Verify, flush and rename into place; on any failure the temporary file is gone."""
+        try:
+            writer.verify()
+            if self.durable:
+                await anyio.to_thread.run_sync(os.fsync, writer._fd)
+            os.close(writer._fd)
+            writer._fd = -1
+            os.chmod(writer.path, 0o644)
+            os.replace(writer.path, self.path(writer.digest))
+        except BaseException:
+            self.discard(writer)
+            raise
+
+    def discard(self, writer: BlobWriter) -> None:
+        if writer._fd >= 0:
+            os.close(writer._fd)
+            writer._fd = -1
+        _remove(str(writer.path))
+
+    def temp_path(self, name: str) -> Path:
+        """A fresh, closed temporary file for a plugin that lets another program write it."""
+        fd, tmp = self._temp(name)
+        os.close(fd)
+        return Path(tmp)
+
+    def place(self, temp: Path, name: str) -> Path:
+        """Rename a finished temporary file to its final ``name`` (atomic within the directory)."""
+        final = self.path(name)
+        os.replace(temp, final)
+        return final
+
+    def leftovers(self) -> list[Path]:
+        """Temporary files in the directory (tests assert there are none after a fetch)."""
+        return sorted(self.directory.glob(_TEMP_PREFIX + "*"))
+
+    def _temp(self, name: str) -> tuple[int, str]:
+        try:
+            return tempfile.mkstemp(dir=self.directory, prefix=f"{_TEMP_PREFIX}{name}.")
+        except OSError as exc:
+            raise FetchError(
+                f"Failed to create a temporary file in '{self.directory}': {exc.strerror or exc}"
+            ) from exc
+
+
+def _file_matches(path: Path, digest: Digest) -> bool:
+    hasher = digest.hasher()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_READ_CHUNK):
+                hasher.update(chunk)
+    except OSError:
+        return False
+    return f"{digest.algorithm}:{hasher.hexdigest()}" == str(digest)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

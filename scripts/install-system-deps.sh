@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system programs mesos_uri and its tests run: curl (every request), the CNCF
+# distribution registry (the tests' and the demo's registry), and any extra packages named as
+# arguments (the benchmark adds skopeo). Does nothing when they are all there already.
+set -euo pipefail
+
+declare -A package_of=([curl]=curl [docker-registry]=docker-registry)
+for extra in "$@"; do package_of[$extra]=$extra; done
+
+missing=()
+for program in "${!package_of[@]}"; do
+    command -v "$program" >/dev/null 2>&1 || missing+=("${package_of[$program]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing system packages: ${missing[*]}" >&2
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian package starts a registry on :5000 where systemd runs; ours pick free ports.
