@@ -1,0 +1,219 @@
+"""The fault server does what it says, seen through curl."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import attrs
+import pytest
+from faults import (
+    Act,
+    BadChallenge,
+    Drop,
+    FaultServer,
+    Hangup,
+    MalformedHeader,
+    Oversized,
+    RateLimited,
+    Raw,
+    Redirect,
+    Serve,
+    Stall,
+    Status,
+    WrongBytes,
+    blob_path,
+    http_date,
+    manifest_path,
+    sha256_digest,
+)
+
+from mesos_uri.retry import parse_retry_after
+
+REPO = "lab/app"
+MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+BLOB = bytes(range(256)) * 40
+DIGEST = sha256_digest(BLOB)
+BLOB_PATH = blob_path(REPO, DIGEST)
+MANIFEST = b'{"schemaVersion": 2}'
+
+
+@attrs.frozen
+class Answer:
+    exit_code: int
+    status: int | None
+    head: str
+    body: bytes
+
+
+def curl(url: str, *options: str) -> Answer:
+    """One curl run: its exit code, and the last header block and the body apart.
+
+    The fault server's redirects have empty bodies, so with ``-L`` each header block is followed
+    directly by the next one.
+    """
+    run = subprocess.run(
+        ["curl", "-q", "-s", "-S", "-i", *options, url], capture_output=True, timeout=30
+    )
+    out, pos, head = run.stdout, 0, b""
+    while out.startswith(b"HTTP/", pos):
+        end = out.find(b"\r\n\r\n", pos)
+        end = len(out) if end < 0 else end
+        head, pos = out[pos:end], end + 4
+    status = int(head.split()[1]) if head else None
+    return Answer(run.returncode, status, head.decode("latin-1"), out[pos:])
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    with FaultServer() as server:
+        server.registry(REPO, MANIFEST, MEDIA_TYPE, {DIGEST: BLOB})
+        yield server
+
+
+def test_serves_an_image_as_a_registry_does(server: FaultServer) -> None:
+    digest = sha256_digest(MANIFEST)
+    for reference in ("latest", digest):
+        answer = curl(server.url(manifest_path(REPO, reference)))
+        assert (answer.status, answer.body) == (200, MANIFEST)
+        assert f"Content-Type: {MEDIA_TYPE}" in answer.head
+        assert f"Docker-Content-Digest: {digest}" in answer.head
+    assert curl(server.url("/v2/")).status == 200
+    assert curl(server.url("/v2"), "-L").status == 200  # redirected to /v2/
+    blob = curl(server.url(BLOB_PATH))
+    assert (blob.status, blob.body) == (200, BLOB)
+    missing = curl(server.url(blob_path(REPO, sha256_digest(b"other"))))
+    assert missing.status == 404
+    assert b"BLOB_UNKNOWN" in missing.body
+
+
+def test_range_requests_get_206_unless_ranges_are_off(server: FaultServer) -> None:
+    partial = curl(server.url(BLOB_PATH), "-r", "1000-")
+    assert partial.status == 206
+    assert partial.body == BLOB[1000:]
+    assert f"Content-Range: bytes 1000-{len(BLOB) - 1}/{len(BLOB)}" in partial.head
+    server.script(BLOB_PATH, [Serve(ranges=False)])
+    whole = curl(server.url(BLOB_PATH), "-r", "1000-")
+    assert (whole.status, whole.body) == (200, BLOB)
+
+
+def test_acts_are_used_one_per_request_and_the_last_repeats(server: FaultServer) -> None:
+    server.script(BLOB_PATH, [Status(503), Status(500), Serve()])
+    answers = [curl(server.url(BLOB_PATH)) for _ in range(4)]
+    assert [answer.status for answer in answers] == [503, 500, 200, 200]
+    assert b"INJECTED_503" in answers[0].body
+    assert answers[3].body == BLOB
+    recorded = server.requests_for(BLOB_PATH)
+    assert [(r.method, r.path) for r in recorded] == [("GET", BLOB_PATH)] * 4
+    assert (recorded[0].header("user-agent") or "").startswith("curl/")
+
+
+def test_a_dropped_body_can_be_resumed_with_a_range(server: FaultServer) -> None:
+    server.script(BLOB_PATH, [Drop(after=1000), Serve()])
+    first = curl(server.url(BLOB_PATH))
+    assert first.exit_code == 18  # CURLE_PARTIAL_FILE
+    assert f"Content-Length: {len(BLOB)}" in first.head
+    assert first.body == BLOB[:1000]
+    rest = curl(server.url(BLOB_PATH), "-r", "1000-")
+    assert rest.status == 206
+    assert first.body + rest.body == BLOB
+
+
+@pytest.mark.parametrize(("form", "seconds"), [("delta", 30.0), ("date", 120.0), ("junk", None)])
+def test_rate_limit_carries_retry_after(
+    server: FaultServer, form: str, seconds: float | None
+) -> None:
+    values: dict[str, int | str] = {
+        "delta": 30,
+        "date": http_date(time.time() + 120),
+        "junk": "soon",
+    }
+    value = values[form]
+    server.script(BLOB_PATH, [RateLimited(value)])
+    answer = curl(server.url(BLOB_PATH))
+    assert answer.status == 429
+    retry_after = answer.head.partition("Retry-After: ")[2].partition("\r\n")[0]
+    assert retry_after == str(value)
+    if seconds is None:
+        assert parse_retry_after(retry_after) is None
+    else:
+        # An HTTP-date has whole seconds, and the request took a moment.
+        assert parse_retry_after(retry_after) == pytest.approx(seconds, abs=3)
+
+
+def test_wrong_and_oversized_bodies(server: FaultServer) -> None:
+    server.script(BLOB_PATH, [WrongBytes()])
+    wrong = curl(server.url(BLOB_PATH))
+    assert len(wrong.body) == len(BLOB)
+    assert wrong.body != BLOB
+    assert f"Docker-Content-Digest: {DIGEST}" in wrong.head  # it still claims the digest
+    path = manifest_path(REPO, "latest")
+    server.script(path, [Oversized(5 * 1024 * 1024)])
+    big = curl(server.url(path))
+    assert len(big.body) == 5 * 1024 * 1024
+    assert big.body.startswith(MANIFEST)
+    assert not big.body[len(MANIFEST) :].strip()
+
+
+def test_bad_challenge_is_a_401_with_that_header(server: FaultServer) -> None:
+    server.script(BLOB_PATH, [BadChallenge('Bearer realm="x')])
+    answer = curl(server.url(BLOB_PATH))
+    assert answer.status == 401
+    assert 'WWW-Authenticate: Bearer realm="x\r\n' in answer.head
+
+
+@pytest.mark.parametrize(
+    ("act", "options", "exit_code"),
+    [
+        (Hangup(), (), 52),  # CURLE_GOT_NOTHING
+        (Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc"), (), 18),  # PARTIAL_FILE
+        (MalformedHeader(), (), 8),  # CURLE_WEIRD_SERVER_REPLY
+        (Redirect(BLOB_PATH), ("-L", "--max-redirs", "3"), 47),  # a loop: TOO_MANY_REDIRECTS
+        (Stall(10), ("-y", "1", "-Y", "1"), 28),  # a stall before any byte: OPERATION_TIMEDOUT
+        (Stall(10, after=100), ("-y", "1", "-Y", "1000"), 28),  # a stall mid-body
+    ],
+)
+def test_each_fault_makes_curl_fail_as_it_would_in_the_wild(
+    server: FaultServer, act: Act, options: tuple[str, ...], exit_code: int
+) -> None:
+    server.script(BLOB_PATH, [act])
+    assert curl(server.url(BLOB_PATH), *options).exit_code == exit_code
+
+
+def test_redirect_to_another_server(server: FaultServer) -> None:
+    with FaultServer() as storage:
+        storage.script("/bucket/blob", [Serve(body=b"stored")])
+        server.script(BLOB_PATH, [Redirect(storage.url("/bucket/blob"))])
+        answer = curl(server.url(BLOB_PATH), "-L")
+        assert answer.body == b"stored"
+        assert len(storage.requests_for("/bucket/blob")) == 1
+
+
+def test_close_while_stalling_leaves_no_thread_and_frees_the_port() -> None:
+    before = set(threading.enumerate())
+    server = FaultServer()
+    server.script("/slow", [Stall(60)])
+    client = subprocess.Popen(
+        ["curl", "-q", "-s", "-S", server.url("/slow")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not server.requests_for("/slow") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.requests_for("/slow")
+        started = time.monotonic()
+        server.close()
+        assert time.monotonic() - started < 2
+        assert set(threading.enumerate()) == before
+        assert client.wait(timeout=10) == 52  # cut before a byte was sent
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", server.port))
+    finally:
+        client.kill()
+        client.wait()
