@@ -154,6 +154,7 @@ async def download(
     headers: Mapping[str, str] = {},
     stall_timeout: float | None = None,
     connect_timeout: float | None = None,
+    on_response: Callable[[Response], None] | None = None,
 ) -> DownloadResult:
     """Run curl in download mode and stream a 200/206 body into ``sink`` as it arrives.
 
@@ -162,6 +163,8 @@ async def download(
     never does. Redirects are reported in the result, not followed (as in §4.2, but without the
     original's header-less recursion). An exception from ``sink`` kills curl and propagates
     unchanged. HTTP(S) only: for FTP, curl's ``-D`` writes the server's reply lines instead.
+    ``on_response`` sees the final header block before the first body byte reaches ``sink``
+    (a resumed download learns there whether the server honoured its Range).
     """
     program = _program()
     config = [_url_line(url), *_header_lines(headers)]
@@ -169,7 +172,7 @@ async def download(
     # size or progress must see bytes when they arrive.
     options = ["-s", "-S", "-N", "-D", "-", "-o", "-", "--suppress-connect-headers"]
     options += _timeout_options(stall_timeout, connect_timeout)
-    parser = _DownloadParser(sink)
+    parser = _DownloadParser(sink, on_response)
     status, stderr = await _run(program, options, config, url, parser.feed)
     _check_status(url, status, stderr)
     if parser.response is None:
@@ -186,8 +189,9 @@ async def download(
 class _DownloadParser:
     """Splits curl's ``-D - -o -`` stream into the header block(s) and the body, bytes in."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, on_response: Callable[[Response], None] | None) -> None:
         self._sink = sink
+        self._on_response = on_response
         self.head = bytearray()
         self.response: Response | None = None
         self.error_body = bytearray()
@@ -228,6 +232,8 @@ class _DownloadParser:
             # curl prints interim 1xx blocks (100 Continue, 103 Early Hints) before the final one.
             if not 100 <= response.code < 200:
                 self.response = response
+                if self._on_response is not None:
+                    self._on_response(response)
                 rest = bytes(self.head)
                 self.head.clear()
                 return rest

@@ -19,10 +19,11 @@ import attrs
 
 from mesos_uri.docker.digest import parse_digest
 from mesos_uri.docker.platform import parse_platform
-from mesos_uri.docker.plugin import DEFAULT_JOBS, FetchSummary
+from mesos_uri.docker.plugin import DEFAULT_CONNECT_TIMEOUT, DEFAULT_JOBS, FetchSummary
 from mesos_uri.errors import FetchError, UsageError
 from mesos_uri.fetcher import Fetcher, Flags, create
 from mesos_uri.flags import parse_duration, world_readable
+from mesos_uri.retry import DEFAULT_RETRIES
 from mesos_uri.uri import URI, parse_uri
 
 __all__ = ["main"]
@@ -88,7 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connect_timeout",
         metavar="DURATION",
-        help="give up connecting to a server after this long, e.g. 10secs",
+        help="give up connecting to a server after this long (default 30secs)",
+    )
+    parser.add_argument(
+        "--retries",
+        metavar="N",
+        type=int,
+        default=DEFAULT_RETRIES,
+        help="retries of a transient failure (refused or dropped connection, stall, 408, 429, "
+        f"5xx) with exponential backoff; 0 means one attempt (default {DEFAULT_RETRIES})",
     )
     parser.add_argument(
         "--platform",
@@ -144,6 +153,8 @@ def _command(argv: Sequence[str] | None) -> _Command:
         parse_digest(uri.query)
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
+    if args.retries < 0:
+        raise UsageError(f"--retries must be 0 or more, not {args.retries}")
     config = args.docker_config
     if config is not None and config.startswith(("/", "file://")):
         path = config.removeprefix("file://")
@@ -157,8 +168,13 @@ def _command(argv: Sequence[str] | None) -> _Command:
         docker_config=config,
         docker_stall_timeout=seconds(args.docker_stall_timeout),
         curl_stall_timeout=seconds(args.curl_stall_timeout),
-        connect_timeout=seconds(args.connect_timeout),
+        connect_timeout=(
+            DEFAULT_CONNECT_TIMEOUT
+            if args.connect_timeout is None
+            else parse_duration(args.connect_timeout).seconds
+        ),
         jobs=args.jobs,
+        retries=args.retries,
         platform=parse_platform(args.platform) if args.platform else None,
     )
     return _Command(uri, args.directory, flags, _read_data(args.data), args.json)

@@ -16,11 +16,18 @@ import attrs
 
 from mesos_uri.docker import config as docker_config
 from mesos_uri.docker.platform import Platform
-from mesos_uri.docker.plugin import DEFAULT_JOBS, DockerFetcherPlugin, DockerOptions, FetchSummary
+from mesos_uri.docker.plugin import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_JOBS,
+    DockerFetcherPlugin,
+    DockerOptions,
+    FetchSummary,
+)
 from mesos_uri.errors import FetchError, UsageError
 from mesos_uri.flags import parse_json_object_flag
 from mesos_uri.plugins.copy import CopyFetcherPlugin
 from mesos_uri.plugins.curl import CurlFetcherPlugin
+from mesos_uri.retry import DEFAULT_RETRIES
 from mesos_uri.uri import URI, parse_uri
 
 __all__ = ["Fetcher", "Flags", "Plugin", "create"]
@@ -56,9 +63,10 @@ class Flags:
     docker_config: str | None = None
     docker_stall_timeout: float | None = None
     curl_stall_timeout: float | None = None
-    connect_timeout: float | None = None
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
     jobs: int = DEFAULT_JOBS
     platform: Platform | None = None
+    retries: int = DEFAULT_RETRIES
 
 
 class Fetcher:
@@ -132,6 +140,7 @@ def create(flags: Flags | None = None) -> Fetcher:
             connect_timeout=flags.connect_timeout,
             jobs=flags.jobs,
             platform=flags.platform,
+            retries=flags.retries,
         )
     )
     return Fetcher(

@@ -33,14 +33,25 @@ from mesos_uri.errors import (
     UsageError,
 )
 from mesos_uri.http import Response
+from mesos_uri.retry import DEFAULT_RETRIES, RetryPolicy, run_with_retries
 from mesos_uri.store import BlobWriter, Store
 from mesos_uri.uri import URI
 
-__all__ = ["DEFAULT_JOBS", "BlobResult", "DockerFetcherPlugin", "DockerOptions", "FetchSummary"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_JOBS",
+    "BlobResult",
+    "DockerFetcherPlugin",
+    "DockerOptions",
+    "FetchSummary",
+]
 
 # Parallel blob downloads per plugin object: measured in BENCHMARKS.md; beyond this a 2-core node
 # gains nothing and a registry starts to see us as a burst.
 DEFAULT_JOBS: Final = 8
+
+# How long curl may take to connect: dockerd's registry dialer gives up after 30 s as well.
+DEFAULT_CONNECT_TIMEOUT: Final = 30.0
 
 _SCHEMES: Final = ("docker", "docker-manifest", "docker-blob")
 # Head room for the header block(s) that curl prints before a manifest's body.
@@ -54,9 +65,10 @@ class DockerOptions:
 
     docker_config: docker_config.DockerConfig | None = None
     stall_timeout: float | None = None
-    connect_timeout: float | None = None
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
     jobs: int = DEFAULT_JOBS
     platform: Platform | None = None
+    retries: int = DEFAULT_RETRIES
     # MESOS-10092's /v2/ fallback for challenges without service/scope; off only in a test.
     scope_fallback: bool = True
     # fsync before rename; off only where a crash may lose the directory anyway.
@@ -102,6 +114,7 @@ class DockerFetcherPlugin:
         self.options = options or DockerOptions()
         if self.options.jobs < 1:
             raise UsageError(f"jobs must be at least 1, not {self.options.jobs}")
+        self.retry = RetryPolicy(retries=self.options.retries)
         self.tokens = TokenCache()
         self._limiters: dict[object, anyio.CapacityLimiter] = {}
 
@@ -172,6 +185,7 @@ class DockerFetcherPlugin:
             stall_timeout=self.options.stall_timeout,
             connect_timeout=self.options.connect_timeout,
             scope_fallback=self.options.scope_fallback,
+            retry=self.retry,
         )
 
     # -- the manifest ---------------------------------------------------------------------------
@@ -200,6 +214,16 @@ class DockerFetcherPlugin:
         return _Resolved(manifest, media_type, raw, digest, index_raw, platform)
 
     async def _get_manifest(
+        self, session: Session, reference: str, expected: Digest | None
+    ) -> tuple[str, bytes, Digest]:
+        async def attempt(_: int) -> tuple[str, bytes, Digest]:
+            return await self._get_manifest_once(session, reference, expected)
+
+        return await run_with_retries(
+            attempt, policy=self.retry, describe=f"manifest {session.repository}:{reference}"
+        )
+
+    async def _get_manifest_once(
         self, session: Session, reference: str, expected: Digest | None
     ) -> tuple[str, bytes, Digest]:
         url = f"{session.registry}/v2/{session.repository}/manifests/{reference}"
@@ -271,18 +295,25 @@ class DockerFetcherPlugin:
             return BlobResult(str(digest), size, time.monotonic() - started, downloaded=False)
         async with limiter or self._limiter():
             writer = store.open_blob(digest, descriptor.size, what=f"blob '{digest}'")
-            try:
-                url = f"{session.registry}/v2/{session.repository}/blobs/{digest}"
-                response = await session.download(url, writer.write, restart=writer.restart)
+            url = f"{session.registry}/v2/{session.repository}/blobs/{digest}"
+
+            async def attempt(_: int) -> None:
+                # After a transfer broke off, ask only for the bytes still missing.
+                response = await session.download(
+                    url, writer.write, restart=writer.restart, offset=writer.received
+                )
                 if response.code == 404 and descriptor.urls:
                     response = await _fetch_foreign(session, descriptor, writer)
-                if response.code != 200:
+                if response.code not in (200, 206):
                     raise HTTPStatusError(
                         f"Unexpected HTTP response '{response.status}' when trying to download "
                         f"the blob{registry_error_detail(response)}",
                         code=response.code,
                         retry_after=response.headers.get("Retry-After"),
                     )
+
+            try:
+                await run_with_retries(attempt, policy=self.retry, describe=f"blob {digest}")
                 await store.commit(writer)
             except BaseException:
                 store.discard(writer)

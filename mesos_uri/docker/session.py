@@ -26,8 +26,9 @@ from mesos_uri.docker.auth import (
     parse_token_response,
     token_url,
 )
-from mesos_uri.errors import AuthError, HTTPStatusError
+from mesos_uri.errors import AuthError, DecodeError, HTTPStatusError
 from mesos_uri.http import Response
+from mesos_uri.retry import RetryPolicy, run_with_retries, transient_status
 
 __all__ = ["MAX_REDIRECTS", "Session", "registry_error_detail", "same_origin"]
 
@@ -54,6 +55,15 @@ def same_origin(a: str, b: str) -> bool:
     return _origin(a) == _origin(b)
 
 
+def _check_content_range(response: Response, offset: int, url: str) -> None:
+    """A 206 must continue exactly where we stopped, or the bytes would be spliced wrongly."""
+    value = response.headers.get("Content-Range") or ""
+    unit, _, spec = value.partition(" ")
+    start = spec.partition("-")[0]
+    if unit.strip().lower() != "bytes" or not start.isdigit() or int(start) != offset:
+        raise DecodeError(f"Resuming '{url}' at byte {offset} got 'Content-Range: {value}' instead")
+
+
 def registry_error_detail(response: Response) -> str:
     """`` (CODE: message)`` from a registry's JSON error body, or nothing (REGISTRY-NOTES.md)."""
     try:
@@ -76,6 +86,7 @@ class Session:
     connect_timeout: float | None = None
     # MESOS-10092: a challenge without service/scope is completed from the /v2/ root challenge.
     scope_fallback: bool = True
+    retry: RetryPolicy = attrs.Factory(RetryPolicy)
 
     def auth_headers(self) -> dict[str, str]:
         """What to send up front: a cached token for this repository, else Basic, else nothing."""
@@ -100,24 +111,36 @@ class Session:
         sink: Callable[[bytes], None],
         *,
         restart: Callable[[], None],
+        offset: int = 0,
         anonymous: bool = False,
     ) -> Response:
-        """Download ``url`` into ``sink``; returns the final response (the caller checks 200).
+        """Download ``url`` into ``sink``; returns the final response (the caller checks it).
 
         Redirects are followed here rather than by curl, so that the Authorization header goes
         only to the registry's own origin (blob storage and CDNs get none). ``anonymous`` sends
-        no credentials at all (a foreign layer's URLs are not the registry's).
+        no credentials at all (a foreign layer's URLs are not the registry's). With ``offset``
+        the download resumes there; a server that ignores the Range answers 200 and ``restart``
+        rewinds the sink before the first byte arrives.
         """
-        headers = {} if anonymous else self.auth_headers()
-        sent = self.tokens.cached_for(self.registry, self.repository)
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
+        auth = {} if anonymous else self.auth_headers()
+        sent = None if anonymous else self.tokens.cached_for(self.registry, self.repository)
         authorized = False
+
+        def check(response: Response) -> None:
+            if offset and response.code == 200:
+                restart()
+            elif response.code == 206:
+                _check_content_range(response, offset, url)
+
         for _ in range(MAX_REDIRECTS + 1):
             result = await curl.download(
                 url,
                 sink,
-                headers=headers,
+                headers={**ranged, **(auth if same_origin(url, self.registry) else {})},
                 stall_timeout=self.stall_timeout,
                 connect_timeout=self.connect_timeout,
+                on_response=check,
             )
             response = result.response
             if (
@@ -126,17 +149,12 @@ class Session:
                 and same_origin(url, self.registry)
             ):
                 # The challenge comes with the download itself: no probe request (SPEC §9 row 4).
+                # A token refused here (expired, revoked) is renewed once, never twice.
                 authorized = True
-                if result.received:
-                    restart()
-                headers = (await self.authorize(response, url, rejected=sent)).header()
+                auth = (await self.authorize(response, url, rejected=sent)).header()
                 continue
             if response.code in _REDIRECTS and result.redirect_url:
-                if result.received:
-                    restart()
                 url = result.redirect_url
-                if anonymous or not same_origin(url, self.registry):
-                    headers = {}
                 continue
             return response
         raise HTTPStatusError(
@@ -160,10 +178,27 @@ class Session:
         key = TokenKey(realm, service, scope)
         token_endpoint = token_url(realm, service, [scope] if scope else [])
 
-        async def fetch() -> tuple[str, float]:
+        async def attempt(_: int) -> tuple[str, float]:
             headers = self.credentials.header() if self.credentials else {}
             reply = await self._request(token_endpoint, headers, MAX_TOKEN_RESPONSE_BYTES)
+            if transient_status(reply.code):
+                raise HTTPStatusError(
+                    f"Unexpected HTTP response '{reply.status}' when trying to GET "
+                    f"'{token_endpoint}'",
+                    code=reply.code,
+                    retry_after=reply.headers.get("Retry-After"),
+                )
+            if reply.code == 401 and self.credentials is None:
+                raise AuthError(
+                    f"Unexpected HTTP response '{reply.status}' when trying to GET "
+                    f"'{token_endpoint}': the repository needs credentials and none were given"
+                )
             return parse_token_response(reply, token_endpoint)
+
+        async def fetch() -> tuple[str, float]:
+            return await run_with_retries(
+                attempt, policy=self.retry, describe=f"token from {realm}"
+            )
 
         return await self.tokens.obtain(
             key, registry=self.registry, repository=self.repository, fetch=fetch, rejected=rejected
