@@ -27,14 +27,13 @@ from typing import Final
 import anyio
 import attrs
 
-from mesos_uri.errors import AuthError, FetchError
+from mesos_uri.errors import AuthError
 from mesos_uri.http import Response
 from mesos_uri.www_authenticate import Challenge, select_challenge
 
 __all__ = [
     "DEFAULT_EXPIRES_IN",
     "MAX_TOKEN_RESPONSE_BYTES",
-    "Credentials",
     "Token",
     "TokenCache",
     "TokenKey",
@@ -49,19 +48,6 @@ MAX_TOKEN_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 # Issues a GET (url, headers) in request mode and returns the final response.
 Requester = Callable[[str, dict[str, str]], Awaitable[Response]]
-
-
-@attrs.frozen
-class Credentials:
-    """Basic credentials for one registry: the base64 ``user:password`` of a docker config."""
-
-    basic: str
-
-    def __repr__(self) -> str:  # never print a secret, not even in a traceback
-        return "Credentials(basic=<redacted>)"
-
-    def header(self) -> dict[str, str]:
-        return {"Authorization": f"Basic {self.basic}"}
 
 
 @attrs.frozen
@@ -192,7 +178,3 @@ def parse_token_response(response: Response, url: str) -> tuple[str, float]:
     ):
         expires_in = DEFAULT_EXPIRES_IN
     return value, float(expires_in)
-
-
-def is_auth_error(exc: FetchError) -> bool:
-    return isinstance(exc, AuthError)

@@ -19,7 +19,8 @@ from mesos_uri import uri as uris
 from mesos_uri.docker import config as docker_config
 from mesos_uri.docker import index as indexes
 from mesos_uri.docker import manifest as manifests
-from mesos_uri.docker.auth import Credentials, TokenCache
+from mesos_uri.docker.auth import TokenCache
+from mesos_uri.docker.credentials import resolve_credentials
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.digest import Digest, digest_of, parse_digest
 from mesos_uri.docker.platform import Platform, host_platform
@@ -138,7 +139,7 @@ class DockerFetcherPlugin:
     async def _fetch(self, uri: URI, store: Store, data: str | None) -> FetchSummary:
         self._check(uri)
         store.create()
-        session = self._session(uri, data)
+        session = await self._session(uri, data)
         assert uri.query is not None  # checked above
         if uri.scheme == "docker-blob":
             digest = _digest(uri.query, what="the blob URI")
@@ -171,16 +172,20 @@ class DockerFetcherPlugin:
         if uri.query is None:
             raise UsageError("Image tag/digest (uri.query) is not specified")
 
-    def _session(self, uri: URI, data: str | None) -> Session:
-        per_fetch = docker_config.parse_auth_config(data) if data is not None else None
-        merged = docker_config.merge(per_fetch, self.options.docker_config)
-        basic = docker_config.basic_credentials(
-            merged, uri.host or "", uri.port, scheme=uri.fragment or "https"
-        )
+    async def _session(self, uri: URI, data: str | None) -> Session:
+        # Per-fetch data wins (SPEC.md §5.2); the defaults are asked only when it has nothing
+        # for this registry, so a default credential helper cannot override it.
+        credentials = None
+        scheme = uri.fragment or "https"
+        for config in (_per_fetch_config(data), self.options.docker_config):
+            if config is not None and credentials is None:
+                credentials = await resolve_credentials(
+                    config, uri.host or "", uri.port, scheme=scheme
+                )
         return Session(
             registry=uris.registry_base(uri),
             repository=uri.path,
-            credentials=Credentials(basic) if basic is not None else None,
+            credentials=credentials,
             tokens=self.tokens,
             stall_timeout=self.options.stall_timeout,
             connect_timeout=self.options.connect_timeout,
@@ -341,6 +346,15 @@ async def _fetch_foreign(session: Session, descriptor: Descriptor, writer: BlobW
         if response.code == 200:
             return response
     return response
+
+
+def _per_fetch_config(data: str | None) -> docker_config.DockerConfig | None:
+    if data is None:
+        return None
+    try:
+        return docker_config.parse_auth_config(data)
+    except UsageError as exc:
+        raise UsageError(f"Failed to parse docker config: {exc}") from exc
 
 
 def _digest(text: str, *, what: str) -> Digest:

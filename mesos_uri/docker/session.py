@@ -17,7 +17,6 @@ import attrs
 from mesos_uri import curl
 from mesos_uri.docker.auth import (
     MAX_TOKEN_RESPONSE_BYTES,
-    Credentials,
     Token,
     TokenCache,
     TokenKey,
@@ -25,6 +24,12 @@ from mesos_uri.docker.auth import (
     check_realm,
     parse_token_response,
     token_url,
+)
+from mesos_uri.docker.credentials import (
+    OAUTH_CONTENT_TYPE,
+    RegistryCredentials,
+    identity_token_request,
+    parse_oauth_response,
 )
 from mesos_uri.errors import AuthError, DecodeError, HTTPStatusError
 from mesos_uri.http import Response
@@ -80,7 +85,7 @@ def registry_error_detail(response: Response) -> str:
 class Session:
     registry: str  # T://host[:port], no trailing slash
     repository: str
-    credentials: Credentials | None
+    credentials: RegistryCredentials | None
     tokens: TokenCache
     stall_timeout: float | None = None
     connect_timeout: float | None = None
@@ -88,12 +93,16 @@ class Session:
     scope_fallback: bool = True
     retry: RetryPolicy = attrs.Factory(RetryPolicy)
 
+    def basic_header(self) -> dict[str, str]:
+        """Basic credentials, for the registry and its realm only; an identity token has none."""
+        if self.credentials is None or self.credentials.is_identity_token:
+            return {}
+        return {"Authorization": f"Basic {self.credentials.basic()}"}
+
     def auth_headers(self) -> dict[str, str]:
         """What to send up front: a cached token for this repository, else Basic, else nothing."""
         token = self.tokens.cached_for(self.registry, self.repository)
-        if token is not None:
-            return token.header()
-        return self.credentials.header() if self.credentials else {}
+        return token.header() if token is not None else self.basic_header()
 
     async def get(self, url: str, *, accept: str | None = None, max_bytes: int) -> Response:
         """A request-mode GET, authorised; a 401 is answered once with a (new) token."""
@@ -179,8 +188,11 @@ class Session:
         token_endpoint = token_url(realm, service, [scope] if scope else [])
 
         async def attempt(_: int) -> tuple[str, float]:
-            headers = self.credentials.header() if self.credentials else {}
-            reply = await self._request(token_endpoint, headers, MAX_TOKEN_RESPONSE_BYTES)
+            if self.credentials is not None and self.credentials.is_identity_token:
+                return await self._refresh_token(realm, service, scope)
+            reply = await self._request(
+                token_endpoint, self.basic_header(), MAX_TOKEN_RESPONSE_BYTES
+            )
             if transient_status(reply.code):
                 raise HTTPStatusError(
                     f"Unexpected HTTP response '{reply.status}' when trying to GET "
@@ -204,11 +216,34 @@ class Session:
             key, registry=self.registry, repository=self.repository, fetch=fetch, rejected=rejected
         )
 
+    async def _refresh_token(
+        self, realm: str, service: str | None, scope: str | None
+    ) -> tuple[str, float]:
+        """An identity token (``docker login`` with OAuth) is traded at the realm by POST."""
+        assert self.credentials is not None
+        url, body = identity_token_request(realm, service, scope, self.credentials)
+        reply = await curl.request(
+            url,
+            method="POST",
+            data=body,
+            headers={"Content-Type": OAUTH_CONTENT_TYPE},
+            stall_timeout=self.stall_timeout,
+            connect_timeout=self.connect_timeout,
+            max_bytes=MAX_TOKEN_RESPONSE_BYTES,
+        )
+        if transient_status(reply.code):
+            raise HTTPStatusError(
+                f"Unexpected HTTP response '{reply.status}' when trying to POST to '{realm}'",
+                code=reply.code,
+                retry_after=reply.headers.get("Retry-After"),
+            )
+        token = parse_oauth_response(reply, url)
+        return token.access_token, token.expires_in
+
     async def _root_challenge(self, service: str | None) -> tuple[str, str | None, str]:
         """Realm and service from the ``/v2/`` challenge, scope generated (MESOS-10092)."""
         root = f"{self.registry}/v2/"
-        headers = self.credentials.header() if self.credentials else {}
-        reply = await self._request(root, headers, MAX_TOKEN_RESPONSE_BYTES)
+        reply = await self._request(root, self.basic_header(), MAX_TOKEN_RESPONSE_BYTES)
         challenge = bearer_challenge(reply, root)
         realm = challenge.param("realm")
         if not realm:
