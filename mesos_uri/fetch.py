@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, NoReturn
 
 import anyio
@@ -23,6 +24,7 @@ from mesos_uri.docker.plugin import DEFAULT_CONNECT_TIMEOUT, DEFAULT_JOBS, Fetch
 from mesos_uri.errors import FetchError, UsageError
 from mesos_uri.fetcher import Fetcher, Flags, create
 from mesos_uri.flags import parse_duration, world_readable
+from mesos_uri.progress import TerminalProgress
 from mesos_uri.retry import DEFAULT_RETRIES
 from mesos_uri.uri import URI, parse_uri
 
@@ -114,7 +116,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON summary on stdout: image, platform, manifest digest, every blob",
+        help="print one JSON summary on stdout: image, platform, manifest digest, every blob "
+        "with its size, time and whether it was downloaded or already present",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing at all on success (no progress, no warnings)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log what happens on stderr (-vv for debug detail); credentials are never logged",
     )
     return parser
 
@@ -126,19 +142,16 @@ class _Command:
     flags: Flags
     data: str | None
     json: bool
+    progress: TerminalProgress | None
 
 
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def _read_data(value: str | None) -> str | None:
+def _read_data(value: str | None, warn: Callable[[str], None]) -> str | None:
     if value is None:
         return None
     if value == "-":
         return sys.stdin.read()
     if world_readable(value):
-        _warn(f"'{value}' holds credentials and is readable by every user (chmod 600 it)")
+        warn(f"'{value}' holds credentials and is readable by every user (chmod 600 it)")
     try:
         with open(value, encoding="utf-8") as handle:
             return handle.read()
@@ -148,6 +161,12 @@ def _read_data(value: str | None) -> str | None:
 
 def _command(argv: Sequence[str] | None) -> _Command:
     args = _parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+
+    def warn(message: str) -> None:
+        if not args.quiet:
+            print(f"warning: {message}", file=sys.stderr)
+
     uri = parse_uri(args.uri)
     if uri.scheme == "docker-blob" and uri.query is not None:
         parse_digest(uri.query)
@@ -159,11 +178,13 @@ def _command(argv: Sequence[str] | None) -> _Command:
     if config is not None and config.startswith(("/", "file://")):
         path = config.removeprefix("file://")
         if world_readable(path):
-            _warn(f"'{path}' holds credentials and is readable by every user (chmod 600 it)")
+            warn(f"'{path}' holds credentials and is readable by every user (chmod 600 it)")
 
     def seconds(value: str | None) -> float | None:
         return None if value is None else parse_duration(value).seconds
 
+    show = not args.quiet and not args.verbose and sys.stderr.isatty()
+    progress = TerminalProgress(sys.stderr) if show else None
     flags = Flags(
         docker_config=config,
         docker_stall_timeout=seconds(args.docker_stall_timeout),
@@ -175,9 +196,20 @@ def _command(argv: Sequence[str] | None) -> _Command:
         ),
         jobs=args.jobs,
         retries=args.retries,
+        observer=progress,
         platform=parse_platform(args.platform) if args.platform else None,
     )
-    return _Command(uri, args.directory, flags, _read_data(args.data), args.json)
+    data = _read_data(args.data, warn)
+    return _Command(uri, args.directory, flags, data, args.json, progress)
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    if verbose and not quiet:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+            stream=sys.stderr,
+        )
 
 
 async def _run(fetcher: Fetcher, command: _Command) -> tuple[FetchSummary | None, int | None]:
@@ -220,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         summary, signum = anyio.run(_run, fetcher, command)
+        if command.progress is not None:
+            command.progress.close()
     except FetchError as exc:
         print(_one_line(exc), file=sys.stderr)
         return EXIT_FAILED

@@ -27,6 +27,7 @@ from mesos_uri.errors import FetchError, UsageError
 from mesos_uri.flags import parse_json_object_flag
 from mesos_uri.plugins.copy import CopyFetcherPlugin
 from mesos_uri.plugins.curl import CurlFetcherPlugin
+from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import DEFAULT_RETRIES
 from mesos_uri.uri import URI, parse_uri
 
@@ -67,6 +68,8 @@ class Flags:
     jobs: int = DEFAULT_JOBS
     platform: Platform | None = None
     retries: int = DEFAULT_RETRIES
+    # Told about every blob as it downloads (the CLI's progress display).
+    observer: BlobObserver | None = attrs.field(default=None, eq=False)
 
 
 class Fetcher:
@@ -141,6 +144,7 @@ def create(flags: Flags | None = None) -> Fetcher:
             jobs=flags.jobs,
             platform=flags.platform,
             retries=flags.retries,
+            observer=flags.observer,
         )
     )
     return Fetcher(

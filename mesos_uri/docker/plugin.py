@@ -7,8 +7,10 @@ parallel. Every byte is verified against its digest before it appears under its 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Final
 
 import anyio
@@ -34,6 +36,7 @@ from mesos_uri.errors import (
     UsageError,
 )
 from mesos_uri.http import Response
+from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import DEFAULT_RETRIES, RetryPolicy, run_with_retries
 from mesos_uri.store import BlobWriter, Store
 from mesos_uri.uri import URI
@@ -57,6 +60,8 @@ DEFAULT_CONNECT_TIMEOUT: Final = 30.0
 _SCHEMES: Final = ("docker", "docker-manifest", "docker-blob")
 # Head room for the header block(s) that curl prints before a manifest's body.
 _HEADER_ROOM: Final = 256 * 1024
+_log = logging.getLogger(__name__)
+
 _SCHEMA1: Final = frozenset({manifests.SCHEMA1, manifests.SCHEMA1_SIGNED})
 
 
@@ -74,6 +79,8 @@ class DockerOptions:
     scope_fallback: bool = True
     # fsync before rename; off only where a crash may lose the directory anyway.
     durable: bool = True
+    # Told about every blob (the CLI's progress display); None costs nothing.
+    observer: BlobObserver | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -147,6 +154,7 @@ class DockerFetcherPlugin:
             return FetchSummary(str(uri), blobs=(blob,))
 
         resolved = await self._resolve(session, uri.query)
+        _log.info("%s: %s is %s (%s)", uri, uri.query, resolved.digest, resolved.media_type)
         if resolved.index_raw is not None:
             await store.write_file("index", resolved.index_raw)
         await store.write_file("manifest", resolved.raw)
@@ -295,17 +303,23 @@ class DockerFetcherPlugin:
     ) -> BlobResult:
         started = time.monotonic()
         digest = descriptor.digest
+        observer = self.options.observer
         if await store.has_verified(digest):
             size = store.path(digest).stat().st_size
+            if observer is not None:
+                observer.finished(str(digest), downloaded=False)
             return BlobResult(str(digest), size, time.monotonic() - started, downloaded=False)
         async with limiter or self._limiter():
             writer = store.open_blob(digest, descriptor.size, what=f"blob '{digest}'")
             url = f"{session.registry}/v2/{session.repository}/blobs/{digest}"
+            sink = writer.write if observer is None else _observed(writer, observer)
+            if observer is not None:
+                observer.started(str(digest), descriptor.size)
 
             async def attempt(_: int) -> None:
                 # After a transfer broke off, ask only for the bytes still missing.
                 response = await session.download(
-                    url, writer.write, restart=writer.restart, offset=writer.received
+                    url, sink, restart=writer.restart, offset=writer.received
                 )
                 if response.code == 404 and descriptor.urls:
                     response = await _fetch_foreign(session, descriptor, writer)
@@ -323,7 +337,20 @@ class DockerFetcherPlugin:
             except BaseException:
                 store.discard(writer)
                 raise
+        if observer is not None:
+            observer.finished(str(digest), downloaded=True)
+        _log.info("%s: %s (%d bytes) verified", session.repository, digest, writer.received)
         return BlobResult(str(digest), writer.received, time.monotonic() - started, True)
+
+
+def _observed(writer: BlobWriter, observer: BlobObserver) -> Callable[[bytes], None]:
+    digest = str(writer.digest)
+
+    def write(chunk: bytes) -> None:
+        writer.write(chunk)
+        observer.received(digest, writer.received)
+
+    return write
 
 
 async def _fetch_foreign(session: Session, descriptor: Descriptor, writer: BlobWriter) -> Response:
