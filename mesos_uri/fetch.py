@@ -21,6 +21,7 @@ import attrs
 from mesos_uri.docker.digest import parse_digest
 from mesos_uri.docker.platform import parse_platform
 from mesos_uri.docker.plugin import DEFAULT_CONNECT_TIMEOUT, DEFAULT_JOBS, FetchSummary
+from mesos_uri.docker.reference import DEFAULT_REGISTRY_URL, normalize, validate_reference
 from mesos_uri.errors import FetchError, UsageError
 from mesos_uri.fetcher import Fetcher, Flags, create
 from mesos_uri.flags import parse_duration, world_readable
@@ -36,7 +37,8 @@ EXIT_USAGE: Final = 2
 _DESCRIPTION = """\
 Fetch a URI into DIRECTORY, as the Apache Mesos URI fetcher does.
 
-URI forms:
+URI forms (or an image reference: busybox, ghcr.io/org/app:tag, registry:5000/team/app@sha256:...,
+normalised as the Mesos agent does; --docker_registry names the registry when it has none):
   docker://HOST[:PORT]/REPO?TAG-OR-DIGEST[#http|https]   manifest and every blob
   docker-manifest://HOST[:PORT]/REPO?TAG-OR-DIGEST[#...]  DIRECTORY/manifest only
   docker-blob://HOST[:PORT]/REPO?DIGEST[#...]             DIRECTORY/<digest> only
@@ -64,8 +66,17 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("uri", metavar="URI", help="what to fetch (forms above)")
+    parser.add_argument(
+        "uri", metavar="URI|IMAGE", help="what to fetch: a URI (forms above) or an image reference"
+    )
     parser.add_argument("directory", metavar="DIRECTORY", help="created if missing")
+    parser.add_argument(
+        "--docker_registry",
+        metavar="URL",
+        default=DEFAULT_REGISTRY_URL,
+        help="registry for image references that name none, as the agent's flag "
+        f"(default {DEFAULT_REGISTRY_URL})",
+    )
     parser.add_argument(
         "--docker_config",
         metavar="JSON|/PATH|file://PATH",
@@ -167,7 +178,7 @@ def _command(argv: Sequence[str] | None) -> _Command:
         if not args.quiet:
             print(f"warning: {message}", file=sys.stderr)
 
-    uri = parse_uri(args.uri)
+    uri = _uri_or_reference(args.uri, args.docker_registry)
     if uri.scheme == "docker-blob" and uri.query is not None:
         parse_digest(uri.query)
     if args.jobs < 1:
@@ -201,6 +212,14 @@ def _command(argv: Sequence[str] | None) -> _Command:
     )
     data = _read_data(args.data, warn)
     return _Command(uri, args.directory, flags, data, args.json, progress)
+
+
+def _uri_or_reference(text: str, default_registry: str) -> URI:
+    """A URI as given, or an image reference normalised as the agent does (SPEC.md §1.3)."""
+    if "://" in text:
+        return parse_uri(text)
+    reference = validate_reference(text)
+    return attrs.evolve(normalize(reference, default_registry), scheme="docker")
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
