@@ -42,6 +42,7 @@ __all__ = [
     "CURL",
     "CURL_ENV",
     "MAX_ERROR_BODY_BYTES",
+    "TLS",
     "DownloadResult",
     "Sink",
     "download",
@@ -79,6 +80,25 @@ def redact_url(url: str) -> str:
 
 
 @attrs.frozen
+class TLS:
+    """How curl checks a server and proves itself: a CA bundle, a client certificate, or
+    (``insecure``) no verification at all, which only ``--insecure_registry`` asks for."""
+
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+
+    def config_lines(self) -> list[str]:
+        lines = [
+            f"{name} = {_quote(value)}"
+            for name, value in (("cacert", self.cacert), ("cert", self.cert), ("key", self.key))
+            if value is not None
+        ]
+        return [*lines, "insecure"] if self.insecure else lines
+
+
+@attrs.frozen
 class DownloadResult:
     """What :func:`download` saw.
 
@@ -103,6 +123,7 @@ async def request(
     max_bytes: int | None = None,
     method: str = "GET",
     data: bytes | None = None,
+    tls: TLS | None = None,
 ) -> Response:
     """Run curl in request mode (SPEC.md §4.1) and return the last response it printed.
 
@@ -113,7 +134,7 @@ async def request(
     that it stays out of argv.
     """
     program = _program()
-    config = [_url_line(url), *_header_lines(headers)]
+    config = [_url_line(url), *_header_lines(headers), *(tls.config_lines() if tls else [])]
     options = ["-s", "-S", "-L", "-i", "--raw"]
     if _supports_http11(program):
         # The decoder reads HTTP/1.x only; curl would otherwise pick HTTP/2 over TLS (SPEC §4.1).
@@ -155,6 +176,7 @@ async def download(
     stall_timeout: float | None = None,
     connect_timeout: float | None = None,
     on_response: Callable[[Response], None] | None = None,
+    tls: TLS | None = None,
 ) -> DownloadResult:
     """Run curl in download mode and stream a 200/206 body into ``sink`` as it arrives.
 
@@ -167,7 +189,7 @@ async def download(
     (a resumed download learns there whether the server honoured its Range).
     """
     program = _program()
-    config = [_url_line(url), *_header_lines(headers)]
+    config = [_url_line(url), *_header_lines(headers), *(tls.config_lines() if tls else [])]
     # -N: curl's stdio would hold the last few KiB until the transfer ends; a sink that checks
     # size or progress must see bytes when they arrive.
     options = ["-s", "-S", "-N", "-D", "-", "-o", "-", "--suppress-connect-headers"]

@@ -19,6 +19,12 @@ import anyio
 import attrs
 
 from mesos_uri.docker.digest import parse_digest
+from mesos_uri.docker.endpoints import (
+    DEFAULT_CERTS_DIR,
+    Endpoints,
+    parse_host_value,
+    parse_mirror,
+)
 from mesos_uri.docker.platform import parse_platform
 from mesos_uri.docker.plugin import DEFAULT_CONNECT_TIMEOUT, DEFAULT_JOBS, FetchSummary
 from mesos_uri.docker.reference import DEFAULT_REGISTRY_URL, normalize, validate_reference
@@ -111,6 +117,35 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_RETRIES,
         help="retries of a transient failure (refused or dropped connection, stall, 408, 429, "
         f"5xx) with exponential backoff; 0 means one attempt (default {DEFAULT_RETRIES})",
+    )
+    parser.add_argument(
+        "--registry_mirror",
+        metavar="[REGISTRY=]URL",
+        action="append",
+        default=[],
+        help="a mirror or pull-through cache, tried before the registry (repeatable, in order); "
+        "without REGISTRY= it mirrors Docker Hub, as dockerd's registry-mirrors",
+    )
+    parser.add_argument(
+        "--cacert",
+        metavar="[HOST[:PORT]=]PEM",
+        action="append",
+        default=[],
+        help="CA bundle to verify registries with (repeatable; per host, or for every host)",
+    )
+    parser.add_argument(
+        "--certs_dir",
+        metavar="DIR",
+        default=DEFAULT_CERTS_DIR,
+        help="Docker's per-host TLS directory: DIR/HOST[:PORT]/*.crt (CA), *.cert + *.key "
+        f"(client certificate for mutual TLS) (default {DEFAULT_CERTS_DIR})",
+    )
+    parser.add_argument(
+        "--insecure_registry",
+        metavar="HOST[:PORT]",
+        action="append",
+        default=[],
+        help="allow plain HTTP or unverified TLS for this registry only (repeatable)",
     )
     parser.add_argument(
         "--platform",
@@ -208,6 +243,12 @@ def _command(argv: Sequence[str] | None) -> _Command:
         jobs=args.jobs,
         retries=args.retries,
         observer=progress,
+        endpoints=Endpoints(
+            mirrors=tuple(parse_mirror(text) for text in args.registry_mirror),
+            cacerts=tuple(parse_host_value(text, flag="cacert") for text in args.cacert),
+            insecure=frozenset(host.lower() for host in args.insecure_registry),
+            certs_dir=args.certs_dir or None,
+        ),
         platform=parse_platform(args.platform) if args.platform else None,
     )
     data = _read_data(args.data, warn)

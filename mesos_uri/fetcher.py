@@ -15,6 +15,7 @@ from typing import Protocol
 import attrs
 
 from mesos_uri.docker import config as docker_config
+from mesos_uri.docker.endpoints import Endpoints
 from mesos_uri.docker.platform import Platform
 from mesos_uri.docker.plugin import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -68,6 +69,8 @@ class Flags:
     jobs: int = DEFAULT_JOBS
     platform: Platform | None = None
     retries: int = DEFAULT_RETRIES
+    # Mirrors, CA bundles, client certificates, insecure registries.
+    endpoints: Endpoints = attrs.Factory(Endpoints)
     # Told about every blob as it downloads (the CLI's progress display).
     observer: BlobObserver | None = attrs.field(default=None, eq=False)
 
@@ -145,6 +148,7 @@ def create(flags: Flags | None = None) -> Fetcher:
             platform=flags.platform,
             retries=flags.retries,
             observer=flags.observer,
+            endpoints=flags.endpoints,
         )
     )
     return Fetcher(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Final
 
@@ -25,6 +26,7 @@ from mesos_uri.docker.auth import TokenCache
 from mesos_uri.docker.credentials import resolve_credentials
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.digest import Digest, digest_of, parse_digest
+from mesos_uri.docker.endpoints import Endpoints
 from mesos_uri.docker.platform import Platform, host_platform
 from mesos_uri.docker.session import Session, registry_error_detail
 from mesos_uri.errors import (
@@ -79,6 +81,8 @@ class DockerOptions:
     scope_fallback: bool = True
     # fsync before rename; off only where a crash may lose the directory anyway.
     durable: bool = True
+    # Mirrors, CA bundles, client certificates and insecure registries.
+    endpoints: Endpoints = attrs.Factory(Endpoints)
     # Told about every blob (the CLI's progress display); None costs nothing.
     observer: BlobObserver | None = attrs.field(default=None, eq=False)
 
@@ -146,6 +150,31 @@ class DockerFetcherPlugin:
     async def _fetch(self, uri: URI, store: Store, data: str | None) -> FetchSummary:
         self._check(uri)
         store.create()
+        candidates = self._candidates(uri)
+        for position, candidate in enumerate(candidates):
+            last = position == len(candidates) - 1
+            try:
+                return await self._fetch_from(candidate, store, data)
+            except FetchError as exc:
+                if last or isinstance(exc, UsageError):
+                    raise
+                _log.warning("%s: %s failed, trying the next endpoint: %s", uri, candidate, exc)
+        raise AssertionError("unreachable: the origin is always a candidate")
+
+    def _candidates(self, uri: URI) -> list[URI]:
+        """Mirrors first, in order, then the origin; an insecure registry without an explicit
+        transport is tried over https without verification, then over plain http (Docker's
+        meaning of ``--insecure-registry``)."""
+        endpoints = self.options.endpoints
+        mirrors = [
+            _on_endpoint(uri, url) for url in endpoints.mirrors_for(uri.host or "", uri.port)
+        ]
+        origin = [uri]
+        if uri.fragment is None and endpoints.is_insecure(uris.registry_base(uri)):
+            origin.append(attrs.evolve(uri, fragment="http"))
+        return mirrors + origin
+
+    async def _fetch_from(self, uri: URI, store: Store, data: str | None) -> FetchSummary:
         session = await self._session(uri, data)
         assert uri.query is not None  # checked above
         if uri.scheme == "docker-blob":
@@ -199,6 +228,7 @@ class DockerFetcherPlugin:
             connect_timeout=self.options.connect_timeout,
             scope_fallback=self.options.scope_fallback,
             retry=self.retry,
+            tls_for=self.options.endpoints.tls_for,
         )
 
     # -- the manifest ---------------------------------------------------------------------------
@@ -373,6 +403,12 @@ async def _fetch_foreign(session: Session, descriptor: Descriptor, writer: BlobW
         if response.code == 200:
             return response
     return response
+
+
+def _on_endpoint(uri: URI, base: str) -> URI:
+    """``uri`` with its registry replaced by the endpoint at ``base`` (``scheme://host[:port]``)."""
+    parts = urllib.parse.urlsplit(base)
+    return attrs.evolve(uri, host=parts.hostname, port=parts.port, fragment=parts.scheme)
 
 
 def _per_fetch_config(data: str | None) -> docker_config.DockerConfig | None:

@@ -15,6 +15,7 @@ from typing import Final
 import attrs
 
 from mesos_uri import curl
+from mesos_uri.curl import TLS
 from mesos_uri.docker.auth import (
     MAX_TOKEN_RESPONSE_BYTES,
     Token,
@@ -92,6 +93,8 @@ class Session:
     # MESOS-10092: a challenge without service/scope is completed from the /v2/ root challenge.
     scope_fallback: bool = True
     retry: RetryPolicy = attrs.Factory(RetryPolicy)
+    # The CA bundle / client certificate / verification for a URL (per host, as Docker's).
+    tls_for: Callable[[str], TLS | None] = lambda url: None
 
     def basic_header(self) -> dict[str, str]:
         """Basic credentials, for the registry and its realm only; an identity token has none."""
@@ -150,6 +153,7 @@ class Session:
                 stall_timeout=self.stall_timeout,
                 connect_timeout=self.connect_timeout,
                 on_response=check,
+                tls=self.tls_for(url),
             )
             response = result.response
             if (
@@ -230,6 +234,7 @@ class Session:
             stall_timeout=self.stall_timeout,
             connect_timeout=self.connect_timeout,
             max_bytes=MAX_TOKEN_RESPONSE_BYTES,
+            tls=self.tls_for(url),
         )
         if transient_status(reply.code):
             raise HTTPStatusError(
@@ -257,4 +262,5 @@ class Session:
             stall_timeout=self.stall_timeout,
             connect_timeout=self.connect_timeout,
             max_bytes=max_bytes,
+            tls=self.tls_for(url),
         )

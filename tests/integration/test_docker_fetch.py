@@ -320,7 +320,8 @@ def test_unknown_blob(registry: Registry, pushed: Pusher, tmp_path: Path) -> Non
         ("docker://127.0.0.1:5000/lab/app", "tag or digest"),
         ("docker://127.0.0.1:port/lab/app?v1", "port"),
         ("docker-blob://127.0.0.1:5000/lab/app?sha256:../../etc/passwd", "digest"),
-        ("nothing-like-a-uri", "Invalid URI"),
+        ("Not An/Image", "Invalid image reference"),
+        ("http//missing-colon/x", "Invalid image reference"),
     ],
 )
 def test_malformed_uri_is_a_usage_error(uri: str, complaint: str, tmp_path: Path) -> None:
