@@ -222,12 +222,12 @@ def test_private_repository_with_credentials(
     token_registry: TokenRegistry, pushed: Pusher, tmp_path: Path
 ) -> None:
     registry = token_registry.registry
-    image = pushed(token_registry, "private/app", "v1", layers=2)
+    image = pushed(token_registry, "private/fetched", "v1", layers=2)
     config = tmp_path / "config.json"
     config.write_text(docker_config(_hostport(registry), "alice", "wonderland"))
     config.chmod(0o600)
     done = run_cli(
-        "--data", str(config), registry.docker_uri("private/app", "v1"), str(tmp_path / "o")
+        "--data", str(config), registry.docker_uri("private/fetched", "v1"), str(tmp_path / "o")
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
@@ -239,13 +239,13 @@ def test_per_fetch_data_wins_over_the_default_config(
 ) -> None:
     """``--data`` (read from stdin here) overrides a wrong default for the same registry."""
     registry = token_registry.registry
-    image = pushed(token_registry, "private/app", "v1", layers=2)
+    image = pushed(token_registry, "private/fetched", "v1", layers=2)
     wrong = docker_config(_hostport(registry), "alice", "not-her-password")
     right = docker_config(_hostport(registry), "alice", "wonderland")
     done = run_cli(
         f"--docker_config={wrong}",
         "--data=-",
-        registry.docker_uri("private/app", "v1"),
+        registry.docker_uri("private/fetched", "v1"),
         str(tmp_path),
         stdin=right,
     )
@@ -257,8 +257,8 @@ def test_private_repository_without_credentials_fails(
     token_registry: TokenRegistry, pushed: Pusher, tmp_path: Path
 ) -> None:
     registry = token_registry.registry
-    pushed(token_registry, "private/app", "v1", layers=2)
-    uri = registry.docker_uri("private/app", "v1")
+    pushed(token_registry, "private/fetched", "v1", layers=2)
+    uri = registry.docker_uri("private/fetched", "v1")
     done = run_cli(uri, str(tmp_path / "o"))
     assert done.returncode == 1
     assert done.stderr.startswith(f"Failed to fetch '{uri}': ")
