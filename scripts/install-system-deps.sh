@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system programs mesos_uri and its tests run: curl (every request), the CNCF
-# distribution registry (the tests' and the demo's registry), and any extra packages named as
-# arguments (the benchmark adds skopeo). Does nothing when they are all there already.
+# distribution registry (the tests' and the demo's registry), tinyproxy (the proxy tests), and any
+# extra packages named as arguments (the benchmark adds skopeo). Does nothing when all are there.
 set -euo pipefail
 
-declare -A package_of=([curl]=curl [docker-registry]=docker-registry)
+declare -A package_of=([curl]=curl [docker-registry]=docker-registry [tinyproxy]=tinyproxy)
 for extra in "$@"; do package_of[$extra]=$extra; done
 
 missing=()
