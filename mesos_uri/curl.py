@@ -44,6 +44,7 @@ __all__ = [
     "MAX_ERROR_BODY_BYTES",
     "TLS",
     "DownloadResult",
+    "ResponseTooLargeError",
     "Sink",
     "download",
     "redact_url",
@@ -98,6 +99,14 @@ class TLS:
         return [*lines, "insecure"] if self.insecure else lines
 
 
+class ResponseTooLargeError(DecodeError):
+    """curl's output passed ``max_bytes``; curl was killed. The caller names its own limit."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 @attrs.frozen
 class DownloadResult:
     """What :func:`download` saw.
@@ -146,8 +155,9 @@ async def request(
     def collect(chunk: bytes) -> None:
         collected.extend(chunk)
         if max_bytes is not None and len(collected) > max_bytes:
-            raise DecodeError(
-                f"Response from '{redact_url(url)}' is larger than the {max_bytes}-byte limit"
+            raise ResponseTooLargeError(
+                f"Response from '{redact_url(url)}' is larger than the {max_bytes}-byte limit",
+                limit=max_bytes,
             )
 
     if data is None:

@@ -20,7 +20,7 @@ import anyio
 from mesos_uri.docker.digest import Digest, Hasher
 from mesos_uri.errors import FetchError
 
-__all__ = ["BlobTooLargeError", "BlobWriter", "Store"]
+__all__ = ["BlobSizeError", "BlobWriter", "Store"]
 
 # Bytes read per call when re-hashing a file that is already present.
 _READ_CHUNK: Final = 1024 * 1024
@@ -29,8 +29,8 @@ _READ_CHUNK: Final = 1024 * 1024
 _TEMP_PREFIX: Final = ".mesos-uri-"
 
 
-class BlobTooLargeError(FetchError):
-    """A download delivered more bytes than its descriptor declared: stopped, never kept."""
+class BlobSizeError(FetchError):
+    """A download delivered more (or fewer) bytes than its descriptor declared: never kept."""
 
 
 class BlobWriter:
@@ -51,25 +51,32 @@ class BlobWriter:
     def write(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if 0 <= self.size < self.received:
-            raise BlobTooLargeError(
+            raise BlobSizeError(
                 f"{self._what} is larger than the {self.size} bytes its manifest declares"
             )
         self._hasher.update(chunk)
         view = memoryview(chunk)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            # A full disk must read as a failed fetch, not escape as a bare OSError.
+            raise _write_error(self._what, self.path.parent, exc) from exc
 
     def restart(self) -> None:
         """Forget everything written so far: a server that ignored our Range answers from 0."""
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+        except OSError as exc:
+            raise _write_error(self._what, self.path.parent, exc) from exc
         self.received = 0
         self._hasher = self.digest.hasher()
 
     def verify(self) -> None:
         if 0 <= self.size != self.received:
-            raise BlobTooLargeError(
+            raise BlobSizeError(
                 f"{self._what} has {self.received} bytes but its manifest declares {self.size}"
             )
         self.digest.verify(self._hasher, what=self._what)
@@ -114,6 +121,9 @@ class Store:
                     os.fsync(handle.fileno())
             os.chmod(tmp, 0o644)
             os.replace(tmp, self.path(name))
+        except OSError as exc:
+            _remove(tmp)
+            raise _write_error(f"'{name}'", self.directory, exc) from exc
         except BaseException:
             _remove(tmp)
             raise
@@ -127,12 +137,15 @@ class Store:
         """Verify, flush and rename into place; on any failure the temporary file is gone."""
         try:
             writer.verify()
-            if self.durable:
-                await anyio.to_thread.run_sync(os.fsync, writer._fd)
-            os.close(writer._fd)
-            writer._fd = -1
-            os.chmod(writer.path, 0o644)
-            os.replace(writer.path, self.path(writer.digest))
+            try:
+                if self.durable:
+                    await anyio.to_thread.run_sync(os.fsync, writer._fd)
+                os.close(writer._fd)
+                writer._fd = -1
+                os.chmod(writer.path, 0o644)
+                os.replace(writer.path, self.path(writer.digest))
+            except OSError as exc:
+                raise _write_error(writer._what, self.path(writer.digest), exc) from exc
         except BaseException:
             self.discard(writer)
             raise
@@ -177,6 +190,10 @@ def _file_matches(path: Path, digest: Digest) -> bool:
     except OSError:
         return False
     return f"{digest.algorithm}:{hasher.hexdigest()}" == str(digest)
+
+
+def _write_error(what: str, where: Path, exc: OSError) -> FetchError:
+    return FetchError(f"Failed to write {what} to '{where}': {exc.strerror or exc}")
 
 
 def _remove(path: str) -> None:

@@ -19,6 +19,7 @@ import anyio.lowlevel
 import attrs
 
 from mesos_uri import uri as uris
+from mesos_uri.curl import ResponseTooLargeError
 from mesos_uri.docker import config as docker_config
 from mesos_uri.docker import index as indexes
 from mesos_uri.docker import manifest as manifests
@@ -270,11 +271,18 @@ class DockerFetcherPlugin:
         self, session: Session, reference: str, expected: Digest | None
     ) -> tuple[str, bytes, Digest]:
         url = f"{session.registry}/v2/{session.repository}/manifests/{reference}"
-        response = await session.get(
-            url,
-            accept=manifests.ACCEPT,
-            max_bytes=manifests.MAX_MANIFEST_BYTES + _HEADER_ROOM,
-        )
+        try:
+            response = await session.get(
+                url,
+                accept=manifests.ACCEPT,
+                max_bytes=manifests.MAX_MANIFEST_BYTES + _HEADER_ROOM,
+            )
+        except ResponseTooLargeError as exc:
+            # curl stopped at the limit plus header room: say the limit the user knows.
+            raise ManifestError(
+                f"Manifest from '{url}' is larger than the "
+                f"{manifests.MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit"
+            ) from exc
         if response.code != 200:
             raise HTTPStatusError(
                 f"Unexpected HTTP response '{response.status}' when trying to get the manifest"
