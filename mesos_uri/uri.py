@@ -71,6 +71,9 @@ _HOST_FORBIDDEN: Final = "/?#@[]% "
 _USER_FORBIDDEN: Final = ":@/?#"
 _PASSWORD_FORBIDDEN: Final = "@/?#"
 
+# Stands for a password in messages.
+_MASK: Final = "***"
+
 # Builds the parse error for one text from the reason it is invalid.
 _Invalid: TypeAlias = Callable[[str], UsageError]
 
@@ -89,7 +92,9 @@ class URI:
     query: str | None = None
     fragment: str | None = None
     user: str | None = None
-    password: str | None = None
+    password: str | None = attrs.field(
+        default=None, repr=lambda value: repr(None if value is None else _MASK)
+    )
 
     def __attrs_post_init__(self) -> None:
         problem = _problem(
@@ -104,20 +109,30 @@ class URI:
         )
         if problem is not None:
             try:
-                shown = str(self)
+                shown = self.redacted()
             except TypeError:  # a field of the wrong type: show the fields instead
-                shown = repr(self)
+                fields = attrs.asdict(self, recurse=False)
+                if self.password is not None:
+                    fields["password"] = _MASK
+                shown = repr(fields)
             raise UsageError(f"Invalid URI '{shown}': {problem}")
 
     def __str__(self) -> str:
+        return self._text(self.password)
+
+    def redacted(self) -> str:
+        """The string form with the password masked, for messages and logs (issue #4)."""
+        return self._text(None if self.password is None else _MASK)
+
+    def _text(self, password: str | None) -> str:
         text = f"{self.scheme}:"
         if self.host is not None:
             text += "//"
             # user/password are only written with a host, as in the original (SPEC §2.1).
             if self.user is not None:
                 text += self.user
-                if self.password is not None:
-                    text += f":{self.password}"
+                if password is not None:
+                    text += f":{password}"
                 text += "@"
             text += _host_text(self.host)
             if self.port is not None:
@@ -145,51 +160,52 @@ def _host_text(host: str) -> str:
 
 def _problem(
     *,
-    scheme: object,
-    path: object,
-    host: object,
-    port: object,
-    query: object,
-    fragment: object,
-    user: object,
-    password: object,
+    scheme: str,
+    path: str,
+    host: str | None,
+    port: int | None,
+    query: str | None,
+    fragment: str | None,
+    user: str | None,
+    password: str | None,
 ) -> str | None:
     """Why these fields cannot form a URI whose string form parses back to it, or None."""
-    if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
-        return f"scheme '{scheme}' must be a letter followed by letters, digits, '+', '-' or '.'"
-    if not isinstance(path, str):
-        return f"path {path!r} is not a string"
-    texts = {
+    texts: dict[str, object] = {
+        "path": path,
         "host": host,
         "query": query,
         "fragment": fragment,
         "user": user,
         "password": password,
     }
-    for name, value in texts.items():
-        if value is not None and not isinstance(value, str):
-            return f"{name} {value!r} is not a string"
-    for name, value in {"path": path, **texts}.items():
-        if isinstance(value, str) and _CONTROL.search(value):
-            return f"{name} {value!r} contains a control character"
-    if port is not None and (
-        isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT
-    ):
-        return f"port {port!r} is not a number in {MIN_PORT}..{MAX_PORT}"
-    assert host is None or isinstance(host, str)
-    assert query is None or isinstance(query, str)
-    assert fragment is None or isinstance(fragment, str)
-    assert user is None or isinstance(user, str)
-    assert password is None or isinstance(password, str)
     return (
-        _authority_problem(host, port, user, password)
+        _type_problem(scheme, port, texts)
+        or _authority_problem(host, port, user, password)
         or _path_problem(scheme, path, host, query)
         or (_docker_problem(path, host, query, fragment) if scheme in DOCKER_SCHEMES else None)
     )
 
 
+def _type_problem(scheme: object, port: object, texts: dict[str, object]) -> str | None:
+    """Checks that need no other field; the annotations are not enforced at run time."""
+    if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
+        return f"scheme '{scheme}' must be a letter followed by letters, digits, '+', '-' or '.'"
+    for name, value in texts.items():
+        if value is None and name != "path":
+            continue
+        if not isinstance(value, str):
+            return f"{name} {value!r} is not a string"
+        if _CONTROL.search(value):
+            return f"{name} {value!r} contains a control character"
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT
+    ):
+        return f"port {port!r} is not a number in {MIN_PORT}..{MAX_PORT}"
+    return None
+
+
 def _authority_problem(
-    host: str | None, port: object, user: str | None, password: str | None
+    host: str | None, port: int | None, user: str | None, password: str | None
 ) -> str | None:
     if host is None:
         if port is not None or user is not None or password is not None:
@@ -342,7 +358,7 @@ def parse_uri(text: str) -> URI:
     """
 
     def invalid(reason: str) -> UsageError:
-        return UsageError(f"Invalid URI '{text}': {reason}")
+        return UsageError(f"Invalid URI '{_redact(text)}': {reason}")
 
     scheme, colon, rest = text.partition(":")
     if not colon or not _SCHEME.fullmatch(scheme):
@@ -388,6 +404,17 @@ def parse_uri(text: str) -> URI:
     if problem is not None:
         raise invalid(problem)
     return URI(scheme, path, host, port, query, fragment, user, password)
+
+
+def _redact(text: str) -> str:
+    """``text`` with the password of a ``scheme://user:password@`` prefix masked."""
+    head, sep, rest = text.partition("://")
+    end = next((i for i, char in enumerate(rest) if char in "/?#"), len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not (sep and at and colon):
+        return text
+    return f"{head}://{user}:{_MASK}@{hostport}{rest[end:]}"
 
 
 def _split_hostport(hostport: str, invalid: _Invalid) -> tuple[str, str | None]:

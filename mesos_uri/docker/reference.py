@@ -127,7 +127,9 @@ def parse_image_reference(text: str) -> ImageReference:
 def _numify_int(text: str) -> int | None:
     """stout's ``numify<int>``, or None where it fails (also outside C ``int``'s range)."""
     if _NUMIFY_HEX.fullmatch(text):
-        value = int(text[2:], 16) if len(text) <= 2 + 8 else _INT_MAX + 1
+        digits = text[2:].lstrip("0") or "0"
+        # Eight hex digits hold any int; more overflow (checked before int() reads them).
+        value = int(digits, 16) if len(digits) <= 8 else _INT_MAX + 1
     elif _NUMIFY_DECIMAL.fullmatch(text) and len(text.lstrip("+-0")) <= len(str(_INT_MAX)):
         value = int(text)
     else:
@@ -268,7 +270,7 @@ def _registry_parts(registry: str) -> tuple[str, int | None, str]:
         raise UsageError(f"Failed to get registry port: {exc}") from exc
     try:
         scheme = get_registry_scheme(registry)
-    except UsageError as exc:  # pragma: no cover - the port error above comes first
+    except UsageError as exc:  # unreachable: the port error above comes first
         raise UsageError(f"Failed to get registry scheme: {exc}") from exc
     return get_registry_host(registry), port, scheme
 
