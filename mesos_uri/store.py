@@ -41,45 +41,50 @@ class BlobWriter:
 
     def __init__(self, path: Path, fd: int, digest: Digest, size: int, *, what: str) -> None:
         self.path = path
-        self._fd = fd
+        self.fd = fd
         self.digest = digest
         self.size = size
         self.received = 0
         self._hasher: Hasher = digest.hasher()
-        self._what = what
+        self.what = what
 
     def write(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if 0 <= self.size < self.received:
             raise BlobSizeError(
-                f"{self._what} is larger than the {self.size} bytes its manifest declares"
+                f"{self.what} is larger than the {self.size} bytes its manifest declares"
             )
         self._hasher.update(chunk)
         view = memoryview(chunk)
         try:
             while view:
-                written = os.write(self._fd, view)
+                written = os.write(self.fd, view)
                 view = view[written:]
         except OSError as exc:
             # A full disk must read as a failed fetch, not escape as a bare OSError.
-            raise _write_error(self._what, self.path.parent, exc) from exc
+            raise _write_error(self.what, self.path.parent, exc) from exc
 
     def restart(self) -> None:
         """Forget everything written so far: a server that ignored our Range answers from 0."""
         try:
-            os.ftruncate(self._fd, 0)
-            os.lseek(self._fd, 0, os.SEEK_SET)
+            os.ftruncate(self.fd, 0)
+            os.lseek(self.fd, 0, os.SEEK_SET)
         except OSError as exc:
-            raise _write_error(self._what, self.path.parent, exc) from exc
+            raise _write_error(self.what, self.path.parent, exc) from exc
         self.received = 0
         self._hasher = self.digest.hasher()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def verify(self) -> None:
         if 0 <= self.size != self.received:
             raise BlobSizeError(
-                f"{self._what} has {self.received} bytes but its manifest declares {self.size}"
+                f"{self.what} has {self.received} bytes but its manifest declares {self.size}"
             )
-        self.digest.verify(self._hasher, what=self._what)
+        self.digest.verify(self._hasher, what=self.what)
 
 
 class Store:
@@ -139,21 +144,18 @@ class Store:
             writer.verify()
             try:
                 if self.durable:
-                    await anyio.to_thread.run_sync(os.fsync, writer._fd)
-                os.close(writer._fd)
-                writer._fd = -1
+                    await anyio.to_thread.run_sync(os.fsync, writer.fd)
+                writer.close()
                 os.chmod(writer.path, 0o644)
                 os.replace(writer.path, self.path(writer.digest))
             except OSError as exc:
-                raise _write_error(writer._what, self.path(writer.digest), exc) from exc
+                raise _write_error(writer.what, self.path(writer.digest), exc) from exc
         except BaseException:
             self.discard(writer)
             raise
 
     def discard(self, writer: BlobWriter) -> None:
-        if writer._fd >= 0:
-            os.close(writer._fd)
-            writer._fd = -1
+        writer.close()
         _remove(str(writer.path))
 
     def temp_path(self, name: str) -> Path:
