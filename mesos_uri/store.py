@@ -170,6 +170,23 @@ class Store:
         os.replace(temp, final)
         return final
 
+    async def place_verified(self, temp: Path, digest: Digest, size: int) -> bool:
+        """Rename a finished temporary file to ``digest`` if its bytes are exactly right."""
+        return await anyio.to_thread.run_sync(self._place_verified, temp, digest, size)
+
+    def _place_verified(self, temp: Path, digest: Digest, size: int) -> bool:
+        try:
+            if (size >= 0 and temp.stat().st_size != size) or not _file_matches(temp, digest):
+                return False
+            if self.durable:
+                with temp.open("rb") as handle:
+                    os.fsync(handle.fileno())
+            os.chmod(temp, 0o644)
+            os.replace(temp, self.path(digest))
+        except OSError:
+            return False
+        return True
+
     def leftovers(self) -> list[Path]:
         """Temporary files in the directory (tests assert there are none after a fetch)."""
         return sorted(self.directory.glob(_TEMP_PREFIX + "*"))

@@ -1,0 +1,72 @@
+"""Many small blobs go through one curl process; whatever that cannot finish is fetched one by one,
+so the user sees the same files and the same errors as with single downloads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from faults import FaultServer, Redirect, Serve, WrongBytes, blob_path
+
+from mesos_uri.docker.plugin import DockerFetcherPlugin, DockerOptions
+from mesos_uri.errors import DigestMismatchError
+from mesos_uri.retry import RetryPolicy
+from mesos_uri.uri import parse_uri
+
+from .helpers import assert_verified, curl_processes
+from .images import build_image, make_layers, serve
+
+pytestmark = pytest.mark.anyio
+
+REPO = "lab/small"
+
+
+def _plugin() -> DockerFetcherPlugin:
+    plugin = DockerFetcherPlugin(DockerOptions(durable=False))
+    plugin.retry = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.01)
+    return plugin
+
+
+def _uri(server: FaultServer) -> str:
+    return f"docker://127.0.0.1:{server.port}/{REPO}?latest#http"
+
+
+async def test_small_blobs_are_each_requested_once(tmp_path: Path) -> None:
+    image = build_image("linux/amd64", make_layers("batch-once", 12), image_format="schema2")
+    with FaultServer() as server:
+        serve(server, REPO, image)
+        await _plugin().fetch(parse_uri(_uri(server)), tmp_path)
+        for digest in image.blobs:
+            assert len(server.requests_for(blob_path(REPO, digest))) == 1
+    assert {p.name for p in tmp_path.iterdir()} == {"manifest", *image.blobs}
+    assert_verified(tmp_path)
+    assert curl_processes([os.getpid()]) == []
+
+
+async def test_a_redirected_small_blob_is_fetched_by_the_single_path(tmp_path: Path) -> None:
+    """A registry that sends one blob to storage: the batch leaves it, the redirect is followed."""
+    image = build_image("linux/amd64", make_layers("batch-redirect", 6), image_format="schema2")
+    moved = sorted(image.blobs)[2]
+    with FaultServer() as server, FaultServer() as storage:
+        serve(server, REPO, image)
+        storage.script("/storage/blob", [Serve(body=image.blobs[moved])])
+        server.script(blob_path(REPO, moved), [Redirect(storage.url("/storage/blob"))])
+        await _plugin().fetch(parse_uri(_uri(server)), tmp_path)
+        assert len(storage.requests_for("/storage/blob")) == 1
+    assert (tmp_path / moved).read_bytes() == image.blobs[moved]
+    assert_verified(tmp_path)
+
+
+async def test_wrong_bytes_in_a_batch_fail_with_the_exact_mismatch(tmp_path: Path) -> None:
+    image = build_image("linux/amd64", make_layers("batch-wrong", 6), image_format="schema2")
+    bad = sorted(image.blobs)[3]
+    with FaultServer() as server:
+        serve(server, REPO, image)
+        server.script(blob_path(REPO, bad), [WrongBytes()])
+        with pytest.raises(DigestMismatchError) as caught:
+            await _plugin().fetch(parse_uri(_uri(server)), tmp_path)
+    assert caught.value.expected == bad
+    assert not (tmp_path / bad).exists()
+    assert_verified(tmp_path)
+    assert curl_processes([os.getpid()]) == []
