@@ -15,7 +15,6 @@ argument so tests see every delay without waiting.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import re
@@ -112,6 +111,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if _DELAY_SECONDS.fullmatch(text):
         return max(0.0, float(text))
     try:
+        # Imported here: only a server that sends an HTTP-date pays for email's import.
+        import email.utils
+
         when = email.utils.parsedate_to_datetime(text)
     except (ValueError, TypeError, IndexError, OverflowError):
         return None
