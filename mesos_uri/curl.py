@@ -94,9 +94,12 @@ class TLS:
     insecure: bool = False
 
     def config_lines(self) -> list[str]:
+        # --cert reads "certificate[:password]": a ':' in the path (Docker's certs.d/<host:port>/
+        # always has one) and a '\\' must be escaped, or curl cuts the path there.
+        cert = self.cert.replace("\\", "\\\\").replace(":", "\\:") if self.cert else self.cert
         lines = [
             f"{name} = {_quote(value)}"
-            for name, value in (("cacert", self.cacert), ("cert", self.cert), ("key", self.key))
+            for name, value in (("cacert", self.cacert), ("cert", cert), ("key", self.key))
             if value is not None
         ]
         return [*lines, "insecure"] if self.insecure else lines

@@ -121,7 +121,6 @@ def test_repr_hides_secrets() -> None:
             "Failed to find 'auths' in docker config file: Found JSON value of wrong type",
         ),
         ('{"auths": null}', "Invalid JSON object for key 'auths'"),
-        ('{"quay.io": {}, "credsStore": "desktop"}', "Invalid JSON object for key 'credsStore'"),
         (
             '{"auths": {"r.example": {"auth": 5}}}',
             "Protobuf parse failed: Not expecting a JSON number for field 'auth'",

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
+import anyio
+
 from mesos_uri import curl
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.session import Session
@@ -49,13 +51,18 @@ async def fetch_small_blobs(
             connect_timeout=session.connect_timeout,
             tls=session.tls_for(session.registry),
         )
-        for result in results:
-            descriptor = urls.get(result.url)
-            if descriptor is None or result.exit_code != 0 or result.code != 200:
-                continue
+
+        async def place(descriptor: Descriptor) -> None:
             digest = str(descriptor.digest)
             if await store.place_verified(temps[digest], descriptor.digest, descriptor.size):
                 placed.add(digest)
+
+        # At once: concurrent fsyncs share the file system's journal commits.
+        async with anyio.create_task_group() as group:
+            for result in results:
+                descriptor = urls.get(result.url)
+                if descriptor is not None and result.exit_code == 0 and result.code == 200:
+                    group.start_soon(place, descriptor)
     except FetchError as exc:
         # The per-blob path will meet the same problem and report it exactly.
         _log.info("batched download failed, falling back to single downloads: %s", exc)

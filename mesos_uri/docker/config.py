@@ -80,6 +80,7 @@ class DockerConfig:
 
 _AUTH_ENTRY: Final = message("auth", "email", "username", "password", "identitytoken")
 _NEW_FORMAT_TOP: Final = message(optional("credsStore"), optional("credHelpers", Kind.MAP))
+_HELPER_KEYS: Final = frozenset({"credsStore", "credHelpers"})
 
 
 def parse_auth_config(text: str) -> DockerConfig:
@@ -93,9 +94,15 @@ def parse_auth_config(text: str) -> DockerConfig:
         raise UsageError(f"JSON parse failed: {exc}") from exc
 
     auths = document.get("auths")
-    new_format = isinstance(auths, dict)
+    # Docker's documentation writes config.json without "auths" ({"credsStore": "pass"},
+    # {"credHelpers": {...}}), and so does `gcloud auth configure-docker`: the helper keys mark
+    # the new format too, where the original saw a malformed old-format file (SPEC §5.1).
+    helpers_only = "auths" not in document and bool(_HELPER_KEYS & document.keys())
+    new_format = isinstance(auths, dict) or helpers_only
     if isinstance(auths, dict):
         entries = auths
+    elif helpers_only:
+        entries = {}
     elif auths is None:
         # Old format; an `"auths": null` then fails below as a non-object entry (SPEC §5.1).
         entries = document

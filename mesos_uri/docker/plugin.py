@@ -130,6 +130,9 @@ class DockerFetcherPlugin:
         if self.options.jobs < 1:
             raise UsageError(f"jobs must be at least 1, not {self.options.jobs}")
         self.retry = RetryPolicy(retries=self.options.retries)
+        # An endpoint with another behind it (a mirror, https before an insecure registry's
+        # http) gets one attempt: dockerd falls back at once; the retries are the last one's.
+        self._fallback_retry = attrs.evolve(self.retry, retries=0)
         self.tokens = TokenCache()
         self._limiters: dict[object, anyio.CapacityLimiter] = {}
 
@@ -157,7 +160,8 @@ class DockerFetcherPlugin:
         for position, candidate in enumerate(candidates):
             last = position == len(candidates) - 1
             try:
-                return await self._fetch_from(candidate, store, data)
+                retry = self.retry if last else self._fallback_retry
+                return await self._fetch_from(candidate, store, data, retry)
             except FetchError as exc:
                 if last or isinstance(exc, UsageError):
                     raise
@@ -177,8 +181,10 @@ class DockerFetcherPlugin:
             origin.append(attrs.evolve(uri, fragment="http"))
         return mirrors + origin
 
-    async def _fetch_from(self, uri: URI, store: Store, data: str | None) -> FetchSummary:
-        session = await self._session(uri, data)
+    async def _fetch_from(
+        self, uri: URI, store: Store, data: str | None, retry: RetryPolicy
+    ) -> FetchSummary:
+        session = await self._session(uri, data, retry)
         assert uri.query is not None  # checked above
         if uri.scheme == "docker-blob":
             digest = _digest(uri.query, what="the blob URI")
@@ -212,7 +218,7 @@ class DockerFetcherPlugin:
         if uri.query is None:
             raise UsageError("Image tag/digest (uri.query) is not specified")
 
-    async def _session(self, uri: URI, data: str | None) -> Session:
+    async def _session(self, uri: URI, data: str | None, retry: RetryPolicy) -> Session:
         # Per-fetch data wins (SPEC.md §5.2); the defaults are asked only when it has nothing
         # for this registry, so a default credential helper cannot override it.
         credentials = None
@@ -230,7 +236,7 @@ class DockerFetcherPlugin:
             stall_timeout=self.options.stall_timeout,
             connect_timeout=self.options.connect_timeout,
             scope_fallback=self.options.scope_fallback,
-            retry=self.retry,
+            retry=retry,
             tls_for=self.options.endpoints.tls_for,
         )
 
@@ -266,7 +272,7 @@ class DockerFetcherPlugin:
             return await self._get_manifest_once(session, reference, expected)
 
         return await run_with_retries(
-            attempt, policy=self.retry, describe=f"manifest {session.repository}:{reference}"
+            attempt, policy=session.retry, describe=f"manifest {session.repository}:{reference}"
         )
 
     async def _get_manifest_once(
@@ -416,7 +422,7 @@ class DockerFetcherPlugin:
                     )
 
             try:
-                await run_with_retries(attempt, policy=self.retry, describe=f"blob {digest}")
+                await run_with_retries(attempt, policy=session.retry, describe=f"blob {digest}")
                 await store.commit(writer)
             except BaseException:
                 store.discard(writer)

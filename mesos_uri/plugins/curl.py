@@ -14,6 +14,7 @@ from mesos_uri import curl
 from mesos_uri.docker.plugin import FetchSummary
 from mesos_uri.docker.session import MAX_REDIRECTS
 from mesos_uri.errors import FetchError, HTTPStatusError, UsageError
+from mesos_uri.http import status_string
 from mesos_uri.store import Store
 from mesos_uri.uri import URI
 
@@ -65,8 +66,9 @@ class CurlFetcherPlugin:
             with temp.open("wb") as handle:
                 code = await self._download(str(uri).strip(), handle.write)
             if code != 200 and not uri.scheme.startswith("ftp"):
+                # The original's text, with Status::string(code) (SPEC.md §4.4).
                 raise HTTPStatusError(
-                    f"Unexpected HTTP response code for '{uri}': {code}", code=code
+                    f"Unexpected HTTP response code for '{uri}': {status_string(code)}", code=code
                 )
             store.place(temp, name)
         except BaseException:
