@@ -24,6 +24,7 @@ import contextlib
 import math
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -35,7 +36,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from mesos_uri.errors import CurlError, DecodeError, UsageError
+from mesos_uri.errors import CurlError, DecodeError, TruncatedResponseError, UsageError
 from mesos_uri.http import MAX_HEADER_BYTES, Response, decode_responses, parse_head
 
 __all__ = [
@@ -123,12 +124,17 @@ class Transfer:
 
 @attrs.frozen
 class TransferResult:
-    """How one transfer of a batch ended: curl's exit code for it, and the HTTP status."""
+    """How one transfer of a batch ended: curl's exit code and message for it, the HTTP status
+    (0 when none arrived), the body bytes written, and the ``Retry-After`` it carried."""
 
     url: str
     exit_code: int
     code: int
     size: int
+    retry_after: str = ""
+    challenge: str = ""
+    redirect_url: str = ""
+    error: str = ""
 
 
 @attrs.frozen
@@ -198,7 +204,8 @@ async def request(
         responses = decode_responses(stdout)
     except DecodeError as exc:
         quoted = stdout[:_MAX_QUOTED_STDOUT].decode("utf-8", "replace")
-        raise DecodeError(f"Failed to decode HTTP responses: {exc}\n{quoted}") from exc
+        # type(exc): a truncated response stays one, so that it is retried.
+        raise type(exc)(f"Failed to decode HTTP responses: {exc}\n{quoted}") from exc
     return responses[-1]
 
 
@@ -232,8 +239,11 @@ async def download(
     status, stderr = await _run(program, options, config, url, parser.feed)
     _check_status(url, status, stderr)
     if parser.response is None:
+        # curl exited 0 inside (or before) the header block: the server hung up mid-response.
         quoted = bytes(parser.head[:_MAX_QUOTED_STDOUT]).decode("utf-8", "replace")
-        raise DecodeError(f"Failed to decode HTTP responses: No response decoded\n{quoted}")
+        raise TruncatedResponseError(
+            f"Failed to decode HTTP responses: No response decoded\n{quoted}"
+        )
     response = attrs.evolve(parser.response, body=bytes(parser.error_body))
     redirect_url = None
     location = response.headers.get("Location")
@@ -300,8 +310,18 @@ class _DownloadParser:
 
 # One line per finished transfer; the marker keeps it apart from anything else on stdout.
 _BATCH_MARK: Final = "mesos-uri-transfer"
-_BATCH_WRITE_OUT: Final = (
-    _BATCH_MARK + " %{exitcode} %{http_code} %{size_download} %{url_effective}\\n"
+_BATCH_WRITE_OUT: Final = "\\t".join(
+    (
+        _BATCH_MARK,
+        "%{exitcode}",
+        "%{http_code}",
+        "%{size_download}",
+        "%{url_effective}",
+        "%header{retry-after}",
+        "%header{www-authenticate}",
+        "%{redirect_url}",
+        "%{errormsg}\\n",
+    )
 )
 
 
@@ -332,11 +352,14 @@ async def download_batch(
     first = transfers[0].url if transfers else ""
     await _run(program, options, config, first, collected.extend)
     results = []
-    for line in bytes(collected).decode("utf-8", "replace").splitlines():
-        fields = line.split(" ", 4)
-        if len(fields) == 5 and fields[0] == _BATCH_MARK and all(f.isdigit() for f in fields[1:4]):
+    # Split on LF only: a header value curl copies may end in a CR of its own.
+    for line in bytes(collected).decode("utf-8", "replace").split("\n"):
+        fields = line.split("\t", 8)
+        if len(fields) == 9 and fields[0] == _BATCH_MARK and all(f.isdigit() for f in fields[1:4]):
+            exit_code, code, size = (int(field) for field in fields[1:4])
+            url, retry_after, challenge, redirect, error = (f.strip() for f in fields[4:])
             results.append(
-                TransferResult(fields[4], int(fields[1]), int(fields[2]), int(fields[3]))
+                TransferResult(url, exit_code, code, size, retry_after, challenge, redirect, error)
             )
     return results
 
@@ -514,8 +537,12 @@ async def _run(
 
 
 def _kill(process: anyio.abc.Process) -> None:
+    # os.kill, not process.kill(): on asyncio that is Popen.send_signal, whose poll() may reap
+    # a curl that just exited before asyncio's child watcher does; the watcher then logs
+    # "Unknown child process pid N, will report returncode 255" (on the CLI's stderr, too).
+    # Only the watcher reaps, so until returncode is set the pid is still our zombie or child.
     with contextlib.suppress(ProcessLookupError):  # already gone
-        process.kill()
+        os.kill(process.pid, signal.SIGKILL)
 
 
 async def _feed(stream: anyio.abc.ByteSendStream, text: str) -> None:

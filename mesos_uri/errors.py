@@ -4,6 +4,7 @@
     ├── UsageError            the caller's input is wrong (URI, flag, reference, directory)
     ├── CurlError             curl could not be run or exited non-zero
     ├── DecodeError           curl's output is not the HTTP it should be
+    │   └── TruncatedResponseError  the connection closed inside a header block
     ├── HTTPStatusError       the server answered with a status we cannot use
     ├── AuthError             the 401 dance failed (challenge, token endpoint, credentials)
     ├── ManifestError         a manifest or index is malformed, unsupported or too large
@@ -25,6 +26,7 @@ __all__ = [
     "FetchError",
     "HTTPStatusError",
     "ManifestError",
+    "TruncatedResponseError",
     "UsageError",
 ]
 
@@ -52,6 +54,11 @@ class CurlError(FetchError):
 
 class DecodeError(FetchError):
     """curl's stdout did not decode as the HTTP/1.x response stream we asked for."""
+
+
+class TruncatedResponseError(DecodeError):
+    """The output ended inside a header block: the server hung up mid-response, and curl
+    (7.88) exits 0 for that. A network failure like an empty reply, so worth a retry."""
 
 
 class HTTPStatusError(FetchError):

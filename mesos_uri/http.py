@@ -24,7 +24,7 @@ from typing import Final
 
 import attrs
 
-from mesos_uri.errors import DecodeError
+from mesos_uri.errors import DecodeError, TruncatedResponseError
 
 __all__ = [
     "DECODING_FAILED",
@@ -198,7 +198,8 @@ def decode_responses(data: bytes) -> list[Response]:
     while pos < len(data):
         parsed = _parse_head_at(data, pos)
         if parsed is None:
-            raise DecodeError(DECODING_FAILED)
+            # The data ends inside a header block: the connection was cut, not garbled.
+            raise TruncatedResponseError(DECODING_FAILED)
         head, pos = parsed
         body, pos = _read_body(data, pos, head)
         responses.append(attrs.evolve(head, body=_decode_content(head.headers, body)))

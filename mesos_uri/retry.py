@@ -26,7 +26,13 @@ from typing import Final, TypeVar
 import anyio
 import attrs
 
-from mesos_uri.errors import CurlError, FetchError, HTTPStatusError, UsageError
+from mesos_uri.errors import (
+    CurlError,
+    FetchError,
+    HTTPStatusError,
+    TruncatedResponseError,
+    UsageError,
+)
 
 __all__ = [
     "DEFAULT_RETRIES",
@@ -182,14 +188,17 @@ class RetryPolicy:
 def classify_error(exc: BaseException) -> tuple[bool, float | None]:
     """The default judge for :func:`run_with_retries`: (transient?, Retry-After seconds).
 
-    Transient: a :class:`CurlError` whose exit code is in the table, an
-    :class:`HTTPStatusError` whose status is (its ``Retry-After`` parsed). Not transient:
+    Transient: a :class:`CurlError` whose exit code is in the table, a
+    :class:`~mesos_uri.errors.TruncatedResponseError`, an :class:`HTTPStatusError` whose
+    status is (its ``Retry-After`` parsed). Not transient:
     everything else, including a :class:`~mesos_uri.errors.DigestMismatchError` — a registry
     holding other bytes under a digest serves them again, and a proxy that corrupts bytes is a
     fault to surface, not to paper over.
     """
     if isinstance(exc, CurlError):
         return exc.exit_code is not None and transient_curl_exit(exc.exit_code), None
+    if isinstance(exc, TruncatedResponseError):
+        return True, None  # the server hung up mid-header-block; curl 7.88 calls that success
     if isinstance(exc, HTTPStatusError):
         if transient_status(exc.code):
             return True, parse_retry_after(exc.retry_after)
@@ -206,6 +215,8 @@ def _summary(exc: BaseException) -> str:
         return f"curl exit {exc.exit_code}" + (f" ({meaning})" if meaning else "")
     if isinstance(exc, HTTPStatusError):
         return f"HTTP {exc.code}"
+    if isinstance(exc, TruncatedResponseError):
+        return "connection closed inside the header block"
     return type(exc).__name__
 
 

@@ -64,6 +64,16 @@ class BlobWriter:
             # A full disk must read as a failed fetch, not escape as a bare OSError.
             raise _write_error(self.what, self.path.parent, exc) from exc
 
+    def absorb(self) -> None:
+        """Take the bytes already in the file as received (hashed and size-checked)."""
+        while chunk := os.read(self.fd, _READ_CHUNK):
+            self.received += len(chunk)
+            if 0 <= self.size < self.received:
+                raise BlobSizeError(
+                    f"{self.what} is larger than the {self.size} bytes its manifest declares"
+                )
+            self._hasher.update(chunk)
+
     def restart(self) -> None:
         """Forget everything written so far: a server that ignored our Range answers from 0."""
         try:
@@ -133,10 +143,23 @@ class Store:
             _remove(tmp)
             raise
 
-    def open_blob(self, digest: Digest, size: int, *, what: str) -> BlobWriter:
-        """A writer on a fresh temporary file; ``commit`` or ``discard`` it exactly once."""
-        fd, tmp = self._temp(str(digest))
-        return BlobWriter(Path(tmp), fd, digest, size, what=what)
+    def open_blob(
+        self, digest: Digest, size: int, *, what: str, adopt: Path | None = None
+    ) -> BlobWriter:
+        """A writer on a fresh temporary file, or on ``adopt``, a temporary file of this store
+        already holding the first bytes (a batched download's); ``commit`` or ``discard`` it
+        exactly once."""
+        if adopt is None:
+            fd, tmp = self._temp(str(digest))
+            return BlobWriter(Path(tmp), fd, digest, size, what=what)
+        fd = os.open(adopt, os.O_RDWR)
+        writer = BlobWriter(adopt, fd, digest, size, what=what)
+        try:
+            writer.absorb()
+        except BaseException:
+            self.discard(writer)
+            raise
+        return writer
 
     async def commit(self, writer: BlobWriter) -> None:
         """Verify, flush and rename into place; on any failure the temporary file is gone."""
@@ -169,23 +192,6 @@ class Store:
         final = self.path(name)
         os.replace(temp, final)
         return final
-
-    async def place_verified(self, temp: Path, digest: Digest, size: int) -> bool:
-        """Rename a finished temporary file to ``digest`` if its bytes are exactly right."""
-        return await anyio.to_thread.run_sync(self._place_verified, temp, digest, size)
-
-    def _place_verified(self, temp: Path, digest: Digest, size: int) -> bool:
-        try:
-            if (size >= 0 and temp.stat().st_size != size) or not _file_matches(temp, digest):
-                return False
-            if self.durable:
-                with temp.open("rb") as handle:
-                    os.fsync(handle.fileno())
-            os.chmod(temp, 0o644)
-            os.replace(temp, self.path(digest))
-        except OSError:
-            return False
-        return True
 
     def leftovers(self) -> list[Path]:
         """Temporary files in the directory (tests assert there are none after a fetch)."""

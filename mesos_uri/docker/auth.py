@@ -159,7 +159,7 @@ def parse_token_response(response: Response, url: str) -> tuple[str, float]:
         raise AuthError(f"Unexpected HTTP response '{response.status}' when trying to GET '{url}'")
     try:
         document = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         raise AuthError(f"Parsing the JSON object failed: {exc}") from exc
     if not isinstance(document, dict):
         raise AuthError("Parsing the JSON object failed: Unexpected JSON type parsed")

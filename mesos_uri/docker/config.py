@@ -122,6 +122,9 @@ def parse_auth_config(text: str) -> DockerConfig:
             record = convert(value, _AUTH_ENTRY)
         except ProtoError as exc:
             raise UsageError(f"Protobuf parse failed: {exc}") from exc
+        _well_formed(key, "a key")
+        for field in ("auth", "username", "password", "identitytoken"):
+            _well_formed(record.optional_text(field), f"'{field}' for key '{shorten(key)}'")
         parsed[key] = AuthEntry(
             auth=record.optional_text("auth"),
             email=record.optional_text("email"),
@@ -137,14 +140,27 @@ def parse_auth_config(text: str) -> DockerConfig:
             top = convert(document, _NEW_FORMAT_TOP)
         except ProtoError as exc:
             raise UsageError(f"Protobuf parse failed: {exc}") from exc
-        creds_store = top.optional_text("credsStore")
+        creds_store = _well_formed(top.optional_text("credsStore"), "'credsStore'")
         cred_helpers = top.pairs("credHelpers")
+        for registry, helper in cred_helpers:
+            _well_formed(registry + helper, "'credHelpers'")
 
     return DockerConfig(
         auths=tuple((key, parsed[key]) for key in entries),
         creds_store=creds_store,
         cred_helpers=cred_helpers,
     )
+
+
+def _well_formed(text: str | None, what: str) -> str | None:
+    """``text``, unless it holds a lone surrogate, which JSON's ``"\\ud800"`` escape parses
+    to: no header, form or program name can carry one, so it is refused where it came in."""
+    if text is not None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UsageError(f"Invalid {what} in docker config: not valid Unicode") from exc
+    return text
 
 
 def merge(per_fetch: DockerConfig | None, default: DockerConfig | None) -> DockerConfig:

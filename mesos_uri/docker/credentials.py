@@ -183,7 +183,7 @@ def parse_helper_output(program: str, stdout: bytes) -> RegistryCredentials | No
     malformed = f"{program} get printed malformed output (expected a JSON credentials object)"
     try:
         document = json.loads(stdout)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # The message names the position only, never the document (which holds the secret).
         raise AuthError(malformed) from exc
     if not isinstance(document, dict):
@@ -192,6 +192,10 @@ def parse_helper_output(program: str, stdout: bytes) -> RegistryCredentials | No
     secret = document.get("Secret")
     if not isinstance(username, str) or not isinstance(secret, str):
         raise AuthError(malformed)
+    try:
+        f"{username}{secret}".encode()  # JSON's "\ud800" parses to a lone surrogate
+    except UnicodeEncodeError as exc:
+        raise AuthError(malformed) from exc
     if not secret:
         return None
     if username == TOKEN_USERNAME:
@@ -273,7 +277,9 @@ def identity_token_request(
     if scope:
         form.append(("scope", scope))
     form += [("client_id", CLIENT_ID), ("refresh_token", credentials.secret)]
-    return realm, urllib.parse.urlencode(form).encode("ascii")
+    # surrogateescape: a token read from an `auth` that was not UTF-8 goes out as its bytes,
+    # as RegistryCredentials.basic() sends them.
+    return realm, urllib.parse.urlencode(form, errors="surrogateescape").encode("ascii")
 
 
 def parse_oauth_response(response: Response, url: str) -> OAuthToken:
@@ -297,7 +303,7 @@ def _oauth_error(body: bytes) -> str:
     """`` (invalid_grant)`` from an RFC 6749 §5.2 error body, or nothing."""
     try:
         code = json.loads(body).get("error")
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, RecursionError, AttributeError):
         return ""
     if not isinstance(code, str) or not code.isascii() or not code.isprintable():
         return ""

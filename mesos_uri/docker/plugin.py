@@ -19,13 +19,19 @@ import anyio.abc
 import anyio.lowlevel
 import attrs
 
+from mesos_uri import curl
 from mesos_uri import uri as uris
 from mesos_uri.curl import ResponseTooLargeError
 from mesos_uri.docker import config as docker_config
 from mesos_uri.docker import index as indexes
 from mesos_uri.docker import manifest as manifests
-from mesos_uri.docker.auth import TokenCache
-from mesos_uri.docker.batch import BATCH_MAX_BLOB_BYTES, BATCH_MIN_BLOBS, fetch_small_blobs
+from mesos_uri.docker.auth import Token, TokenCache
+from mesos_uri.docker.batch import (
+    BATCH_MAX_BLOB_BYTES,
+    BATCH_MIN_BLOBS,
+    Outcome,
+    download_small_blobs,
+)
 from mesos_uri.docker.credentials import resolve_credentials
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.digest import Digest, digest_of, parse_digest
@@ -38,9 +44,10 @@ from mesos_uri.errors import (
     FetchError,
     HTTPStatusError,
     ManifestError,
+    TruncatedResponseError,
     UsageError,
 )
-from mesos_uri.http import Response
+from mesos_uri.http import Headers, Response, status_string
 from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import DEFAULT_RETRIES, RetryPolicy, run_with_retries
 from mesos_uri.store import BlobWriter, Store
@@ -66,6 +73,8 @@ _SCHEMES: Final = ("docker", "docker-manifest", "docker-blob")
 # Head room for the header block(s) that curl prints before a manifest's body.
 _HEADER_ROOM: Final = 256 * 1024
 _log = logging.getLogger(__name__)
+
+_REDIRECTS: Final = (301, 302, 303, 307, 308)
 
 _SCHEMA1: Final = frozenset({manifests.SCHEMA1, manifests.SCHEMA1_SIGNED})
 
@@ -316,9 +325,11 @@ class DockerFetcherPlugin:
         failures: list[FetchError] = []
         positions = {str(d.digest): position for position, d in enumerate(descriptors)}
 
-        async def one(descriptor: Descriptor, scope: anyio.CancelScope) -> None:
+        async def one(
+            descriptor: Descriptor, scope: anyio.CancelScope, outcome: Outcome | None = None
+        ) -> None:
             try:
-                result = await self._fetch_blob(session, store, descriptor, limiter)
+                result = await self._fetch_blob(session, store, descriptor, limiter, outcome)
             except FetchError as exc:
                 failures.append(exc)
                 scope.cancel()
@@ -326,16 +337,27 @@ class DockerFetcherPlugin:
                 results[positions[str(descriptor.digest)]] = result
 
         async def batch(small: list[Descriptor], group: anyio.abc.TaskGroup) -> None:
-            # Large blobs stream meanwhile; what the batch could not place goes one by one.
-            done = await self._fetch_batch(session, store, small)
-            for descriptor in small:
-                result = done.get(str(descriptor.digest))
-                if result is not None:
-                    results[positions[result.digest]] = result
-                else:
-                    group.start_soon(one, descriptor, group.cancel_scope)
+            # Large blobs stream meanwhile; each small one then finishes on its own, taking the
+            # batch's outcome as its first attempt.
+            async with limiter:
+                outcomes = await download_small_blobs(
+                    session, store, small, parallel=self.options.jobs
+                )
+            try:
+                for descriptor in small:
+                    outcome = outcomes.pop(str(descriptor.digest), None)
+                    group.start_soon(one, descriptor, group.cancel_scope, outcome)
+            finally:
+                for outcome in outcomes.values():  # only if cancelled before handing them on
+                    outcome.temp.unlink(missing_ok=True)
 
-        small = [d for d in descriptors if 0 <= d.size <= BATCH_MAX_BLOB_BYTES and not d.urls]
+        small = [
+            d
+            for d in descriptors
+            if 0 <= d.size <= BATCH_MAX_BLOB_BYTES
+            and not d.urls
+            and not await store.has_verified(d.digest)
+        ]
         if len(small) < BATCH_MIN_BLOBS:
             small = []
         async with anyio.create_task_group() as group:
@@ -349,31 +371,6 @@ class DockerFetcherPlugin:
             first.args = (f"Collect failed: {first}",)  # the original's text (SPEC.md §7.3)
             raise first
         return tuple(results[position] for position in sorted(results))
-
-    async def _fetch_batch(
-        self, session: Session, store: Store, descriptors: list[Descriptor]
-    ) -> dict[str, BlobResult]:
-        """Small blobs not yet present, through one curl; what it could not place is left to
-        the per-blob path (see mesos_uri.docker.batch)."""
-        started = time.monotonic()
-        small = [d for d in descriptors if not await store.has_verified(d.digest)]
-        if len(small) < BATCH_MIN_BLOBS:
-            return {}
-        observer = self.options.observer
-        if observer is not None:
-            for descriptor in small:
-                observer.started(str(descriptor.digest), descriptor.size)
-        async with self._limiter():
-            placed = await fetch_small_blobs(session, store, small, parallel=self.options.jobs)
-        seconds = time.monotonic() - started
-        results = {}
-        for descriptor in small:
-            digest = str(descriptor.digest)
-            if digest in placed:
-                results[digest] = BlobResult(digest, descriptor.size, seconds, downloaded=True)
-                if observer is not None:
-                    observer.finished(digest, downloaded=True)
-        return results
 
     def _limiter(self) -> anyio.CapacityLimiter:
         # A limiter belongs to one event loop; the agent's concurrent ``docker-blob`` fetches
@@ -390,36 +387,58 @@ class DockerFetcherPlugin:
         store: Store,
         descriptor: Descriptor,
         limiter: anyio.CapacityLimiter | None,
+        outcome: Outcome | None = None,
     ) -> BlobResult:
         started = time.monotonic()
         digest = descriptor.digest
         observer = self.options.observer
-        if await store.has_verified(digest):
+        if outcome is None and await store.has_verified(digest):
             size = store.path(digest).stat().st_size
             if observer is not None:
                 observer.finished(str(digest), downloaded=False)
             return BlobResult(str(digest), size, time.monotonic() - started, downloaded=False)
+        url = f"{session.registry}/v2/{session.repository}/blobs/{digest}"
+        # A batch's partial or complete body is kept; anything else it got is only a status.
+        kept = outcome is not None and outcome.result.code == 200
+        replay = None if outcome is None else _replay(outcome, url, descriptor, keep=kept)
         async with limiter or self._limiter():
-            writer = store.open_blob(digest, descriptor.size, what=f"blob '{digest}'")
-            url = f"{session.registry}/v2/{session.repository}/blobs/{digest}"
+            writer = store.open_blob(
+                digest,
+                descriptor.size,
+                what=f"blob '{digest}'",
+                adopt=outcome.temp if outcome is not None and kept else None,
+            )
             sink = writer.write if observer is None else _observed(writer, observer)
             if observer is not None:
                 observer.started(str(digest), descriptor.size)
 
-            async def attempt(_: int) -> None:
+            async def attempt(number: int) -> None:
+                target, renewed, hops = url, False, 0
+                if number == 1 and replay is not None:
+                    # The batch was this blob's first attempt: its outcome is played back, and
+                    # a challenge or a redirect it met is followed up here.
+                    if replay.error is not None:
+                        raise replay.error
+                    if replay.complete:
+                        return
+                    if replay.challenge is not None:
+                        await session.authorize(replay.challenge, url, rejected=replay.sent)
+                        renewed = True
+                    if replay.redirect is not None:
+                        target, hops = replay.redirect, 1
                 # After a transfer broke off, ask only for the bytes still missing.
                 response = await session.download(
-                    url, sink, restart=writer.restart, offset=writer.received
+                    target,
+                    sink,
+                    restart=writer.restart,
+                    offset=writer.received,
+                    renewed=renewed,
+                    hops=hops,
                 )
                 if response.code == 404 and descriptor.urls:
                     response = await _fetch_foreign(session, descriptor, writer)
                 if response.code not in (200, 206):
-                    raise HTTPStatusError(
-                        f"Unexpected HTTP response '{response.status}' when trying to download "
-                        f"the blob{registry_error_detail(response)}",
-                        code=response.code,
-                        retry_after=response.headers.get("Retry-After"),
-                    )
+                    raise _blob_status_error(response)
 
             try:
                 await run_with_retries(attempt, policy=session.retry, describe=f"blob {digest}")
@@ -431,6 +450,63 @@ class DockerFetcherPlugin:
             observer.finished(str(digest), downloaded=True)
         _log.info("%s: %s (%d bytes) verified", session.repository, digest, writer.received)
         return BlobResult(str(digest), writer.received, time.monotonic() - started, True)
+
+
+def _blob_status_error(response: Response) -> HTTPStatusError:
+    return HTTPStatusError(
+        f"Unexpected HTTP response '{response.status}' when trying to download "
+        f"the blob{registry_error_detail(response)}",
+        code=response.code,
+        retry_after=response.headers.get("Retry-After"),
+    )
+
+
+@attrs.frozen
+class _Replay:
+    """A batched transfer's outcome, played back as the blob's first attempt."""
+
+    error: FetchError | None = None
+    complete: bool = False
+    # A 401 to answer, or a redirect to follow, before the attempt's own request.
+    challenge: Response | None = None
+    redirect: str | None = None
+    sent: Token | None = None
+
+
+def _replay(outcome: Outcome, url: str, descriptor: Descriptor, *, keep: bool) -> _Replay:
+    result = outcome.result
+    body = b"" if keep else outcome.temp.read_bytes()[: curl.MAX_ERROR_BODY_BYTES]
+    if not keep:
+        outcome.temp.unlink(missing_ok=True)
+    if result.exit_code != 0:
+        message = f"curl: ({result.exit_code}) {result.error}".strip()
+        return _Replay(
+            CurlError(
+                f"Failed to perform 'curl' for '{url}': {message}",
+                exit_code=result.exit_code,
+                stderr=message,
+            )
+        )
+    if result.code == 200:
+        if result.size < descriptor.size:
+            # curl 7.88 reports success when the server hangs up inside the header block.
+            return _Replay(
+                TruncatedResponseError(
+                    f"Failed to decode HTTP responses: '{url}' ended after {result.size} of "
+                    f"{descriptor.size} bytes"
+                )
+            )
+        return _Replay(complete=True)
+    if result.code == 401:
+        challenge = (("WWW-Authenticate", result.challenge),) if result.challenge else ()
+        response = Response(401, status_string(401), Headers(challenge), body)
+        return _Replay(challenge=response, sent=outcome.sent)
+    if result.code in _REDIRECTS and result.redirect_url:
+        return _Replay(redirect=result.redirect_url)
+    headers = Headers((("Retry-After", result.retry_after),) if result.retry_after else ())
+    return _Replay(
+        _blob_status_error(Response(result.code, status_string(result.code), headers, body))
+    )
 
 
 def _observed(writer: BlobWriter, observer: BlobObserver) -> Callable[[bytes], None]:

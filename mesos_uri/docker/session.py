@@ -76,7 +76,15 @@ def registry_error_detail(response: Response) -> str:
         document = json.loads(response.body)
         first = document["errors"][0]
         code, message = str(first.get("code", "")), str(first.get("message", ""))
-    except (ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError, AttributeError):
+    except (
+        ValueError,
+        UnicodeDecodeError,
+        RecursionError,  # a hostile body nested deeper than json can follow
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+    ):
         return ""
     text = ": ".join(part for part in (code, message) if part)
     return f" ({text})" if text else ""
@@ -125,8 +133,13 @@ class Session:
         restart: Callable[[], None],
         offset: int = 0,
         anonymous: bool = False,
+        renewed: bool = False,
+        hops: int = 0,
     ) -> Response:
         """Download ``url`` into ``sink``; returns the final response (the caller checks it).
+
+        ``renewed``: the token was already renewed for this attempt (no second renewal);
+        ``hops``: redirects already followed for it (a batched first attempt's).
 
         Redirects are followed here rather than by curl, so that the Authorization header goes
         only to the registry's own origin (blob storage and CDNs get none). ``anonymous`` sends
@@ -137,7 +150,7 @@ class Session:
         ranged = {"Range": f"bytes={offset}-"} if offset else {}
         auth = {} if anonymous else self.auth_headers()
         sent = None if anonymous else self.tokens.cached_for(self.registry, self.repository)
-        authorized = False
+        authorized = renewed
 
         def check(response: Response) -> None:
             if offset and response.code == 200:
@@ -145,7 +158,7 @@ class Session:
             elif response.code == 206:
                 _check_content_range(response, offset, url)
 
-        for _ in range(MAX_REDIRECTS + 1):
+        for _ in range(MAX_REDIRECTS + 1 - hops):
             result = await curl.download(
                 url,
                 sink,

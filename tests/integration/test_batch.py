@@ -7,10 +7,20 @@ import os
 from pathlib import Path
 
 import pytest
-from faults import FaultServer, Redirect, Serve, WrongBytes, blob_path
+from faults import (
+    Act,
+    Drop,
+    FaultServer,
+    RateLimited,
+    Redirect,
+    Serve,
+    Status,
+    WrongBytes,
+    blob_path,
+)
 
 from mesos_uri.docker.plugin import DockerFetcherPlugin, DockerOptions
-from mesos_uri.errors import DigestMismatchError
+from mesos_uri.errors import DigestMismatchError, HTTPStatusError
 from mesos_uri.retry import RetryPolicy
 from mesos_uri.uri import parse_uri
 
@@ -70,3 +80,53 @@ async def test_wrong_bytes_in_a_batch_fail_with_the_exact_mismatch(tmp_path: Pat
     assert not (tmp_path / bad).exists()
     assert_verified(tmp_path)
     assert curl_processes([os.getpid()]) == []
+
+
+async def test_a_batched_transfer_cut_short_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """The batch's partial body counts as the first attempt: the retry asks only for the rest."""
+    layers = make_layers("batch-resume", 5, size=64 * 1024)
+    image = build_image("linux/amd64", layers, image_format="schema2")
+    cut = sorted(image.blobs)[1]
+    with FaultServer() as server:
+        serve(server, REPO, image)
+        server.script(blob_path(REPO, cut), [Drop(after=10_000), Serve()])
+        await _plugin().fetch(parse_uri(_uri(server)), tmp_path)
+        ranges = [r.header("Range") for r in server.requests_for(blob_path(REPO, cut))]
+    assert ranges == [None, "bytes=10000-"]
+    assert (tmp_path / cut).read_bytes() == image.blobs[cut]
+    assert_verified(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("acts", "requests"),
+    [
+        ([Status(503), Serve()], 2),  # retried once, within the budget of two attempts
+        ([RateLimited(retry_after=0), Serve()], 2),
+    ],
+)
+async def test_a_batched_transient_failure_is_the_first_attempt(
+    tmp_path: Path, acts: list[Act], requests: int
+) -> None:
+    image = build_image("linux/amd64", make_layers("batch-budget", 5), image_format="schema2")
+    victim = sorted(image.blobs)[0]
+    with FaultServer() as server:
+        serve(server, REPO, image)
+        server.script(blob_path(REPO, victim), acts)
+        await _plugin().fetch(parse_uri(_uri(server)), tmp_path)
+        assert len(server.requests_for(blob_path(REPO, victim))) == requests
+    assert (tmp_path / victim).read_bytes() == image.blobs[victim]
+    assert_verified(tmp_path)
+
+
+async def test_a_batched_404_is_not_asked_again(tmp_path: Path) -> None:
+    image = build_image("linux/amd64", make_layers("batch-404", 5), image_format="schema2")
+    victim = sorted(image.blobs)[0]
+    with FaultServer() as server:
+        serve(server, REPO, image)
+        server.script(blob_path(REPO, victim), [Status(404)])
+        with pytest.raises(HTTPStatusError, match="404 Not Found") as caught:
+            await _plugin().fetch(parse_uri(_uri(server)), tmp_path)
+        assert len(server.requests_for(blob_path(REPO, victim))) == 1
+    assert caught.value.code == 404
+    assert not (tmp_path / victim).exists()
+    assert_verified(tmp_path)
