@@ -51,6 +51,7 @@ __all__ = [
     "TransferResult",
     "download",
     "download_batch",
+    "fetch_to_file",
     "redact_url",
     "request",
 ]
@@ -362,6 +363,15 @@ async def download_batch(
                 TransferResult(url, exit_code, code, size, retry_after, challenge, redirect, error)
             )
     return results
+
+
+async def fetch_to_file(url: str, output: str, *, stall_timeout: float | None = None) -> None:
+    """curl writes ``url`` to ``output``; for protocols with no HTTP status to read (FTP), where
+    curl's exit status is the whole answer (it fails with 78 on a missing remote file)."""
+    config = [_url_line(url), f"output = {_quote(output)}"]
+    options = ["-s", "-S", *_timeout_options(stall_timeout, None)]
+    status, stderr = await _run(_program(), options, config, url, lambda chunk: None)
+    _check_status(url, status, stderr)
 
 
 def _program() -> str:

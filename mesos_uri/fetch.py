@@ -305,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fetcher = create(command.flags)
         if command.uri.scheme not in fetcher.schemes:
             raise UsageError(
-                f"Failed to fetch '{command.uri}': Scheme '{command.uri.scheme}' is not supported"
+                f"Failed to fetch '{command.uri.redacted()}': "
+                f"Scheme '{command.uri.scheme}' is not supported"
             )
     except FetchError as exc:
         print(f"python -m mesos_uri.fetch: error: {_one_line(exc)}", file=sys.stderr)
@@ -321,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary, signum = None, signal.SIGINT
     if signum is not None:
         name = signal.Signals(signum).name
-        print(f"Fetching '{command.uri}' was interrupted by {name}", file=sys.stderr)
+        uri = command.uri.redacted()
+        print(f"Fetching '{uri}' was interrupted by {name}", file=sys.stderr)
         return 128 + signum
     if command.json and summary is not None:
         print(json.dumps(attrs.asdict(summary), sort_keys=True))

@@ -119,7 +119,8 @@ class Fetcher:
             found = self._by_scheme.get(parsed.scheme)
             if found is None:
                 raise UsageError(
-                    f"Failed to fetch '{parsed}': Scheme '{parsed.scheme}' is not supported"
+                    f"Failed to fetch '{parsed.redacted()}': "
+                    f"Scheme '{parsed.scheme}' is not supported"
                 )
             chosen = found
         return await chosen.fetch(parsed, directory, data, output_file_name)

@@ -159,7 +159,7 @@ class DockerFetcherPlugin:
         try:
             return await self._fetch(uri, Store(directory, durable=self.options.durable), data)
         except FetchError as exc:
-            exc.args = (f"Failed to fetch '{uri}': {exc}",)
+            exc.args = (f"Failed to fetch '{uri.redacted()}': {exc}",)
             raise
 
     async def _fetch(self, uri: URI, store: Store, data: str | None) -> FetchSummary:

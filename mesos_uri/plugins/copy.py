@@ -31,7 +31,7 @@ class CopyFetcherPlugin:
         try:
             await self._fetch(uri, Store(directory))
         except FetchError as exc:
-            exc.args = (f"Failed to fetch '{uri}': {exc}",)
+            exc.args = (f"Failed to fetch '{uri.redacted()}': {exc}",)
             raise
         return FetchSummary(str(uri))
 

@@ -50,7 +50,7 @@ class CurlFetcherPlugin:
         try:
             await self._fetch(uri, Store(directory), output_file_name)
         except FetchError as exc:
-            exc.args = (f"Failed to fetch '{uri}': {exc}",)
+            exc.args = (f"Failed to fetch '{uri.redacted()}': {exc}",)
             raise
         return FetchSummary(str(uri))
 
@@ -63,9 +63,16 @@ class CurlFetcherPlugin:
             raise UsageError(f"Cannot name a file '{name}' after the URI's path")
         temp = store.temp_path(name)
         try:
+            if uri.scheme.startswith("ftp"):
+                # FTP has no HTTP status: curl's exit status says it all (SPEC.md §9 row 25).
+                await curl.fetch_to_file(
+                    str(uri).strip(), str(temp), stall_timeout=self.stall_timeout
+                )
+                store.place(temp, name)
+                return
             with temp.open("wb") as handle:
                 code = await self._download(str(uri).strip(), handle.write)
-            if code != 200 and not uri.scheme.startswith("ftp"):
+            if code != 200:
                 # The original's text, with Status::string(code) (SPEC.md §4.4).
                 raise HTTPStatusError(
                     f"Unexpected HTTP response code for '{uri}': {status_string(code)}", code=code
