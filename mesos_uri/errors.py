@@ -17,6 +17,9 @@ need more than the text get it from the attributes.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 __all__ = [
     "AuthError",
     "CurlError",
@@ -28,6 +31,7 @@ __all__ = [
     "ManifestError",
     "TruncatedResponseError",
     "UsageError",
+    "failing_fetch_of",
 ]
 
 
@@ -89,3 +93,14 @@ class DigestMismatchError(FetchError):
         super().__init__(message)
         self.expected = expected
         self.actual = actual
+
+
+@contextlib.contextmanager
+def failing_fetch_of(uri: str) -> Iterator[None]:
+    """Prefix any error with ``Failed to fetch '<uri>': `` (the CLI's one line), keeping the
+    error's type and attributes so that callers can still tell the failures apart."""
+    try:
+        yield
+    except FetchError as exc:
+        exc.args = (f"Failed to fetch '{uri}': {exc}",)
+        raise

@@ -46,6 +46,7 @@ from mesos_uri.errors import (
     ManifestError,
     TruncatedResponseError,
     UsageError,
+    failing_fetch_of,
 )
 from mesos_uri.http import Headers, Response, status_string
 from mesos_uri.progress import BlobObserver
@@ -156,11 +157,8 @@ class DockerFetcherPlugin:
 
         ``output_file_name`` is accepted for the facade's sake and ignored, as in the original.
         """
-        try:
+        with failing_fetch_of(uri.redacted()):
             return await self._fetch(uri, Store(directory, durable=self.options.durable), data)
-        except FetchError as exc:
-            exc.args = (f"Failed to fetch '{uri.redacted()}': {exc}",)
-            raise
 
     async def _fetch(self, uri: URI, store: Store, data: str | None) -> FetchSummary:
         self._check(uri)
@@ -198,7 +196,7 @@ class DockerFetcherPlugin:
         if uri.scheme == "docker-blob":
             digest = _digest(uri.query, what="the blob URI")
             blob = await self._fetch_blob(session, store, Descriptor("", digest, -1), None)
-            return FetchSummary(str(uri), blobs=(blob,))
+            return FetchSummary(uri.redacted(), blobs=(blob,))
 
         resolved = await self._resolve(session, uri.query)
         _log.info("%s: %s is %s (%s)", uri, uri.query, resolved.digest, resolved.media_type)

@@ -10,7 +10,7 @@ from typing import Final
 import anyio
 
 from mesos_uri.docker.plugin import FetchSummary
-from mesos_uri.errors import FetchError, UsageError
+from mesos_uri.errors import FetchError, UsageError, failing_fetch_of
 from mesos_uri.store import Store
 from mesos_uri.uri import URI
 
@@ -28,12 +28,9 @@ class CopyFetcherPlugin:
         data: str | None = None,
         output_file_name: str | None = None,
     ) -> FetchSummary:
-        try:
+        with failing_fetch_of(uri.redacted()):
             await self._fetch(uri, Store(directory))
-        except FetchError as exc:
-            exc.args = (f"Failed to fetch '{uri.redacted()}': {exc}",)
-            raise
-        return FetchSummary(str(uri))
+        return FetchSummary(uri.redacted())
 
     async def _fetch(self, uri: URI, store: Store) -> None:
         if not uri.path:

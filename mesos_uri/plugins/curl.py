@@ -13,7 +13,7 @@ from typing import Final
 from mesos_uri import curl
 from mesos_uri.docker.plugin import FetchSummary
 from mesos_uri.docker.session import MAX_REDIRECTS
-from mesos_uri.errors import FetchError, HTTPStatusError, UsageError
+from mesos_uri.errors import HTTPStatusError, UsageError, failing_fetch_of
 from mesos_uri.http import status_string
 from mesos_uri.store import Store
 from mesos_uri.uri import URI
@@ -47,12 +47,9 @@ class CurlFetcherPlugin:
         data: str | None = None,
         output_file_name: str | None = None,
     ) -> FetchSummary:
-        try:
+        with failing_fetch_of(uri.redacted()):
             await self._fetch(uri, Store(directory), output_file_name)
-        except FetchError as exc:
-            exc.args = (f"Failed to fetch '{uri.redacted()}': {exc}",)
-            raise
-        return FetchSummary(str(uri))
+        return FetchSummary(uri.redacted())
 
     async def _fetch(self, uri: URI, store: Store, output_file_name: str | None) -> None:
         if uri.scheme not in self.schemes:
