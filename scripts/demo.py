@@ -25,7 +25,7 @@ def main() -> int:
         uri = registry.docker_uri("library/demo", "latest")
         target = Path(scratch) / "image"
         command = [sys.executable, "-m", "mesos_uri.fetch", uri, str(target)]
-        print(f"fetching: {' '.join(command[1:])}")
+        print(f"fetching: python {' '.join(command[1:])}")
         done = subprocess.run(command, check=False)
         if done.returncode != 0:
             print(f"fetch failed with exit status {done.returncode}", file=sys.stderr)
