@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import urllib.parse
-from collections.abc import Callable
 from typing import Final
 
 import anyio
@@ -19,19 +17,13 @@ import anyio.abc
 import anyio.lowlevel
 import attrs
 
-from mesos_uri import curl
 from mesos_uri import uri as uris
 from mesos_uri.curl import ResponseTooLargeError
 from mesos_uri.docker import config as docker_config
 from mesos_uri.docker import index as indexes
 from mesos_uri.docker import manifest as manifests
-from mesos_uri.docker.auth import Token, TokenCache
-from mesos_uri.docker.batch import (
-    BATCH_MAX_BLOB_BYTES,
-    BATCH_MIN_BLOBS,
-    Outcome,
-    download_small_blobs,
-)
+from mesos_uri.docker.auth import TokenCache
+from mesos_uri.docker.blobs import BlobResult, fetch_blob, fetch_blobs
 from mesos_uri.docker.credentials import resolve_credentials
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.digest import Digest, digest_of, parse_digest
@@ -39,19 +31,17 @@ from mesos_uri.docker.endpoints import Endpoints
 from mesos_uri.docker.platform import Platform, host_platform
 from mesos_uri.docker.session import Session, registry_error_detail
 from mesos_uri.errors import (
-    CurlError,
     DigestError,
     FetchError,
     HTTPStatusError,
     ManifestError,
-    TruncatedResponseError,
     UsageError,
     failing_fetch_of,
 )
-from mesos_uri.http import Headers, Response, status_string
+from mesos_uri.http import Response
 from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import DEFAULT_RETRIES, RetryPolicy, run_with_retries
-from mesos_uri.store import BlobWriter, Store
+from mesos_uri.store import Store
 from mesos_uri.uri import URI
 
 __all__ = [
@@ -98,14 +88,6 @@ class DockerOptions:
     endpoints: Endpoints = attrs.Factory(Endpoints)
     # Told about every blob (the CLI's progress display); None costs nothing.
     observer: BlobObserver | None = attrs.field(default=None, eq=False)
-
-
-@attrs.frozen
-class BlobResult:
-    digest: str
-    size: int
-    seconds: float
-    downloaded: bool
 
 
 @attrs.frozen
@@ -195,7 +177,9 @@ class DockerFetcherPlugin:
         assert uri.query is not None  # checked above
         if uri.scheme == "docker-blob":
             digest = _digest(uri.query, what="the blob URI")
-            blob = await self._fetch_blob(session, store, Descriptor("", digest, -1), None)
+            blob = await fetch_blob(
+                session, store, Descriptor("", digest, -1), self._limiter(), self.options.observer
+            )
             return FetchSummary(uri.redacted(), blobs=(blob,))
 
         resolved = await self._resolve(session, uri.query)
@@ -211,8 +195,12 @@ class DockerFetcherPlugin:
         )
         if uri.scheme == "docker-manifest":
             return summary
-        blobs = await self._fetch_blobs(
-            session, store, manifests.blob_descriptors(resolved.manifest)
+        blobs = await fetch_blobs(
+            session,
+            store,
+            manifests.blob_descriptors(resolved.manifest),
+            limiter=self._limiter(),
+            observer=self.options.observer,
         )
         return attrs.evolve(summary, blobs=blobs)
 
@@ -314,62 +302,6 @@ class DockerFetcherPlugin:
 
     # -- the blobs ------------------------------------------------------------------------------
 
-    async def _fetch_blobs(
-        self, session: Session, store: Store, descriptors: list[Descriptor]
-    ) -> tuple[BlobResult, ...]:
-        """All blobs, at most ``jobs`` at once; the first failure cancels the rest (kills curl)."""
-        limiter = self._limiter()
-        results: dict[int, BlobResult] = {}
-        failures: list[FetchError] = []
-        positions = {str(d.digest): position for position, d in enumerate(descriptors)}
-
-        async def one(
-            descriptor: Descriptor, scope: anyio.CancelScope, outcome: Outcome | None = None
-        ) -> None:
-            try:
-                result = await self._fetch_blob(session, store, descriptor, limiter, outcome)
-            except FetchError as exc:
-                failures.append(exc)
-                scope.cancel()
-            else:
-                results[positions[str(descriptor.digest)]] = result
-
-        async def batch(small: list[Descriptor], group: anyio.abc.TaskGroup) -> None:
-            # Large blobs stream meanwhile; each small one then finishes on its own, taking the
-            # batch's outcome as its first attempt.
-            async with limiter:
-                outcomes = await download_small_blobs(
-                    session, store, small, parallel=self.options.jobs
-                )
-            try:
-                for descriptor in small:
-                    outcome = outcomes.pop(str(descriptor.digest), None)
-                    group.start_soon(one, descriptor, group.cancel_scope, outcome)
-            finally:
-                for outcome in outcomes.values():  # only if cancelled before handing them on
-                    outcome.temp.unlink(missing_ok=True)
-
-        small = [
-            d
-            for d in descriptors
-            if 0 <= d.size <= BATCH_MAX_BLOB_BYTES
-            and not d.urls
-            and not await store.has_verified(d.digest)
-        ]
-        if len(small) < BATCH_MIN_BLOBS:
-            small = []
-        async with anyio.create_task_group() as group:
-            if small:
-                group.start_soon(batch, small, group)
-            for descriptor in descriptors:
-                if descriptor not in small:
-                    group.start_soon(one, descriptor, group.cancel_scope)
-        if failures:
-            first = failures[0]
-            first.args = (f"Collect failed: {first}",)  # the original's text (SPEC.md §7.3)
-            raise first
-        return tuple(results[position] for position in sorted(results))
-
     def _limiter(self) -> anyio.CapacityLimiter:
         # A limiter belongs to one event loop; the agent's concurrent ``docker-blob`` fetches
         # through one plugin share it, so ``jobs`` bounds them together.
@@ -378,165 +310,6 @@ class DockerFetcherPlugin:
         if limiter is None:
             limiter = self._limiters[loop] = anyio.CapacityLimiter(self.options.jobs)
         return limiter
-
-    async def _fetch_blob(
-        self,
-        session: Session,
-        store: Store,
-        descriptor: Descriptor,
-        limiter: anyio.CapacityLimiter | None,
-        outcome: Outcome | None = None,
-    ) -> BlobResult:
-        started = time.monotonic()
-        digest = descriptor.digest
-        observer = self.options.observer
-        if outcome is None and await store.has_verified(digest):
-            size = store.path(digest).stat().st_size
-            if observer is not None:
-                observer.finished(str(digest), downloaded=False)
-            return BlobResult(str(digest), size, time.monotonic() - started, downloaded=False)
-        url = f"{session.registry}/v2/{session.repository}/blobs/{digest}"
-        # A batch's partial or complete body is kept; anything else it got is only a status.
-        kept = outcome is not None and outcome.result.code == 200
-        replay = None if outcome is None else _replay(outcome, url, descriptor, keep=kept)
-        async with limiter or self._limiter():
-            writer = store.open_blob(
-                digest,
-                descriptor.size,
-                what=f"blob '{digest}'",
-                adopt=outcome.temp if outcome is not None and kept else None,
-            )
-            sink = writer.write if observer is None else _observed(writer, observer)
-            if observer is not None:
-                observer.started(str(digest), descriptor.size)
-
-            async def attempt(number: int) -> None:
-                target, renewed, hops = url, False, 0
-                if number == 1 and replay is not None:
-                    # The batch was this blob's first attempt: its outcome is played back, and
-                    # a challenge or a redirect it met is followed up here.
-                    if replay.error is not None:
-                        raise replay.error
-                    if replay.complete:
-                        return
-                    if replay.challenge is not None:
-                        await session.authorize(replay.challenge, url, rejected=replay.sent)
-                        renewed = True
-                    if replay.redirect is not None:
-                        target, hops = replay.redirect, 1
-                # After a transfer broke off, ask only for the bytes still missing.
-                response = await session.download(
-                    target,
-                    sink,
-                    restart=writer.restart,
-                    offset=writer.received,
-                    renewed=renewed,
-                    hops=hops,
-                )
-                if response.code == 404 and descriptor.urls:
-                    response = await _fetch_foreign(session, descriptor, writer)
-                if response.code not in (200, 206):
-                    raise _blob_status_error(response)
-
-            try:
-                await run_with_retries(attempt, policy=session.retry, describe=f"blob {digest}")
-                await store.commit(writer)
-            except BaseException:
-                store.discard(writer)
-                raise
-        if observer is not None:
-            observer.finished(str(digest), downloaded=True)
-        _log.info("%s: %s (%d bytes) verified", session.repository, digest, writer.received)
-        return BlobResult(str(digest), writer.received, time.monotonic() - started, True)
-
-
-def _blob_status_error(response: Response) -> HTTPStatusError:
-    return HTTPStatusError(
-        f"Unexpected HTTP response '{response.status}' when trying to download "
-        f"the blob{registry_error_detail(response)}",
-        code=response.code,
-        retry_after=response.headers.get("Retry-After"),
-    )
-
-
-@attrs.frozen
-class _Replay:
-    """A batched transfer's outcome, played back as the blob's first attempt."""
-
-    error: FetchError | None = None
-    complete: bool = False
-    # A 401 to answer, or a redirect to follow, before the attempt's own request.
-    challenge: Response | None = None
-    redirect: str | None = None
-    sent: Token | None = None
-
-
-def _replay(outcome: Outcome, url: str, descriptor: Descriptor, *, keep: bool) -> _Replay:
-    result = outcome.result
-    body = b"" if keep else outcome.temp.read_bytes()[: curl.MAX_ERROR_BODY_BYTES]
-    if not keep:
-        outcome.temp.unlink(missing_ok=True)
-    if result.exit_code != 0:
-        message = f"curl: ({result.exit_code}) {result.error}".strip()
-        return _Replay(
-            CurlError(
-                f"Failed to perform 'curl' for '{url}': {message}",
-                exit_code=result.exit_code,
-                stderr=message,
-            )
-        )
-    if result.code == 200:
-        if result.size < descriptor.size:
-            # curl 7.88 reports success when the server hangs up inside the header block.
-            return _Replay(
-                TruncatedResponseError(
-                    f"Failed to decode HTTP responses: '{url}' ended after {result.size} of "
-                    f"{descriptor.size} bytes"
-                )
-            )
-        return _Replay(complete=True)
-    if result.code == 401:
-        challenge = (("WWW-Authenticate", result.challenge),) if result.challenge else ()
-        response = Response(401, status_string(401), Headers(challenge), body)
-        return _Replay(challenge=response, sent=outcome.sent)
-    if result.code in _REDIRECTS and result.redirect_url:
-        return _Replay(redirect=result.redirect_url)
-    headers = Headers((("Retry-After", result.retry_after),) if result.retry_after else ())
-    return _Replay(
-        _blob_status_error(Response(result.code, status_string(result.code), headers, body))
-    )
-
-
-def _observed(writer: BlobWriter, observer: BlobObserver) -> Callable[[bytes], None]:
-    digest = str(writer.digest)
-
-    def write(chunk: bytes) -> None:
-        writer.write(chunk)
-        observer.received(digest, writer.received)
-
-    return write
-
-
-async def _fetch_foreign(session: Session, descriptor: Descriptor, writer: BlobWriter) -> Response:
-    """A non-distributable layer the registry does not serve: try its ``urls`` in order.
-
-    The original did this only on Windows, last URL first, with the registry's credentials
-    (SPEC.md §7.4, §9 row 23); here on every platform, in the order given, with none.
-    """
-    response = Response(404, "404 Not Found")
-    for url in descriptor.urls:
-        if not url.lower().startswith(("http://", "https://")):
-            continue
-        writer.restart()
-        try:
-            response = await session.download(
-                url, writer.write, restart=writer.restart, anonymous=True
-            )
-        except CurlError:
-            continue
-        if response.code == 200:
-            return response
-    return response
 
 
 def _on_endpoint(uri: URI, base: str) -> URI:
