@@ -9,6 +9,7 @@ and on cancellation.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import os
@@ -28,6 +29,11 @@ __all__ = ["BlobSizeError", "BlobWriter", "Store"]
 # Bytes read per call when re-hashing a file that is already present.
 _READ_CHUNK: Final = 1024 * 1024
 
+# The first bytes of a body are hashed and written as they come; past this a thread takes over.
+_INLINE_BYTES: Final = 4 * 1024 * 1024
+# A body's bytes go to the writer's thread in pieces of this size: large enough that handing
+# them over costs little, small enough that the thread keeps pace with the download.
+_HANDOFF_BYTES: Final = 1024 * 1024
 # Writeback is started every this many bytes of a durable download.
 _WRITEBACK_CHUNK: Final = 8 * 1024 * 1024
 # sync_file_range(2)'s SYNC_FILE_RANGE_WRITE: start writeback of dirty pages, do not wait.
@@ -44,7 +50,11 @@ class BlobSizeError(FetchError):
 class BlobWriter:
     """Receives a download's body chunk by chunk: hashes, size-checks and writes each one.
 
-    It is the ``sink`` of ``curl.download``; raising from ``write`` stops curl at once.
+    It is the ``sink`` of ``curl.download``; raising from ``write`` stops curl at once. The size
+    is checked as each chunk arrives; hashing and writing, which cost more than reading curl's
+    pipe, run in a thread of the writer's own once a body grows past 4 MiB, so that the
+    event loop keeps reading and several large blobs hash on several cores (hashlib and
+    os.write release the GIL).
     """
 
     def __init__(
@@ -59,6 +69,10 @@ class BlobWriter:
         self.what = what
         # Bytes already handed to the kernel's writeback (see _start_writeback).
         self._written_back = 0 if durable else None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._work: concurrent.futures.Future[None] | None = None
 
     def write(self, chunk: bytes) -> None:
         self.received += len(chunk)
@@ -66,8 +80,39 @@ class BlobWriter:
             raise BlobSizeError(
                 f"{self.what} is larger than the {self.size} bytes its manifest declares"
             )
-        self._hasher.update(chunk)
-        view = memoryview(chunk)
+        if self._worker is None and self.received <= _INLINE_BYTES:
+            self._consume(chunk)  # small bodies: not worth a thread, and on disk at once
+            return
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= _HANDOFF_BYTES:
+            self._hand_off()
+
+    def _hand_off(self) -> None:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        if self._work is not None and self._work.done():
+            self._work.result()  # a failed write (a full disk) fails the download now
+        if self._worker is None:
+            self._worker = concurrent.futures.ThreadPoolExecutor(1, "mesos-uri-blob")
+        # One worker thread: the pieces are hashed and written in the order they came.
+        self._work = self._worker.submit(self._consume, data)
+
+    def drain(self) -> None:
+        """Hash and write everything received so far (blocks on the worker thread, if any)."""
+        if self._work is not None:
+            self._work.result()
+            self._work = None
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._consume(data)
+
+    def _consume(self, data: bytes) -> None:
+        self._hasher.update(data)
+        view = memoryview(data)
         try:
             while view:
                 written = os.write(self.fd, view)
@@ -82,9 +127,10 @@ class BlobWriter:
         """Start writing what has arrived to disk while the rest is still on its way, so that
         the fsync before the rename finds little left to do (as databases use the call)."""
         assert self._written_back is not None
-        pending = self.received - self._written_back
+        written = os.lseek(self.fd, 0, os.SEEK_CUR)
+        pending = written - self._written_back
         if pending >= _WRITEBACK_CHUNK and _sync_file_range(self.fd, self._written_back, pending):
-            self._written_back = self.received
+            self._written_back = written
 
     def absorb(self) -> None:
         """Take the bytes already in the file as received (hashed and size-checked)."""
@@ -98,6 +144,7 @@ class BlobWriter:
 
     def restart(self) -> None:
         """Forget everything written so far: a server that ignored our Range answers from 0."""
+        self._settle()
         try:
             os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)
@@ -106,12 +153,25 @@ class BlobWriter:
         self.received = 0
         self._hasher = self.digest.hasher()
 
+    def _settle(self) -> None:
+        """Let the worker finish whatever it holds, and drop what it has not been given."""
+        self._pending.clear()
+        self._pending_bytes = 0
+        if self._work is not None:
+            concurrent.futures.wait([self._work])
+            self._work = None
+
     def close(self) -> None:
+        self._settle()
+        if self._worker is not None:
+            self._worker.shutdown()
+            self._worker = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
     def verify(self) -> None:
+        self.drain()
         if 0 <= self.size != self.received:
             raise BlobSizeError(
                 f"{self.what} has {self.received} bytes but its manifest declares {self.size}"
@@ -186,6 +246,7 @@ class Store:
     async def commit(self, writer: BlobWriter) -> None:
         """Verify, flush and rename into place; on any failure the temporary file is gone."""
         try:
+            await anyio.to_thread.run_sync(writer.drain)
             writer.verify()
             try:
                 if self.durable:
