@@ -33,7 +33,10 @@ _READ_CHUNK: Final = 1024 * 1024
 _INLINE_BYTES: Final = 4 * 1024 * 1024
 # A body's bytes go to the writer's thread in pieces of this size: large enough that handing
 # them over costs little, small enough that the thread keeps pace with the download.
-_HANDOFF_BYTES: Final = 1024 * 1024
+_HANDOFF_BYTES: Final = 512 * 1024
+# At most this much waits while the thread works on the previous piece: a blob holds at most
+# about twice this in memory, so peak memory stays low with --jobs large blobs at once.
+_MAX_PENDING_BYTES: Final = 1024 * 1024
 # Writeback is started every this many bytes of a durable download.
 _WRITEBACK_CHUNK: Final = 8 * 1024 * 1024
 # sync_file_range(2)'s SYNC_FILE_RANGE_WRITE: start writeback of dirty pages, do not wait.
@@ -85,8 +88,14 @@ class BlobWriter:
             return
         self._pending.append(chunk)
         self._pending_bytes += len(chunk)
-        if self._pending_bytes >= _HANDOFF_BYTES:
-            self._hand_off()
+        if self._pending_bytes < _HANDOFF_BYTES:
+            return
+        if self._work is not None and not self._work.done():
+            if self._pending_bytes < _MAX_PENDING_BYTES:
+                return  # let the thread catch up
+            # Back-pressure, as a full pipe would give: memory stays bounded whatever the disk.
+            concurrent.futures.wait([self._work])
+        self._hand_off()
 
     def _hand_off(self) -> None:
         data = b"".join(self._pending)
