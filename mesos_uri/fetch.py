@@ -191,13 +191,18 @@ class _Command:
     progress: TerminalProgress | None
 
 
+def _warn_if_world_readable(path: str, warn: Callable[[str], None]) -> None:
+    """Credentials files are used as they are, but a file others can read is said (issue #4)."""
+    if world_readable(path):
+        warn(f"'{path}' holds credentials and is readable by every user (chmod 600 it)")
+
+
 def _read_data(value: str | None, warn: Callable[[str], None]) -> str | None:
     if value is None:
         return None
     if value == "-":
         return sys.stdin.read()
-    if world_readable(value):
-        warn(f"'{value}' holds credentials and is readable by every user (chmod 600 it)")
+    _warn_if_world_readable(value, warn)
     try:
         with open(value, encoding="utf-8") as handle:
             return handle.read()
@@ -222,9 +227,7 @@ def _command(argv: Sequence[str] | None) -> _Command:
         raise UsageError(f"--retries must be 0 or more, not {args.retries}")
     config = args.docker_config
     if config is not None and config.startswith(("/", "file://")):
-        path = config.removeprefix("file://")
-        if world_readable(path):
-            warn(f"'{path}' holds credentials and is readable by every user (chmod 600 it)")
+        _warn_if_world_readable(config.removeprefix("file://"), warn)
 
     def seconds(value: str | None) -> float | None:
         return None if value is None else parse_duration(value).seconds
@@ -303,11 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         command = _command(argv)
         fetcher = create(command.flags)
-        if command.uri.scheme not in fetcher.schemes:
-            raise UsageError(
-                f"Failed to fetch '{command.uri.redacted()}': "
-                f"Scheme '{command.uri.scheme}' is not supported"
-            )
+        fetcher.plugin_for(command.uri)  # an unknown scheme is a usage error, exit 2
     except FetchError as exc:
         print(f"python -m mesos_uri.fetch: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

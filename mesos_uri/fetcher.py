@@ -92,15 +92,20 @@ class Fetcher:
                 _log.warning("Overwriting URI fetcher plugin for scheme '%s'", scheme)
             self._by_scheme[scheme] = plugin
 
-    @property
-    def schemes(self) -> tuple[str, ...]:
-        return tuple(sorted(self._by_scheme))
-
     def plugin(self, name: str) -> Plugin:
         try:
             return self._by_name[name]
         except KeyError:
             raise UsageError(f"Plugin  '{name}' is not registered.") from None
+
+    def plugin_for(self, uri: URI) -> Plugin:
+        """The plugin registered for ``uri``'s scheme (SPEC.md §2.5)."""
+        found = self._by_scheme.get(uri.scheme)
+        if found is None:
+            raise UsageError(
+                f"Failed to fetch '{uri.redacted()}': Scheme '{uri.scheme}' is not supported"
+            )
+        return found
 
     async def fetch(
         self,
@@ -113,16 +118,7 @@ class Fetcher:
     ) -> FetchSummary:
         """Fetch by scheme, or by plugin name; ``uri`` may be a URI or its CLI string form."""
         parsed = parse_uri(uri) if isinstance(uri, str) else uri
-        if plugin is not None:
-            chosen = self.plugin(plugin)
-        else:
-            found = self._by_scheme.get(parsed.scheme)
-            if found is None:
-                raise UsageError(
-                    f"Failed to fetch '{parsed.redacted()}': "
-                    f"Scheme '{parsed.scheme}' is not supported"
-                )
-            chosen = found
+        chosen = self.plugin(plugin) if plugin is not None else self.plugin_for(parsed)
         return await chosen.fetch(parsed, directory, data, output_file_name)
 
 

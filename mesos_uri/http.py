@@ -28,15 +28,23 @@ from mesos_uri.errors import DecodeError, TruncatedResponseError
 
 __all__ = [
     "DECODING_FAILED",
+    "DEFAULT_PORTS",
     "MAX_GUNZIPPED_BYTES",
     "MAX_HEADER_BYTES",
     "NO_RESPONSE_DECODED",
+    "REDIRECT_CODES",
     "Headers",
     "Response",
     "decode_responses",
     "parse_head",
     "status_string",
 ]
+
+
+# The port a URL means when it names none (RFC 9110 §4.2).
+DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+# The statuses whose Location a client follows (RFC 9110 §15.4).
+REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 
 
 @attrs.frozen

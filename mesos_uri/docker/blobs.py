@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
 
 import anyio
 import anyio.abc
@@ -29,7 +28,7 @@ from mesos_uri.docker.batch import (
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.session import Session, registry_error_detail
 from mesos_uri.errors import CurlError, FetchError, HTTPStatusError, TruncatedResponseError
-from mesos_uri.http import Headers, Response, status_string
+from mesos_uri.http import REDIRECT_CODES, Headers, Response, status_string
 from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import run_with_retries
 from mesos_uri.store import BlobWriter, Store
@@ -37,8 +36,6 @@ from mesos_uri.store import BlobWriter, Store
 __all__ = ["BlobResult", "fetch_blob", "fetch_blobs"]
 
 _log = logging.getLogger(__name__)
-
-_REDIRECTS: Final = (301, 302, 303, 307, 308)
 
 
 @attrs.frozen
@@ -64,10 +61,15 @@ async def fetch_blobs(
     positions = {str(d.digest): position for position, d in enumerate(descriptors)}
 
     async def one(
-        descriptor: Descriptor, scope: anyio.CancelScope, outcome: Outcome | None = None
+        descriptor: Descriptor,
+        scope: anyio.CancelScope,
+        outcome: Outcome | None = None,
+        checked: bool = False,
     ) -> None:
         try:
-            result = await fetch_blob(session, store, descriptor, limiter, observer, outcome)
+            result = await fetch_blob(
+                session, store, descriptor, limiter, observer, outcome, checked=checked
+            )
         except FetchError as exc:
             failures.append(exc)
             scope.cancel()
@@ -89,21 +91,23 @@ async def fetch_blobs(
             for outcome in outcomes.values():  # only if cancelled before handing them on
                 outcome.temp.unlink(missing_ok=True)
 
-    small = [
-        d
-        for d in descriptors
-        if 0 <= d.size <= BATCH_MAX_BLOB_BYTES
-        and not d.urls
-        and not await store.has_verified(d.digest)
-    ]
-    if len(small) < BATCH_MIN_BLOBS:
-        small = []
+    # Small blobs already present are settled here, each hashed once; the rest are missing.
+    small: list[Descriptor] = []
+    for descriptor in descriptors:
+        if 0 <= descriptor.size <= BATCH_MAX_BLOB_BYTES and not descriptor.urls:
+            present = await _present(store, descriptor, observer)
+            if present is not None:
+                results[positions[present.digest]] = present
+            else:
+                small.append(descriptor)
+    batched = small if len(small) >= BATCH_MIN_BLOBS else []
     async with anyio.create_task_group() as group:
-        if small:
-            group.start_soon(batch, small, group)
+        if batched:
+            group.start_soon(batch, batched, group)
         for descriptor in descriptors:
-            if descriptor not in small:
-                group.start_soon(one, descriptor, group.cancel_scope)
+            if positions[str(descriptor.digest)] in results or descriptor in batched:
+                continue
+            group.start_soon(one, descriptor, group.cancel_scope, None, descriptor in small)
     if failures:
         first = failures[0]
         first.args = (f"Collect failed: {first}",)  # the original's text (SPEC.md §7.3)
@@ -118,15 +122,17 @@ async def fetch_blob(
     limiter: anyio.CapacityLimiter,
     observer: BlobObserver | None = None,
     outcome: Outcome | None = None,
+    *,
+    checked: bool = False,
 ) -> BlobResult:
-    """One blob into ``store``, verified; ``outcome`` is its batched first attempt, if any."""
+    """One blob into ``store``, verified; ``outcome`` is its batched first attempt, if any;
+    ``checked``: the caller already found it missing from the store."""
     started = time.monotonic()
     digest = descriptor.digest
-    if outcome is None and await store.has_verified(digest):
-        size = store.path(digest).stat().st_size
-        if observer is not None:
-            observer.finished(str(digest), downloaded=False)
-        return BlobResult(str(digest), size, time.monotonic() - started, downloaded=False)
+    if outcome is None and not checked:
+        present = await _present(store, descriptor, observer)
+        if present is not None:
+            return present
     url = f"{session.registry}/v2/{session.repository}/blobs/{digest}"
     # A batch's partial or complete body is kept; anything else it got is only a status.
     kept = outcome is not None and outcome.result.code == 200
@@ -182,6 +188,20 @@ async def fetch_blob(
     return BlobResult(str(digest), writer.received, time.monotonic() - started, True)
 
 
+async def _present(
+    store: Store, descriptor: Descriptor, observer: BlobObserver | None
+) -> BlobResult | None:
+    """The result for a blob already in the store with the right bytes (a retried pull)."""
+    started = time.monotonic()
+    digest = descriptor.digest
+    if not await store.has_verified(digest):
+        return None
+    if observer is not None:
+        observer.finished(str(digest), downloaded=False)
+    size = store.path(digest).stat().st_size
+    return BlobResult(str(digest), size, time.monotonic() - started, downloaded=False)
+
+
 def _blob_status_error(response: Response) -> HTTPStatusError:
     return HTTPStatusError(
         f"Unexpected HTTP response '{response.status}' when trying to download "
@@ -231,7 +251,7 @@ def _replay(outcome: Outcome, url: str, descriptor: Descriptor, *, keep: bool) -
         challenge = (("WWW-Authenticate", result.challenge),) if result.challenge else ()
         response = Response(401, status_string(401), Headers(challenge), body)
         return _Replay(challenge=response, sent=outcome.sent)
-    if result.code in _REDIRECTS and result.redirect_url:
+    if result.code in REDIRECT_CODES and result.redirect_url:
         return _Replay(redirect=result.redirect_url)
     headers = Headers((("Retry-After", result.retry_after),) if result.retry_after else ())
     return _Replay(

@@ -22,6 +22,7 @@ from mesos_uri.docker.jsonproto import (
     shorten,
 )
 from mesos_uri.errors import UsageError
+from mesos_uri.http import DEFAULT_PORTS
 
 __all__ = [
     "DOCKER_HUB_HOSTS",
@@ -36,8 +37,6 @@ __all__ = [
 # The key `docker login` writes for Docker Hub, and the host names that all mean Docker Hub.
 DOCKER_HUB_KEY: Final = "https://index.docker.io/v1/"
 DOCKER_HUB_HOSTS: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
-
-_DEFAULT_PORTS: Final = {"https": 443, "http": 80}
 
 
 def _redact(value: str | None) -> str:
@@ -195,7 +194,7 @@ def basic_credentials(
     order (see :func:`merge`); the first matching one with credentials wins: its ``auth`` when
     set (checked, never rewritten), else its ``username`` and ``password`` encoded.
     """
-    default_port = _DEFAULT_PORTS.get(scheme)
+    default_port = DEFAULT_PORTS.get(scheme)
     wanted_host = _normal_host(host)
     wanted_port = None if port == default_port else port
     for key, entry in config.auths:

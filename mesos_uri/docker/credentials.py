@@ -40,7 +40,7 @@ from mesos_uri.docker.config import (
     basic_credentials,
 )
 from mesos_uri.errors import AuthError, UsageError
-from mesos_uri.http import Response
+from mesos_uri.http import DEFAULT_PORTS, Response
 
 __all__ = [
     "CLIENT_ID",
@@ -72,7 +72,6 @@ HELPER_TIMEOUT: Final = 30.0
 CLIENT_ID: Final = "mesos-uri"
 OAUTH_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 
-_DEFAULT_PORTS: Final = {"https": 443, "http": 80}
 # Enough of a helper's or token server's error text for a message; the rest is noise.
 _MAX_QUOTED: Final = 1000
 
@@ -124,7 +123,7 @@ def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
     bare = host.lower()
     if bare.startswith("[") and bare.endswith("]"):
         bare = bare[1:-1]
-    if port is not None and port == _DEFAULT_PORTS.get(scheme):
+    if port is not None and port == DEFAULT_PORTS.get(scheme):
         port = None
     if port is None and bare in DOCKER_HUB_HOSTS:
         return DOCKER_HUB_KEY

@@ -18,11 +18,11 @@ import attrs
 from mesos_uri.curl import TLS
 from mesos_uri.docker.config import DOCKER_HUB_HOSTS
 from mesos_uri.errors import UsageError
+from mesos_uri.http import DEFAULT_PORTS
 
 __all__ = ["DEFAULT_CERTS_DIR", "Endpoints", "Mirror", "parse_host_value", "parse_mirror"]
 
 DEFAULT_CERTS_DIR: Final = "/etc/docker/certs.d"
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
 def _hostport(url: str) -> str:
@@ -34,7 +34,7 @@ def _hostport(url: str) -> str:
         port = parts.port
     except ValueError:
         port = None
-    if port is None or port == _DEFAULT_PORTS.get(parts.scheme.lower()):
+    if port is None or port == DEFAULT_PORTS.get(parts.scheme.lower()):
         return host.lower()
     return f"{host.lower()}:{port}"
 

@@ -65,7 +65,6 @@ _SCHEMES: Final = ("docker", "docker-manifest", "docker-blob")
 _HEADER_ROOM: Final = 256 * 1024
 _log = logging.getLogger(__name__)
 
-_REDIRECTS: Final = (301, 302, 303, 307, 308)
 
 _SCHEMA1: Final = frozenset({manifests.SCHEMA1, manifests.SCHEMA1_SIGNED})
 
@@ -174,7 +173,7 @@ class DockerFetcherPlugin:
         self, uri: URI, store: Store, data: str | None, retry: RetryPolicy
     ) -> FetchSummary:
         session = await self._session(uri, data, retry)
-        assert uri.query is not None  # checked above
+        assert uri.query is not None  # a docker URI always has one (see _check)
         if uri.scheme == "docker-blob":
             digest = _digest(uri.query, what="the blob URI")
             blob = await fetch_blob(
@@ -205,13 +204,10 @@ class DockerFetcherPlugin:
         return attrs.evolve(summary, blobs=blobs)
 
     def _check(self, uri: URI) -> None:
-        # The original's preconditions, in its order and with its texts (SPEC.md §6.1).
+        # The original's first precondition (SPEC.md §6.1); the other two, a host and a query,
+        # the URI class checks when a docker URI is made, with the original's texts.
         if uri.scheme not in _SCHEMES:
             raise UsageError(f"Docker fetcher plugin does not support '{uri.scheme}' URI scheme")
-        if uri.host is None:
-            raise UsageError("Registry host (uri.host) is not specified")
-        if uri.query is None:
-            raise UsageError("Image tag/digest (uri.query) is not specified")
 
     async def _session(self, uri: URI, data: str | None, retry: RetryPolicy) -> Session:
         # Per-fetch data wins (SPEC.md §5.2); the defaults are asked only when it has nothing

@@ -35,6 +35,7 @@ import attrs
 from mesos_uri import uri as uris
 from mesos_uri.docker.digest import parse_digest
 from mesos_uri.errors import DigestError, UsageError
+from mesos_uri.http import DEFAULT_PORTS
 from mesos_uri.uri import URI
 
 __all__ = [
@@ -61,7 +62,6 @@ _DOCKER_HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io"})
 _DOCKER_HUB_API_HOST: Final = "registry-1.docker.io"
 # The original's local-registry rule (SPEC §2.3): these hosts talk plain HTTP on other ports.
 _LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1"})
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 # The distribution reference grammar (module docstring) and its limits.
 NAME_TOTAL_LENGTH_MAX: Final = 255
@@ -201,7 +201,7 @@ def parse_registry_url(url: str) -> RegistryURL:
     if not sep:
         raise invalid("Could not find scheme in url")
     scheme = scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
+    if scheme not in DEFAULT_PORTS:
         raise invalid(f"scheme '{scheme}' is not 'http' or 'https'")
     hostport = rest.partition("/")[0]
     if hostport.startswith("[") and "]" in hostport:
@@ -218,7 +218,7 @@ def parse_registry_url(url: str) -> RegistryURL:
     if not host:
         raise invalid("Host not found in url")
     if port_text is None:
-        port = _DEFAULT_PORTS[scheme]
+        port = DEFAULT_PORTS[scheme]
     elif _is_port(port_text):
         port = int(port_text)
     else:

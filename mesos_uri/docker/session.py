@@ -33,7 +33,7 @@ from mesos_uri.docker.credentials import (
     parse_oauth_response,
 )
 from mesos_uri.errors import AuthError, DecodeError, HTTPStatusError
-from mesos_uri.http import Response
+from mesos_uri.http import DEFAULT_PORTS, REDIRECT_CODES, Response
 from mesos_uri.retry import RetryPolicy, run_with_retries, transient_status
 
 __all__ = ["MAX_REDIRECTS", "Session", "registry_error_detail", "same_origin"]
@@ -41,9 +41,6 @@ __all__ = ["MAX_REDIRECTS", "Session", "registry_error_detail", "same_origin"]
 # curl's own default for --max-redirs is 50; a registry needs one hop (to storage), so 10 is
 # generous and stops a redirect loop early (the original recursed without bound, SPEC §9 row 16).
 MAX_REDIRECTS: Final = 10
-
-_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -53,7 +50,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
         port = parts.port
     except ValueError:
         port = None
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
 
 
 def same_origin(a: str, b: str) -> bool:
@@ -179,7 +176,7 @@ class Session:
                 authorized = True
                 auth = (await self.authorize(response, url, rejected=sent)).header()
                 continue
-            if response.code in _REDIRECTS and result.redirect_url:
+            if response.code in REDIRECT_CODES and result.redirect_url:
                 url = result.redirect_url
                 continue
             return response

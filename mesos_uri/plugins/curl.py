@@ -14,13 +14,11 @@ from mesos_uri import curl
 from mesos_uri.docker.plugin import FetchSummary
 from mesos_uri.docker.session import MAX_REDIRECTS
 from mesos_uri.errors import HTTPStatusError, UsageError, failing_fetch_of
-from mesos_uri.http import status_string
+from mesos_uri.http import REDIRECT_CODES, status_string
 from mesos_uri.store import Store
 from mesos_uri.uri import URI
 
 __all__ = ["CurlFetcherPlugin"]
-
-_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
 def _basename(path: str) -> str:
@@ -82,7 +80,7 @@ class CurlFetcherPlugin:
     async def _download(self, url: str, write: curl.Sink) -> int:
         for _ in range(MAX_REDIRECTS + 1):
             result = await curl.download(url, write, stall_timeout=self.stall_timeout)
-            if result.response.code in _REDIRECTS and result.redirect_url:
+            if result.response.code in REDIRECT_CODES and result.redirect_url:
                 url = result.redirect_url
                 continue
             return result.response.code
