@@ -1,5 +1,9 @@
-# `make demo` and `make test` set everything up themselves (system packages included).
-PYTHON ?= python3
+# `make demo` and `make test` set everything up themselves: system packages, then a virtual
+# environment in the checkout (.venv), so that a system Python that refuses `pip install`
+# (Debian 12, Ubuntu 23.04 and later) works as well as any other.
+SYSTEM_PYTHON ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
 STAMP := .make/installed
 SOURCES := mesos_uri tests scripts
 
@@ -8,8 +12,10 @@ SOURCES := mesos_uri tests scripts
 install: $(STAMP)
 
 $(STAMP): setup.cfg setup.py pyproject.toml scripts/install-system-deps.sh
-	bash scripts/install-system-deps.sh
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	SYSTEM_PYTHON=$(SYSTEM_PYTHON) bash scripts/install-system-deps.sh
+	@test -x $(PYTHON) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check \
+		--config-settings editable_mode=compat -e '.[test]'
 	@mkdir -p $(dir $@) && touch $@
 
 test: install
@@ -30,4 +36,4 @@ fuzz: install
 	$(PYTHON) scripts/fuzz.py
 
 clean:
-	rm -rf .make build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf .make $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
