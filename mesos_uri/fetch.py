@@ -18,6 +18,7 @@ from typing import Final, NoReturn
 import anyio
 import attrs
 
+from mesos_uri.curl import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT
 from mesos_uri.docker.digest import parse_digest
 from mesos_uri.docker.endpoints import (
     DEFAULT_CERTS_DIR,
@@ -26,10 +27,9 @@ from mesos_uri.docker.endpoints import (
     parse_mirror,
 )
 from mesos_uri.docker.platform import parse_platform
-from mesos_uri.docker.plugin import DEFAULT_CONNECT_TIMEOUT, DEFAULT_JOBS, FetchSummary
 from mesos_uri.docker.reference import DEFAULT_REGISTRY_URL, normalize, validate_reference
 from mesos_uri.errors import FetchError, UsageError
-from mesos_uri.fetcher import Fetcher, Flags, create
+from mesos_uri.fetcher import DEFAULT_JOBS, Fetcher, FetchSummary, Flags, create
 from mesos_uri.flags import parse_duration, world_readable
 from mesos_uri.progress import TerminalProgress
 from mesos_uri.retry import DEFAULT_RETRIES
@@ -229,20 +229,16 @@ def _command(argv: Sequence[str] | None) -> _Command:
     if config is not None and config.startswith(("/", "file://")):
         _warn_if_world_readable(config.removeprefix("file://"), warn)
 
-    def seconds(value: str | None) -> float | None:
-        return None if value is None else parse_duration(value).seconds
+    def seconds(value: str | None, default: float) -> float:
+        return default if value is None else parse_duration(value).seconds
 
     show = not args.quiet and not args.verbose and sys.stderr.isatty()
     progress = TerminalProgress(sys.stderr) if show else None
     flags = Flags(
         docker_config=config,
-        docker_stall_timeout=seconds(args.docker_stall_timeout),
-        curl_stall_timeout=seconds(args.curl_stall_timeout),
-        connect_timeout=(
-            DEFAULT_CONNECT_TIMEOUT
-            if args.connect_timeout is None
-            else parse_duration(args.connect_timeout).seconds
-        ),
+        docker_stall_timeout=seconds(args.docker_stall_timeout, DEFAULT_STALL_TIMEOUT),
+        curl_stall_timeout=seconds(args.curl_stall_timeout, DEFAULT_STALL_TIMEOUT),
+        connect_timeout=seconds(args.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
         jobs=args.jobs,
         retries=args.retries,
         observer=progress,

@@ -1,7 +1,9 @@
-"""The URI fetcher facade: plugins registered by name and by scheme (SPEC.md §2.5).
+"""The URI fetcher facade: plugins registered by name and by scheme.
 
 ``create()`` builds the fetcher the agent uses; one ``Fetcher`` is safe to share between
 concurrent fetches (the agent fetches a manifest, then every blob at once, through one object).
+The plugins are imported when ``create()`` builds them, so that importing the facade costs
+little.
 """
 
 from __future__ import annotations
@@ -10,31 +12,48 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from mesos_uri.docker import config as docker_config
-from mesos_uri.docker.endpoints import Endpoints
-from mesos_uri.docker.platform import Platform
-from mesos_uri.docker.plugin import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_JOBS,
-    DockerFetcherPlugin,
-    DockerOptions,
-    FetchSummary,
-)
+from mesos_uri.curl import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT, Timeouts
 from mesos_uri.errors import FetchError, UsageError
-from mesos_uri.flags import parse_json_object_flag
-from mesos_uri.plugins.copy import CopyFetcherPlugin
-from mesos_uri.plugins.curl import CurlFetcherPlugin
-from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import DEFAULT_RETRIES
 from mesos_uri.uri import URI, parse_uri
 
-__all__ = ["Fetcher", "Flags", "Plugin", "create"]
+if TYPE_CHECKING:
+    from mesos_uri.docker.endpoints import Endpoints
+    from mesos_uri.docker.platform import Platform
+    from mesos_uri.progress import BlobObserver
+
+__all__ = ["DEFAULT_JOBS", "BlobResult", "FetchSummary", "Fetcher", "Flags", "Plugin", "create"]
 
 _log = logging.getLogger(__name__)
+
+# Parallel blob downloads: measured in BENCHMARKS.md; beyond this a 2-core node gains nothing
+# and a registry starts to see us as a burst.
+DEFAULT_JOBS = 8
+
+
+@attrs.frozen
+class BlobResult:
+    """One blob of a fetch: its size, how long it took, and whether it had to be downloaded."""
+
+    digest: str
+    size: int
+    seconds: float
+    downloaded: bool
+
+
+@attrs.frozen
+class FetchSummary:
+    """What a fetch did, for ``--json`` and for callers that want more than the files."""
+
+    uri: str
+    manifest_digest: str | None = None
+    media_type: str | None = None
+    platform: str | None = None
+    blobs: tuple[BlobResult, ...] = ()
 
 
 class Plugin(Protocol):
@@ -57,20 +76,22 @@ class Plugin(Protocol):
 
 @attrs.frozen
 class Flags:
-    """The fetcher's flags (SPEC.md §3) and ours; durations are in seconds.
+    """The fetcher's flags; durations are in seconds, and None or 0 turns a timeout off.
 
     ``docker_config`` is the JSON text, a path starting with ``/``, or ``file://path``.
     """
 
     docker_config: str | None = None
-    docker_stall_timeout: float | None = None
-    curl_stall_timeout: float | None = None
+    docker_stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
+    curl_stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
     jobs: int = DEFAULT_JOBS
     platform: Platform | None = None
     retries: int = DEFAULT_RETRIES
+    # The most bytes a blob of unknown size may have (a docker-blob URI); None: no limit.
+    max_blob_size: int | None = None
     # Mirrors, CA bundles, client certificates, insecure registries.
-    endpoints: Endpoints = attrs.Factory(Endpoints)
+    endpoints: Endpoints | None = None
     # Told about every blob as it downloads (the CLI's progress display).
     observer: BlobObserver | None = attrs.field(default=None, eq=False)
 
@@ -99,7 +120,7 @@ class Fetcher:
             raise UsageError(f"Plugin  '{name}' is not registered.") from None
 
     def plugin_for(self, uri: URI) -> Plugin:
-        """The plugin registered for ``uri``'s scheme (SPEC.md §2.5)."""
+        """The plugin registered for ``uri``'s scheme."""
         found = self._by_scheme.get(uri.scheme)
         if found is None:
             raise UsageError(
@@ -126,8 +147,15 @@ def create(flags: Flags | None = None) -> Fetcher:
     """The default fetcher: the curl, copy and docker plugins (hadoop is not ported).
 
     Unlike the original, an invalid ``docker_config`` is an error here rather than a silently
-    missing plugin (SPEC.md §2.5): an agent that asked for credentials should not pull without.
+    missing plugin: an agent that asked for credentials should not pull without them.
     """
+    from mesos_uri.docker import config as docker_config
+    from mesos_uri.docker.endpoints import Endpoints
+    from mesos_uri.docker.plugin import DockerFetcherPlugin, DockerOptions
+    from mesos_uri.flags import parse_json_object_flag
+    from mesos_uri.plugins.copy import CopyFetcherPlugin
+    from mesos_uri.plugins.curl import CurlFetcherPlugin
+
     flags = flags or Flags()
     default_config = None
     if flags.docker_config is not None:
@@ -139,18 +167,20 @@ def create(flags: Flags | None = None) -> Fetcher:
     docker = DockerFetcherPlugin(
         DockerOptions(
             docker_config=default_config,
-            stall_timeout=flags.docker_stall_timeout,
-            connect_timeout=flags.connect_timeout,
+            timeouts=Timeouts(stall=flags.docker_stall_timeout, connect=flags.connect_timeout),
             jobs=flags.jobs,
             platform=flags.platform,
             retries=flags.retries,
+            max_blob_size=flags.max_blob_size,
             observer=flags.observer,
-            endpoints=flags.endpoints,
+            endpoints=flags.endpoints or Endpoints(),
         )
     )
     return Fetcher(
         [
-            CurlFetcherPlugin(stall_timeout=flags.curl_stall_timeout),
+            CurlFetcherPlugin(
+                timeouts=Timeouts(stall=flags.curl_stall_timeout, connect=flags.connect_timeout)
+            ),
             CopyFetcherPlugin(),
             docker,
         ]

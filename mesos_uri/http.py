@@ -25,26 +25,19 @@ from typing import Final
 import attrs
 
 from mesos_uri.errors import DecodeError, TruncatedResponseError
+from mesos_uri.urls import REDIRECT_CODES
 
 __all__ = [
     "DECODING_FAILED",
-    "DEFAULT_PORTS",
     "MAX_GUNZIPPED_BYTES",
     "MAX_HEADER_BYTES",
     "NO_RESPONSE_DECODED",
-    "REDIRECT_CODES",
     "Headers",
     "Response",
     "decode_responses",
     "parse_head",
     "status_string",
 ]
-
-
-# The port a URL means when it names none (RFC 9110 §4.2).
-DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-# The statuses whose Location a client follows (RFC 9110 §15.4).
-REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 
 
 @attrs.frozen
@@ -112,8 +105,6 @@ _OBS_FOLD: Final = re.compile(rb"[ \t][\t\x20-\x7e\x80-\xff]*")
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?")
 _OWS: Final = b" \t"
 
-# Followed redirects: curl -L -i prints their header block, never their body (SPEC.md §4.3.1).
-_REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 
 # The original's table verbatim (SPEC.md §4.3), then the IANA registry's other phrases.
 _REASONS: Final[dict[int, str]] = {
@@ -304,7 +295,7 @@ def _read_body(data: bytes, pos: int, head: Response) -> tuple[bytes, int]:
     if 100 <= code < 200 or code in (204, 304):
         return b"", pos
     unprinted = data.startswith(b"HTTP/", pos)
-    if unprinted and code in _REDIRECT_CODES and "Location" in head.headers:
+    if unprinted and code in REDIRECT_CODES and "Location" in head.headers:
         # curl followed this redirect and printed its header block only (SPEC.md §4.3.1).
         return b"", pos
     chunked, length = _framing(head.headers)

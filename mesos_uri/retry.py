@@ -30,6 +30,7 @@ from mesos_uri.errors import (
     CurlError,
     FetchError,
     HTTPStatusError,
+    TransferInterruptedError,
     TruncatedResponseError,
     UsageError,
 )
@@ -195,6 +196,8 @@ def classify_error(exc: BaseException) -> tuple[bool, float | None]:
     holding other bytes under a digest serves them again, and a proxy that corrupts bytes is a
     fault to surface, not to paper over.
     """
+    if isinstance(exc, TransferInterruptedError):
+        return True, None
     if isinstance(exc, CurlError):
         return exc.exit_code is not None and transient_curl_exit(exc.exit_code), None
     if isinstance(exc, TruncatedResponseError):
@@ -208,6 +211,8 @@ def classify_error(exc: BaseException) -> tuple[bool, float | None]:
 
 def _summary(exc: BaseException) -> str:
     """A few words on one failed attempt, for the list in the final message."""
+    if isinstance(exc, TransferInterruptedError):
+        return "curl stopped"
     if isinstance(exc, CurlError):
         if exc.exit_code is None:
             return "curl did not start"
@@ -218,12 +223,6 @@ def _summary(exc: BaseException) -> str:
     if isinstance(exc, TruncatedResponseError):
         return "connection closed inside the header block"
     return type(exc).__name__
-
-
-def _gave_up(exc: FetchError, failures: list[str]) -> None:
-    """Extend ``exc``'s message in place, keeping its type and attributes (as the plugin does)."""
-    count = len(failures)
-    exc.args = (f"{exc} (gave up after {count} attempts: {', '.join(failures)})",)
 
 
 async def run_with_retries(
@@ -253,7 +252,7 @@ async def run_with_retries(
             transient, retry_after = is_transient(exc)
             if not transient or attempt >= policy.attempts:
                 if len(failures) > 1 and isinstance(exc, FetchError):
-                    _gave_up(exc, failures)
+                    exc.attempts = tuple(failures)
                 raise
             wait = policy.delay(attempt, retry_after)
             _log.info(

@@ -54,9 +54,9 @@ from faults import (
     sha256_digest,
 )
 
+from mesos_uri.curl import Timeouts
 from mesos_uri.docker import manifest as manifests
 from mesos_uri.docker.plugin import DockerFetcherPlugin, DockerOptions
-from mesos_uri.docker.session import MAX_REDIRECTS
 from mesos_uri.errors import (
     AuthError,
     DigestError,
@@ -67,6 +67,7 @@ from mesos_uri.errors import (
 )
 from mesos_uri.fetcher import Fetcher, Flags, create
 from mesos_uri.retry import RetryPolicy
+from mesos_uri.urls import MAX_REDIRECTS
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 RELIABILITY: Final = REPO_ROOT / "RELIABILITY.md"
@@ -467,7 +468,7 @@ def make_fetcher(
 ) -> Fetcher:
     """A fetcher whose plugin retries after 10-50 ms instead of seconds."""
     plugin = DockerFetcherPlugin(
-        DockerOptions(stall_timeout=stall_timeout, connect_timeout=5.0, durable=False)
+        DockerOptions(timeouts=Timeouts(stall=stall_timeout, connect=5.0), durable=False)
     )
     plugin.retry = RetryPolicy(
         retries=retries, base_delay=0.01, max_delay=0.05, max_retry_after=max_retry_after

@@ -299,7 +299,8 @@ async def test_the_last_error_keeps_its_type_and_attributes() -> None:
     assert attempts == [1, 2, 3]
     assert raised.value.exit_code == 56
     assert raised.value.stderr == "reset"
-    assert raised.value.message.endswith(
+    assert raised.value.attempts == ("curl exit 56 (receive error)",) * 3
+    assert str(raised.value).endswith(
         "(gave up after 3 attempts: " + ", ".join(["curl exit 56 (receive error)"] * 3) + ")"
     )
 

@@ -1,7 +1,7 @@
-"""The digest grammar and the blob store: only verified bytes ever appear under a final name.
+"""The digest grammar and the store: only committed files ever appear under a final name.
 
-Issue #4: the original built paths from digests it never checked and left error bodies and
-partial downloads under the names the agent trusts (SPEC.md §1.2, §9 rows 1 and 10).
+The original built paths from digests it never checked and left error bodies and partial
+downloads under the names the agent trusts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from mesos_uri.docker.digest import MAX_DIGEST_LENGTH, digest_of, parse_digest
 from mesos_uri.errors import DigestError, DigestMismatchError, FetchError
-from mesos_uri.store import BlobSizeError, Store
+from mesos_uri.store import Store
 
 BLOB = b"layer bytes " * 1000
 DIGEST = parse_digest("sha256:" + hashlib.sha256(BLOB).hexdigest())
@@ -152,9 +152,10 @@ def store(tmp_path: Path) -> Store:
     return target
 
 
-def test_create_makes_missing_parents(tmp_path: Path) -> None:
-    Store(tmp_path / "a" / "b" / "c").create()
+def test_create_makes_missing_parents_and_says_so(tmp_path: Path) -> None:
+    assert Store(tmp_path / "a" / "b" / "c").create()
     assert (tmp_path / "a" / "b" / "c").is_dir()
+    assert not Store(tmp_path / "a" / "b" / "c").create()
 
 
 def test_create_under_a_file_is_the_originals_error(tmp_path: Path) -> None:
@@ -163,152 +164,91 @@ def test_create_under_a_file_is_the_originals_error(tmp_path: Path) -> None:
         Store(tmp_path / "file" / "dir").create()
 
 
+def test_temporary_files_are_hidden_empty_private_and_never_a_digest(store: Store) -> None:
+    temp = store.temp(str(DIGEST))
+    assert temp.parent == store.directory
+    assert temp.name.startswith(".mesos-uri-")
+    assert temp.read_bytes() == b""
+    assert stat.S_IMODE(temp.stat().st_mode) == 0o600
+    assert store.leftovers() == [temp]
+    with pytest.raises(DigestError):
+        parse_digest(temp.name)
+    store.discard(temp)
+    store.discard(temp)  # twice is fine: a failed commit already removed it
+    assert listing(store.directory) == []
+
+
 @pytest.mark.anyio
-async def test_committed_blob_appears_with_its_bytes_and_nothing_else(store: Store) -> None:
-    writer = store.open_blob(DIGEST, len(BLOB), what="the blob")
-    for start in range(0, len(BLOB), 1000):
-        writer.write(BLOB[start : start + 1000])
-    assert not store.path(DIGEST).exists()  # nothing under the final name before it verified
-    await store.commit(writer)
-    assert store.path(DIGEST).read_bytes() == BLOB
+async def test_a_committed_file_appears_with_its_bytes_and_nothing_else(store: Store) -> None:
+    temp = store.temp(str(DIGEST))
+    temp.write_bytes(BLOB)
+    assert not store.path(str(DIGEST)).exists()
+    await store.commit(temp, str(DIGEST))
+    assert store.path(str(DIGEST)).read_bytes() == BLOB
     assert listing(store.directory) == [str(DIGEST)]
-    # Readable like the original's files (SPEC.md §6.2 writes 0644).
-    assert stat.S_IMODE(store.path(DIGEST).stat().st_mode) == 0o644
 
 
-def test_temporary_files_are_hidden_and_never_a_digest(store: Store) -> None:
-    writer = store.open_blob(DIGEST, len(BLOB), what="the blob")
+@pytest.mark.anyio
+async def test_committed_files_follow_the_umask(store: Store) -> None:
+    old = os.umask(0o027)
     try:
-        assert writer.path.parent == store.directory
-        assert writer.path.name.startswith(".mesos-uri-")
-        assert store.leftovers() == [writer.path]
-        with pytest.raises(DigestError):
-            parse_digest(writer.path.name)
+        temp = store.temp("a")
+        await store.commit(temp, "a")
+        await store.write_file("manifest", b"{}")
     finally:
-        store.discard(writer)
-    assert store.leftovers() == []
-    assert listing(store.directory) == []
+        os.umask(old)
+    assert stat.S_IMODE(store.path("a").stat().st_mode) == 0o640
+    assert stat.S_IMODE(store.path("manifest").stat().st_mode) == 0o640
 
 
 @pytest.mark.anyio
-async def test_wrong_bytes_are_never_committed(store: Store) -> None:
-    writer = store.open_blob(DIGEST, len(OTHER), what=f"blob '{DIGEST}'")
-    writer.write(OTHER)
-    with pytest.raises(DigestMismatchError) as caught:
-        await store.commit(writer)
-    assert caught.value.expected == str(DIGEST)
-    assert caught.value.actual == sha256(OTHER)
-    assert listing(store.directory) == []
+async def test_a_file_committed_with_a_mark_is_trusted_until_it_changes(store: Store) -> None:
+    temp = store.temp(str(DIGEST))
+    temp.write_bytes(BLOB)
+    await store.commit(temp, str(DIGEST), mark=str(DIGEST))
+    assert store.committed(str(DIGEST), str(DIGEST)) == len(BLOB)
+    assert store.committed(str(DIGEST), "sha256:" + HEX64) is None
+    # Rewritten in place, even to the same size: no longer what was verified.
+    path = store.path(str(DIGEST))
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 1))
+    assert store.committed(str(DIGEST), str(DIGEST)) is None
 
 
 @pytest.mark.anyio
-async def test_a_failed_commit_keeps_the_good_file_already_there(store: Store) -> None:
-    store.path(DIGEST).write_bytes(BLOB)
-    writer = store.open_blob(DIGEST, -1, what="the blob")
-    writer.write(OTHER)
-    with pytest.raises(DigestMismatchError):
-        await store.commit(writer)
-    assert store.path(DIGEST).read_bytes() == BLOB
-    assert listing(store.directory) == [str(DIGEST)]
-
-
-def test_more_bytes_than_declared_are_refused_before_they_are_written(store: Store) -> None:
-    """The overlong chunk raises from the sink (which stops curl); none of it reaches disk."""
-    writer = store.open_blob(DIGEST, 10, what=f"blob '{DIGEST}'")
-    writer.write(b"0123456789")
-    with pytest.raises(BlobSizeError, match="larger than the 10 bytes its manifest declares"):
-        writer.write(b"x")
-    assert writer.path.read_bytes() == b"0123456789"
-    store.discard(writer)
-    assert listing(store.directory) == []
+async def test_a_file_this_program_did_not_commit_is_not_trusted(store: Store) -> None:
+    store.path(str(DIGEST)).write_bytes(BLOB)
+    assert store.committed(str(DIGEST), str(DIGEST)) is None
+    assert store.committed("missing", "missing") is None
+    store.mark(str(DIGEST), str(DIGEST))
+    assert store.committed(str(DIGEST), str(DIGEST)) == len(BLOB)
 
 
 @pytest.mark.anyio
-async def test_fewer_bytes_than_declared_are_refused(store: Store) -> None:
-    writer = store.open_blob(DIGEST, len(BLOB), what=f"blob '{DIGEST}'")
-    writer.write(BLOB[:-1])
-    with pytest.raises(FetchError, match=f"has {len(BLOB) - 1} bytes but its manifest declares"):
-        await store.commit(writer)
-    assert listing(store.directory) == []
-
-
-@pytest.mark.anyio
-async def test_unknown_size_is_verified_by_digest_alone(store: Store) -> None:
-    """Schema 1 manifests declare no sizes (UNKNOWN_SIZE = -1)."""
-    writer = store.open_blob(DIGEST, -1, what="the blob")
-    writer.write(BLOB)
-    await store.commit(writer)
-    assert store.path(DIGEST).read_bytes() == BLOB
-
-
-@pytest.mark.anyio
-async def test_restart_forgets_what_was_written(store: Store) -> None:
-    """A server that ignores a Range request answers from byte 0: the file starts over."""
-    writer = store.open_blob(DIGEST, len(BLOB), what="the blob")
-    writer.write(OTHER[:5000])
-    writer.restart()
-    writer.write(BLOB)
-    await store.commit(writer)
-    assert store.path(DIGEST).read_bytes() == BLOB
-
-
-@pytest.mark.anyio
-async def test_a_cancelled_commit_leaves_no_file(store: Store) -> None:
-    writer = store.open_blob(DIGEST, len(BLOB), what="the blob")
-    writer.write(BLOB)
+async def test_a_cancelled_commit_leaves_no_temporary_file(store: Store) -> None:
+    temp = store.temp(str(DIGEST))
+    temp.write_bytes(BLOB)
     with anyio.CancelScope() as scope:
         scope.cancel()
-        await store.commit(writer)
-    # Either it committed the verified bytes or it left nothing: never a temporary file.
+        await store.commit(temp, str(DIGEST))
+    # Either it committed the bytes or it left nothing: never a temporary file.
     assert store.leftovers() == []
     assert listing(store.directory) in ([], [str(DIGEST)])
-    if listing(store.directory):
-        assert store.path(DIGEST).read_bytes() == BLOB
 
 
 @pytest.mark.anyio
-async def test_has_verified_hashes_what_is_there(store: Store) -> None:
-    """A retried pull skips a blob only when its bytes are right (issue #4 point 2)."""
-    assert not await store.has_verified(DIGEST)
-    store.path(DIGEST).write_bytes(OTHER)
-    assert not await store.has_verified(DIGEST)
-    store.path(DIGEST).write_bytes(BLOB[:-1])
-    assert not await store.has_verified(DIGEST)
-    store.path(DIGEST).write_bytes(BLOB)
-    assert await store.has_verified(DIGEST)
+async def test_concurrent_commits_of_the_same_name_all_succeed(store: Store) -> None:
+    """Two pulls of the same image into one directory at once."""
 
-
-@pytest.mark.anyio
-async def test_has_verified_is_false_for_a_directory_under_the_name(store: Store) -> None:
-    store.path(DIGEST).mkdir()
-    assert not await store.has_verified(DIGEST)
-
-
-@pytest.mark.anyio
-async def test_a_wrong_file_under_the_name_is_replaced_by_verified_bytes(store: Store) -> None:
-    store.path(DIGEST).write_bytes(OTHER)
-    writer = store.open_blob(DIGEST, len(BLOB), what="the blob")
-    writer.write(BLOB)
-    await store.commit(writer)
-    assert store.path(DIGEST).read_bytes() == BLOB
-    assert listing(store.directory) == [str(DIGEST)]
-
-
-@pytest.mark.anyio
-async def test_concurrent_writers_of_the_same_digest_all_succeed(store: Store) -> None:
-    """Two pulls of the same image into one directory at once (issue #4 point 2)."""
-
-    async def one(chunk_size: int) -> None:
-        writer = store.open_blob(DIGEST, len(BLOB), what="the blob")
-        for start in range(0, len(BLOB), chunk_size):
-            writer.write(BLOB[start : start + chunk_size])
-            await anyio.lowlevel.checkpoint()
-        await store.commit(writer)
+    async def one() -> None:
+        temp = store.temp(str(DIGEST))
+        temp.write_bytes(BLOB)
+        await anyio.lowlevel.checkpoint()
+        await store.commit(temp, str(DIGEST), mark=str(DIGEST))
 
     async with anyio.create_task_group() as group:
-        for chunk_size in (100, 333, 1000, 4096):
-            group.start_soon(one, chunk_size)
-    assert store.path(DIGEST).read_bytes() == BLOB
+        for _ in range(4):
+            group.start_soon(one)
+    assert store.path(str(DIGEST)).read_bytes() == BLOB
     assert listing(store.directory) == [str(DIGEST)]
 
 
@@ -317,33 +257,22 @@ async def test_write_file_is_atomic_and_leaves_nothing_else(store: Store) -> Non
     await store.write_file("manifest", b"old")
     await store.write_file("manifest", b'{"schemaVersion": 2}')
     assert store.path("manifest").read_bytes() == b'{"schemaVersion": 2}'
-    assert stat.S_IMODE(store.path("manifest").stat().st_mode) == 0o644
     assert listing(store.directory) == ["manifest"]
 
 
 @pytest.mark.anyio
 async def test_non_durable_store_commits_the_same(tmp_path: Path) -> None:
     store = Store(tmp_path, durable=False)
-    writer = store.open_blob(DIGEST, len(BLOB), what="the blob")
-    writer.write(BLOB)
-    await store.commit(writer)
+    temp = store.temp("a")
+    await store.commit(temp, "a")
     await store.write_file("manifest", b"{}")
-    assert listing(tmp_path) == sorted([str(DIGEST), "manifest"])
-
-
-def test_temp_path_and_place_rename_into_the_directory(store: Store) -> None:
-    temp = store.temp_path("file.txt")
-    temp.write_bytes(b"abc")
-    final = store.place(temp, "file.txt")
-    assert final == store.directory / "file.txt"
-    assert final.read_bytes() == b"abc"
-    assert listing(store.directory) == ["file.txt"]
+    assert listing(tmp_path) == ["a", "manifest"]
 
 
 def test_a_temporary_file_that_cannot_be_created_is_a_fetch_error(tmp_path: Path) -> None:
     store = Store(tmp_path / "missing")
     with pytest.raises(FetchError, match=r"Failed to create a temporary file in '.*missing'"):
-        store.open_blob(DIGEST, 1, what="the blob")
+        store.temp(str(DIGEST))
 
 
 # Failures of the file system itself are reported in the error family, never as a bare OSError
@@ -358,12 +287,11 @@ def _in_the_way(store: Store, name: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_blob_that_cannot_be_renamed_into_place_is_a_fetch_error(store: Store) -> None:
+async def test_a_file_that_cannot_be_renamed_into_place_is_a_fetch_error(store: Store) -> None:
     _in_the_way(store, str(DIGEST))
-    writer = store.open_blob(DIGEST, len(BLOB), what="the blob")
-    writer.write(BLOB)
+    temp = store.temp(str(DIGEST))
     with pytest.raises(FetchError, match=str(DIGEST)):
-        await store.commit(writer)
+        await store.commit(temp, str(DIGEST))
     assert store.leftovers() == []
 
 
@@ -381,30 +309,15 @@ def _disk_full(*args: object) -> int:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_a_full_disk_while_writing_is_a_fetch_error(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """ENOSPC while a blob arrives: a clear error from the sink (which stops curl)."""
-    writer = store.open_blob(DIGEST, len(BLOB), what=f"blob '{DIGEST}'")
-    monkeypatch.setattr(os, "write", _disk_full)
-    try:
-        with pytest.raises(FetchError, match="No space left on device"):
-            writer.write(BLOB)
-    finally:
-        monkeypatch.undo()
-        store.discard(writer)
-    assert listing(store.directory) == []
-
-
 @pytest.mark.anyio
 async def test_a_full_disk_while_flushing_is_a_fetch_error(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC from fsync before the rename: a clear error, and the partial file is gone."""
-    writer = store.open_blob(DIGEST, len(BLOB), what=f"blob '{DIGEST}'")
-    writer.write(BLOB)
+    temp = store.temp(str(DIGEST))
+    temp.write_bytes(BLOB)
     monkeypatch.setattr(os, "fsync", _disk_full)
     with pytest.raises(FetchError, match="No space left on device"):
-        await store.commit(writer)
+        await store.commit(temp, str(DIGEST))
     monkeypatch.undo()
     assert listing(store.directory) == []

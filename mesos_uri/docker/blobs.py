@@ -1,49 +1,67 @@
-"""Fetching blobs: in parallel under a limit, each verified, small ones batched first.
+"""Fetching blobs: each verified before it gets its name, those asked for together in one curl.
 
-Each blob is a chain of attempts (``mesos_uri.retry``): download into the store's temporary
-file, hashed as the bytes arrive, resumed with a Range after a cut, answered once after a 401,
-redirects followed without credentials, foreign URLs tried when the registry lacks the layer;
-then the store verifies and renames it. Blobs up to a few MiB first go through one batched curl
-(``mesos_uri.docker.batch``), whose outcome is their first attempt.
+A blob's download is a chain of attempts (:mod:`mesos_uri.retry`). One attempt follows the
+blob's URL through redirects (to storage, without credentials), answers one 401 with a renewed
+token, tries a foreign layer's own URLs when the registry lacks it, and resumes with a Range
+where an earlier attempt was cut off. Every request of an attempt is a transfer of the plugin's
+:class:`~mesos_uri.transfers.Batcher`, so the requests blobs make at about the same time (the
+first of every blob of an image, the retries after a network failure) share one curl. curl
+writes the body into the blob's temporary file and the batch hashes it as it grows; bytes of a
+response that is not the blob (an error page, a redirect's body) are cut off again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import signal
 import time
-from collections.abc import Callable
+from pathlib import Path
+from typing import Final, Protocol
 
 import anyio
-import anyio.abc
 import attrs
 
-from mesos_uri import curl
-from mesos_uri.docker.auth import Token
-from mesos_uri.docker.batch import (
-    BATCH_MAX_BLOB_BYTES,
-    BATCH_MIN_BLOBS,
-    Outcome,
-    download_small_blobs,
-)
 from mesos_uri.docker.descriptor import Descriptor
+from mesos_uri.docker.digest import Digest
 from mesos_uri.docker.session import Session, registry_error_detail
-from mesos_uri.errors import CurlError, FetchError, HTTPStatusError, TruncatedResponseError
-from mesos_uri.http import REDIRECT_CODES, Headers, Response, status_string
+from mesos_uri.errors import (
+    BlobSizeError,
+    CurlError,
+    DecodeError,
+    FetchError,
+    HTTPStatusError,
+    TransferInterruptedError,
+    TruncatedResponseError,
+    excerpt,
+)
+from mesos_uri.fetcher import BlobResult
+from mesos_uri.http import Headers, Response
 from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import run_with_retries
-from mesos_uri.store import BlobWriter, Store
+from mesos_uri.store import Store
+from mesos_uri.transfers import Batcher, Outcome, Transfer
+from mesos_uri.urls import REDIRECT_CODES, WEB_SCHEMES, follow_redirect, redact_url, same_origin
 
-__all__ = ["BlobResult", "fetch_blob", "fetch_blobs"]
+__all__ = ["fetch_blob", "fetch_blobs"]
 
 _log = logging.getLogger(__name__)
 
+# A registry's JSON error body is small; more than this is not worth reading for a message.
+_MAX_ERROR_BODY: Final = 64 * 1024
+# curl's exit code when a Content-Length is past max-filesize.
+_FILESIZE_EXCEEDED: Final = 63
+# curl could not write: its exit code for that, and death by the file size limit.
+_WRITE_FAILURES: Final = frozenset({23, -signal.SIGXFSZ})
 
-@attrs.frozen
-class BlobResult:
-    digest: str
-    size: int
-    seconds: float
-    downloaded: bool
+
+class _Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+    def copy(self) -> _Hasher: ...
 
 
 async def fetch_blobs(
@@ -51,241 +69,291 @@ async def fetch_blobs(
     store: Store,
     descriptors: list[Descriptor],
     *,
-    limiter: anyio.CapacityLimiter,
+    batcher: Batcher,
     observer: BlobObserver | None = None,
 ) -> tuple[BlobResult, ...]:
-    """All blobs, at most ``limiter``'s tokens at once; the first failure cancels the rest
-    (kills their curls) and is raised with the original's "Collect failed" (SPEC.md §7.3)."""
-    results: dict[int, BlobResult] = {}
+    """All blobs, in the descriptors' order; the first failure cancels the rest (kills their
+    curls) and is raised as the one that ended the fetch ("Collect failed")."""
+    results: list[BlobResult | None] = [None] * len(descriptors)
     failures: list[FetchError] = []
-    positions = {str(d.digest): position for position, d in enumerate(descriptors)}
 
-    async def one(
-        descriptor: Descriptor,
-        scope: anyio.CancelScope,
-        outcome: Outcome | None = None,
-        checked: bool = False,
-    ) -> None:
+    async def one(position: int, descriptor: Descriptor, scope: anyio.CancelScope) -> None:
         try:
-            result = await fetch_blob(
-                session, store, descriptor, limiter, observer, outcome, checked=checked
+            results[position] = await fetch_blob(
+                session, store, descriptor, batcher=batcher, observer=observer
             )
         except FetchError as exc:
             failures.append(exc)
             scope.cancel()
-        else:
-            results[positions[str(descriptor.digest)]] = result
 
-    async def batch(small: list[Descriptor], group: anyio.abc.TaskGroup) -> None:
-        # Large blobs stream meanwhile; each small one then finishes on its own, taking the
-        # batch's outcome as its first attempt.
-        async with limiter:
-            outcomes = await download_small_blobs(
-                session, store, small, parallel=int(limiter.total_tokens)
-            )
-        try:
-            for descriptor in small:
-                outcome = outcomes.pop(str(descriptor.digest), None)
-                group.start_soon(one, descriptor, group.cancel_scope, outcome)
-        finally:
-            for outcome in outcomes.values():  # only if cancelled before handing them on
-                outcome.temp.unlink(missing_ok=True)
-
-    # Small blobs already present are settled here, each hashed once; the rest are missing.
-    small: list[Descriptor] = []
-    for descriptor in descriptors:
-        if 0 <= descriptor.size <= BATCH_MAX_BLOB_BYTES and not descriptor.urls:
-            present = await _present(store, descriptor, observer)
-            if present is not None:
-                results[positions[present.digest]] = present
-            else:
-                small.append(descriptor)
-    batched = small if len(small) >= BATCH_MIN_BLOBS else []
     async with anyio.create_task_group() as group:
-        if batched:
-            group.start_soon(batch, batched, group)
-        for descriptor in descriptors:
-            if positions[str(descriptor.digest)] in results or descriptor in batched:
-                continue
-            group.start_soon(one, descriptor, group.cancel_scope, None, descriptor in small)
+        for position, descriptor in enumerate(descriptors):
+            group.start_soon(one, position, descriptor, group.cancel_scope)
     if failures:
-        first = failures[0]
-        first.args = (f"Collect failed: {first}",)  # the original's text (SPEC.md §7.3)
-        raise first
-    return tuple(results[position] for position in sorted(results))
+        failures[0].collected = True
+        raise failures[0]
+    return tuple(result for result in results if result is not None)
 
 
 async def fetch_blob(
     session: Session,
     store: Store,
     descriptor: Descriptor,
-    limiter: anyio.CapacityLimiter,
-    observer: BlobObserver | None = None,
-    outcome: Outcome | None = None,
     *,
-    checked: bool = False,
+    batcher: Batcher,
+    observer: BlobObserver | None = None,
 ) -> BlobResult:
-    """One blob into ``store``, verified; ``outcome`` is its batched first attempt, if any;
-    ``checked``: the caller already found it missing from the store."""
+    """One blob into ``store``, verified; one already there is only checked."""
     started = time.monotonic()
-    digest = descriptor.digest
-    if outcome is None and not checked:
-        present = await _present(store, descriptor, observer)
-        if present is not None:
-            return present
-    url = f"{session.registry}/v2/{session.repository}/blobs/{digest}"
-    # A batch's partial or complete body is kept; anything else it got is only a status.
-    kept = outcome is not None and outcome.result.code == 200
-    replay = None if outcome is None else _replay(outcome, url, descriptor, keep=kept)
-    async with limiter:
-        writer = store.open_blob(
-            digest,
-            descriptor.size,
-            what=f"blob '{digest}'",
-            adopt=outcome.temp if outcome is not None and kept else None,
-        )
-        sink = writer.write if observer is None else _observed(writer, observer)
+    digest = str(descriptor.digest)
+    size = await _present(store, descriptor.digest)
+    if size is not None:
         if observer is not None:
-            observer.started(str(digest), descriptor.size)
-
-        async def attempt(number: int) -> None:
-            target, renewed, hops = url, False, 0
-            if number == 1 and replay is not None:
-                # The batch was this blob's first attempt: its outcome is played back, and
-                # a challenge or a redirect it met is followed up here.
-                if replay.error is not None:
-                    raise replay.error
-                if replay.complete:
-                    return
-                if replay.challenge is not None:
-                    await session.authorize(replay.challenge, url, rejected=replay.sent)
-                    renewed = True
-                if replay.redirect is not None:
-                    target, hops = replay.redirect, 1
-            # After a transfer broke off, ask only for the bytes still missing.
-            response = await session.download(
-                target,
-                sink,
-                restart=writer.restart,
-                offset=writer.received,
-                renewed=renewed,
-                hops=hops,
-            )
-            if response.code == 404 and descriptor.urls:
-                response = await _fetch_foreign(session, descriptor, writer)
-            if response.code not in (200, 206):
-                raise _blob_status_error(response)
-
-        try:
-            await run_with_retries(attempt, policy=session.retry, describe=f"blob {digest}")
-            await store.commit(writer)
-        except BaseException:
-            store.discard(writer)
-            raise
+            observer.finished(digest, downloaded=False)
+        return BlobResult(digest, size, time.monotonic() - started, downloaded=False)
+    download = _Download(session, store, descriptor, batcher, observer)
+    try:
+        await run_with_retries(download.attempt, policy=session.retry, describe=f"blob {digest}")
+        await download.commit()
+    finally:
+        store.discard(download.temp)
     if observer is not None:
-        observer.finished(str(digest), downloaded=True)
-    _log.info("%s: %s (%d bytes) verified", session.repository, digest, writer.received)
-    return BlobResult(str(digest), writer.received, time.monotonic() - started, True)
+        observer.finished(digest, downloaded=True)
+    _log.info("%s: %s (%d bytes) verified", session.repository, digest, download.offset)
+    return BlobResult(digest, download.offset, time.monotonic() - started, downloaded=True)
 
 
-async def _present(
-    store: Store, descriptor: Descriptor, observer: BlobObserver | None
-) -> BlobResult | None:
-    """The result for a blob already in the store with the right bytes (a retried pull)."""
-    started = time.monotonic()
-    digest = descriptor.digest
-    if not await store.has_verified(digest):
+async def _present(store: Store, digest: Digest) -> int | None:
+    """The size of a blob already in the store with the right bytes (a retried pull): trusted
+    when this program committed it, hashed otherwise."""
+    name = str(digest)
+    size = store.committed(name, name)
+    if size is not None:
+        return size
+    path = store.path(name)
+    if not path.is_file() or not await anyio.to_thread.run_sync(_file_matches, path, digest):
         return None
-    if observer is not None:
-        observer.finished(str(digest), downloaded=False)
-    size = store.path(digest).stat().st_size
-    return BlobResult(str(digest), size, time.monotonic() - started, downloaded=False)
+    store.mark(name, name)
+    return path.stat().st_size
 
 
-def _blob_status_error(response: Response) -> HTTPStatusError:
-    return HTTPStatusError(
-        f"Unexpected HTTP response '{response.status}' when trying to download "
-        f"the blob{registry_error_detail(response)}",
-        code=response.code,
-        retry_after=response.headers.get("Retry-After"),
-    )
+def _file_matches(path: Path, digest: Digest) -> bool:
+    try:
+        hasher = _hash_file(path, digest)
+    except OSError:
+        return False
+    return f"{digest.algorithm}:{hasher.hexdigest()}" == str(digest)
 
 
-@attrs.frozen
-class _Replay:
-    """A batched transfer's outcome, played back as the blob's first attempt."""
+class _Download:
+    """One blob on its way into its temporary file: the bytes that are there, and their hash.
 
-    error: FetchError | None = None
-    complete: bool = False
-    # A 401 to answer, or a redirect to follow, before the attempt's own request.
-    challenge: Response | None = None
-    redirect: str | None = None
-    sent: Token | None = None
+    The first request of a blob writes into the temporary file itself. A request that resumes
+    after a cut asks for the rest with a Range and writes into a part file: a 206 that starts
+    where we stopped is appended, a 200 (a server that ignores ranges) is the whole blob again
+    and replaces it, anything else is not the blob and is thrown away.
+    """
 
+    def __init__(
+        self,
+        session: Session,
+        store: Store,
+        descriptor: Descriptor,
+        batcher: Batcher,
+        observer: BlobObserver | None,
+    ) -> None:
+        self.session = session
+        self.store = store
+        self.descriptor = descriptor
+        self.batcher = batcher
+        self.observer = observer
+        self.digest = descriptor.digest
+        # Made before the temporary file: an unknown algorithm fails with nothing to clean.
+        self.hasher: _Hasher = self.digest.hasher()  # type: ignore[assignment]
+        self.temp = store.temp(str(self.digest))
+        # The bytes in the file that belong to the blob, and the hash of exactly those.
+        self.offset = 0
+        self._kept = self.hasher.copy()
+        self._started = False
 
-def _replay(outcome: Outcome, url: str, descriptor: Descriptor, *, keep: bool) -> _Replay:
-    result = outcome.result
-    body = b"" if keep else outcome.temp.read_bytes()[: curl.MAX_ERROR_BODY_BYTES]
-    if not keep:
-        outcome.temp.unlink(missing_ok=True)
-    if result.exit_code != 0:
-        message = f"curl: ({result.exit_code}) {result.error}".strip()
-        return _Replay(
-            CurlError(
-                f"Failed to perform 'curl' for '{url}': {message}",
-                exit_code=result.exit_code,
-                stderr=message,
+    @property
+    def what(self) -> str:
+        return f"blob '{self.digest}'"
+
+    async def attempt(self, number: int) -> None:
+        url = self.session.blob_url(str(self.digest))
+        foreign = iter(url for url in self.descriptor.urls if _is_web_url(url))
+        anonymous = renewed = False
+        hops = 0
+        while True:
+            sent = self.session.token()
+            outcome, body = await self._request(url, anonymous=anonymous)
+            if outcome.exit_code == _FILESIZE_EXCEEDED and outcome.code not in (200, 206):
+                # An error page or redirect announced more bytes than the blob has: we did not
+                # take them, but its status counts.
+                outcome = attrs.evolve(outcome, exit_code=0, oversize=False)
+            if outcome.oversize:
+                raise BlobSizeError(
+                    f"{self.what} is larger than the {self.descriptor.size} bytes its manifest "
+                    "declares"
+                )
+            if outcome.exit_code in _WRITE_FAILURES:
+                raise self.store.write_error(self.what, outcome.exit_code, outcome.error)
+            if not outcome.finished:
+                raise TransferInterruptedError(
+                    f"curl ended before '{redact_url(url)}' was downloaded"
+                    + (f": {outcome.error}" if outcome.error else ""),
+                    exit_code=outcome.exit_code,
+                )
+            if outcome.exit_code != 0:
+                if anonymous and (next_url := next(foreign, None)) is not None:
+                    url, hops = next_url, 0
+                    continue
+                raise CurlError(
+                    f"Failed to perform 'curl' for '{redact_url(url)}': "
+                    f"curl: ({outcome.exit_code}) {outcome.error}",
+                    exit_code=outcome.exit_code,
+                    stderr=outcome.error,
+                )
+            code = outcome.code
+            if code in (200, 206):
+                return self._check_complete(url)
+            if (
+                code == 401
+                and not (anonymous or renewed)
+                and same_origin(url, self.session.registry)
+            ):
+                challenge = outcome.headers.get("www-authenticate")
+                headers = Headers((("WWW-Authenticate", challenge),) if challenge else ())
+                await self.session.authorize(
+                    Response(401, outcome.status, headers), url, rejected=sent
+                )
+                renewed = True
+                continue
+            if code in REDIRECT_CODES and outcome.redirect_url:
+                url = follow_redirect(
+                    url, outcome.redirect_url, hops=hops, allow_downgrade=self.session.insecure
+                )
+                hops += 1
+                continue
+            if code == 404 or anonymous:
+                next_url = next(foreign, None)
+                if next_url is not None:
+                    # A non-distributable layer the registry does not serve: its own URLs, in
+                    # order, with no credentials (they are not the registry's).
+                    url, hops, anonymous = next_url, 0, True
+                    continue
+            raise HTTPStatusError(
+                f"Unexpected HTTP response '{outcome.status}' when trying to download "
+                f"the blob{registry_error_detail(body)}",
+                code=code,
+                retry_after=outcome.headers.get("retry-after"),
             )
-        )
-    if result.code == 200:
-        if result.size < descriptor.size:
-            # curl 7.88 reports success when the server hangs up inside the header block.
-            return _Replay(
-                TruncatedResponseError(
-                    f"Failed to decode HTTP responses: '{url}' ended after {result.size} of "
-                    f"{descriptor.size} bytes"
+
+    async def _request(self, url: str, *, anonymous: bool) -> tuple[Outcome, bytes]:
+        """One request for the blob: what it ended with, and the start of an error body. What
+        a 200/206 brought is kept (a cut one is resumed by the next request)."""
+        if not self._started and self.observer is not None:
+            self.observer.started(str(self.digest), self.descriptor.size)
+        self._started = True
+        headers = {} if anonymous else self.session.auth_headers(url)
+        resumed = self.offset > 0
+        target = self.store.temp(f"{self.digest}.part") if resumed else self.temp
+        if resumed:
+            headers["Range"] = f"bytes={self.offset}-"
+        size = self.descriptor.size
+        try:
+            outcome = await self.batcher.transfer(
+                Transfer(
+                    url,
+                    target,
+                    headers=headers,
+                    limit=size if size >= 0 else self.session.max_blob_size,
+                    hasher=self.hasher,
+                    tls=self.session.tls_for(url),
+                    progress=self._progress if self.observer is not None else None,
                 )
             )
-        return _Replay(complete=True)
-    if result.code == 401:
-        challenge = (("WWW-Authenticate", result.challenge),) if result.challenge else ()
-        response = Response(401, status_string(401), Headers(challenge), body)
-        return _Replay(challenge=response, sent=outcome.sent)
-    if result.code in REDIRECT_CODES and result.redirect_url:
-        return _Replay(redirect=result.redirect_url)
-    headers = Headers((("Retry-After", result.retry_after),) if result.retry_after else ())
-    return _Replay(
-        _blob_status_error(Response(result.code, status_string(result.code), headers, body))
-    )
+            if outcome.finished and outcome.code in (200, 206):
+                await self._keep(url, outcome, target)
+                return outcome, b""
+            body = _read_start(target, outcome.size) if outcome.finished else b""
+            self._rewind()
+            return outcome, body
+        finally:
+            if resumed:
+                self.store.discard(target)
 
+    def _progress(self, total: int) -> None:
+        assert self.observer is not None
+        self.observer.received(str(self.digest), self.offset + total)
 
-def _observed(writer: BlobWriter, observer: BlobObserver) -> Callable[[bytes], None]:
-    digest = str(writer.digest)
+    async def _keep(self, url: str, outcome: Outcome, target: Path) -> None:
+        if target == self.temp:
+            self.offset = outcome.size
+        elif outcome.code == 206:
+            value = outcome.headers.get("content-range") or ""
+            unit, _, spec = value.partition(" ")
+            start = spec.partition("-")[0]
+            if unit.strip().lower() != "bytes" or not start.isdigit() or int(start) != self.offset:
+                self._rewind()
+                raise DecodeError(
+                    f"Resuming '{redact_url(url)}' at byte {self.offset} got "
+                    f"'Content-Range: {excerpt(value, 100)}' instead"
+                )
+            await anyio.to_thread.run_sync(_append, target, self.temp)
+            self.offset += outcome.size
+        else:
+            # A 200 to a Range request: the server sent the whole blob again. Its bytes went
+            # into the hash on top of the old ones, so it is hashed afresh.
+            os.replace(target, self.temp)
+            self.offset = outcome.size
+            self.hasher = await anyio.to_thread.run_sync(_hash_file, self.temp, self.digest)
+        self._kept = self.hasher.copy()
 
-    def write(chunk: bytes) -> None:
-        writer.write(chunk)
-        observer.received(digest, writer.received)
+    def _rewind(self) -> None:
+        """Cut the file back to the blob's bytes, and the hash with it."""
+        os.truncate(self.temp, self.offset)
+        self.hasher = self._kept.copy()
 
-    return write
-
-
-async def _fetch_foreign(session: Session, descriptor: Descriptor, writer: BlobWriter) -> Response:
-    """A non-distributable layer the registry does not serve: try its ``urls`` in order.
-
-    The original did this only on Windows, last URL first, with the registry's credentials
-    (SPEC.md §7.4, §9 row 23); here on every platform, in the order given, with none.
-    """
-    response = Response(404, "404 Not Found")
-    for url in descriptor.urls:
-        if not url.lower().startswith(("http://", "https://")):
-            continue
-        writer.restart()
-        try:
-            response = await session.download(
-                url, writer.write, restart=writer.restart, anonymous=True
+    def _check_complete(self, url: str) -> None:
+        size = self.descriptor.size
+        if size >= 0 and self.offset < size:
+            # The server hung up without saying how long the body was; resume the rest.
+            raise TruncatedResponseError(
+                f"Failed to decode HTTP responses: '{redact_url(url)}' ended after "
+                f"{self.offset} of {size} bytes"
             )
-        except CurlError:
-            continue
-        if response.code == 200:
-            return response
-    return response
+
+    async def commit(self) -> None:
+        size = self.descriptor.size
+        if 0 <= size != self.offset:
+            raise BlobSizeError(
+                f"{self.what} has {self.offset} bytes but its manifest declares {size}"
+            )
+        self.digest.verify(self.hasher, what=self.what)
+        await self.store.commit(self.temp, str(self.digest), mark=str(self.digest))
+
+
+def _read_start(path: Path, size: int) -> bytes:
+    """The start of what an error response wrote (a registry's JSON error), for its text."""
+    with path.open("rb") as handle:
+        return handle.read(min(size, _MAX_ERROR_BODY))
+
+
+def _append(part: Path, whole: Path) -> None:
+    with part.open("rb") as source, whole.open("ab") as target:
+        shutil.copyfileobj(source, target, 1024 * 1024)
+
+
+def _hash_file(path: Path, digest: Digest) -> _Hasher:
+    hasher: _Hasher = digest.hasher()  # type: ignore[assignment]
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            hasher.update(chunk)
+    return hasher
+
+
+def _is_web_url(url: str) -> bool:
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower() in WEB_SCHEMES

@@ -22,7 +22,7 @@ from mesos_uri.docker.jsonproto import (
     shorten,
 )
 from mesos_uri.errors import UsageError
-from mesos_uri.http import DEFAULT_PORTS
+from mesos_uri.urls import DEFAULT_PORTS
 
 __all__ = [
     "DOCKER_HUB_HOSTS",

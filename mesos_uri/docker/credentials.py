@@ -30,7 +30,6 @@ from typing import Final
 import anyio
 import attrs
 
-from mesos_uri.curl import redact_url
 from mesos_uri.docker.auth import parse_token_response
 from mesos_uri.docker.config import (
     DOCKER_HUB_HOSTS,
@@ -40,7 +39,8 @@ from mesos_uri.docker.config import (
     basic_credentials,
 )
 from mesos_uri.errors import AuthError, UsageError
-from mesos_uri.http import DEFAULT_PORTS, Response
+from mesos_uri.http import Response
+from mesos_uri.urls import DEFAULT_PORTS, redact_url
 
 __all__ = [
     "CLIENT_ID",

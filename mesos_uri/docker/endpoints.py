@@ -18,7 +18,7 @@ import attrs
 from mesos_uri.curl import TLS
 from mesos_uri.docker.config import DOCKER_HUB_HOSTS
 from mesos_uri.errors import UsageError
-from mesos_uri.http import DEFAULT_PORTS
+from mesos_uri.urls import DEFAULT_PORTS
 
 __all__ = ["DEFAULT_CERTS_DIR", "Endpoints", "Mirror", "parse_host_value", "parse_mirror"]
 

@@ -18,12 +18,12 @@ import anyio.lowlevel
 import attrs
 
 from mesos_uri import uri as uris
-from mesos_uri.curl import ResponseTooLargeError
+from mesos_uri.curl import Timeouts
 from mesos_uri.docker import config as docker_config
 from mesos_uri.docker import index as indexes
 from mesos_uri.docker import manifest as manifests
 from mesos_uri.docker.auth import TokenCache
-from mesos_uri.docker.blobs import BlobResult, fetch_blob, fetch_blobs
+from mesos_uri.docker.blobs import fetch_blob, fetch_blobs
 from mesos_uri.docker.credentials import resolve_credentials
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.digest import Digest, digest_of, parse_digest
@@ -35,30 +35,18 @@ from mesos_uri.errors import (
     FetchError,
     HTTPStatusError,
     ManifestError,
+    ResponseTooLargeError,
     UsageError,
-    failing_fetch_of,
 )
+from mesos_uri.fetcher import DEFAULT_JOBS, FetchSummary
 from mesos_uri.http import Response
 from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import DEFAULT_RETRIES, RetryPolicy, run_with_retries
 from mesos_uri.store import Store
+from mesos_uri.transfers import Batcher
 from mesos_uri.uri import URI
 
-__all__ = [
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_JOBS",
-    "BlobResult",
-    "DockerFetcherPlugin",
-    "DockerOptions",
-    "FetchSummary",
-]
-
-# Parallel blob downloads per plugin object: measured in BENCHMARKS.md; beyond this a 2-core node
-# gains nothing and a registry starts to see us as a burst.
-DEFAULT_JOBS: Final = 8
-
-# How long curl may take to connect: dockerd's registry dialer gives up after 30 s as well.
-DEFAULT_CONNECT_TIMEOUT: Final = 30.0
+__all__ = ["DockerFetcherPlugin", "DockerOptions"]
 
 _SCHEMES: Final = ("docker", "docker-manifest", "docker-blob")
 # Head room for the header block(s) that curl prints before a manifest's body.
@@ -74,9 +62,10 @@ class DockerOptions:
     """What the plugin is created with (the agent's flags, SPEC.md §3, and ours)."""
 
     docker_config: docker_config.DockerConfig | None = None
-    stall_timeout: float | None = None
-    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
+    timeouts: Timeouts = attrs.Factory(Timeouts)
     jobs: int = DEFAULT_JOBS
+    # The most bytes a blob of unknown size (a docker-blob URI, schema 1) may have; None: any.
+    max_blob_size: int | None = None
     platform: Platform | None = None
     retries: int = DEFAULT_RETRIES
     # MESOS-10092's /v2/ fallback for challenges without service/scope; off only in a test.
@@ -87,17 +76,6 @@ class DockerOptions:
     endpoints: Endpoints = attrs.Factory(Endpoints)
     # Told about every blob (the CLI's progress display); None costs nothing.
     observer: BlobObserver | None = attrs.field(default=None, eq=False)
-
-
-@attrs.frozen
-class FetchSummary:
-    """What a fetch did, for ``--json`` and for callers that want more than the files."""
-
-    uri: str
-    manifest_digest: str | None = None
-    media_type: str | None = None
-    platform: str | None = None
-    blobs: tuple[BlobResult, ...] = ()
 
 
 @attrs.frozen
@@ -125,7 +103,7 @@ class DockerFetcherPlugin:
         # http) gets one attempt: dockerd falls back at once; the retries are the last one's.
         self._fallback_retry = attrs.evolve(self.retry, retries=0)
         self.tokens = TokenCache()
-        self._limiters: dict[object, anyio.CapacityLimiter] = {}
+        self._batchers: dict[object, Batcher] = {}
 
     async def fetch(
         self,
@@ -138,8 +116,11 @@ class DockerFetcherPlugin:
 
         ``output_file_name`` is accepted for the facade's sake and ignored, as in the original.
         """
-        with failing_fetch_of(uri.redacted()):
+        try:
             return await self._fetch(uri, Store(directory, durable=self.options.durable), data)
+        except FetchError as exc:
+            exc.uri = uri.redacted()
+            raise
 
     async def _fetch(self, uri: URI, store: Store, data: str | None) -> FetchSummary:
         self._check(uri)
@@ -153,7 +134,12 @@ class DockerFetcherPlugin:
             except FetchError as exc:
                 if last or isinstance(exc, UsageError):
                     raise
-                _log.warning("%s: %s failed, trying the next endpoint: %s", uri, candidate, exc)
+                _log.warning(
+                    "%s: %s failed, trying the next endpoint: %s",
+                    uri.redacted(),
+                    candidate.redacted(),
+                    exc,
+                )
         raise AssertionError("unreachable: the origin is always a candidate")
 
     def _candidates(self, uri: URI) -> list[URI]:
@@ -177,17 +163,23 @@ class DockerFetcherPlugin:
         if uri.scheme == "docker-blob":
             digest = _digest(uri.query, what="the blob URI")
             blob = await fetch_blob(
-                session, store, Descriptor("", digest, -1), self._limiter(), self.options.observer
+                session,
+                store,
+                Descriptor("", digest, -1),
+                batcher=self._batcher(),
+                observer=self.options.observer,
             )
             return FetchSummary(uri.redacted(), blobs=(blob,))
 
         resolved = await self._resolve(session, uri.query)
-        _log.info("%s: %s is %s (%s)", uri, uri.query, resolved.digest, resolved.media_type)
+        _log.info(
+            "%s: %s is %s (%s)", uri.redacted(), uri.query, resolved.digest, resolved.media_type
+        )
         if resolved.index_raw is not None:
             await store.write_file("index", resolved.index_raw)
         await store.write_file("manifest", resolved.raw)
         summary = FetchSummary(
-            str(uri),
+            uri.redacted(),
             manifest_digest=str(resolved.digest),
             media_type=resolved.media_type,
             platform=str(resolved.platform) if resolved.platform else None,
@@ -198,7 +190,7 @@ class DockerFetcherPlugin:
             session,
             store,
             manifests.blob_descriptors(resolved.manifest),
-            limiter=self._limiter(),
+            batcher=self._batcher(),
             observer=self.options.observer,
         )
         return attrs.evolve(summary, blobs=blobs)
@@ -219,16 +211,18 @@ class DockerFetcherPlugin:
                 credentials = await resolve_credentials(
                     config, uri.host or "", uri.port, scheme=scheme
                 )
+        registry = uris.registry_base(uri)
         return Session(
-            registry=uris.registry_base(uri),
+            registry=registry,
             repository=uri.path,
             credentials=credentials,
             tokens=self.tokens,
-            stall_timeout=self.options.stall_timeout,
-            connect_timeout=self.options.connect_timeout,
+            timeouts=self.options.timeouts,
             scope_fallback=self.options.scope_fallback,
             retry=retry,
             tls_for=self.options.endpoints.tls_for,
+            insecure=self.options.endpoints.is_insecure(registry),
+            max_blob_size=self.options.max_blob_size,
         )
 
     # -- the manifest ---------------------------------------------------------------------------
@@ -269,7 +263,7 @@ class DockerFetcherPlugin:
     async def _get_manifest_once(
         self, session: Session, reference: str, expected: Digest | None
     ) -> tuple[str, bytes, Digest]:
-        url = f"{session.registry}/v2/{session.repository}/manifests/{reference}"
+        url = session.manifest_url(reference)
         try:
             response = await session.get(
                 url,
@@ -285,7 +279,7 @@ class DockerFetcherPlugin:
         if response.code != 200:
             raise HTTPStatusError(
                 f"Unexpected HTTP response '{response.status}' when trying to get the manifest"
-                + registry_error_detail(response),
+                + registry_error_detail(response.body),
                 code=response.code,
                 retry_after=response.headers.get("Retry-After"),
             )
@@ -298,14 +292,15 @@ class DockerFetcherPlugin:
 
     # -- the blobs ------------------------------------------------------------------------------
 
-    def _limiter(self) -> anyio.CapacityLimiter:
-        # A limiter belongs to one event loop; the agent's concurrent ``docker-blob`` fetches
-        # through one plugin share it, so ``jobs`` bounds them together.
+    def _batcher(self) -> Batcher:
+        # A batcher belongs to one event loop; the agent's concurrent ``docker-blob`` fetches
+        # through one plugin share it, and so share curl processes and connections.
         loop = anyio.lowlevel.current_token()
-        limiter = self._limiters.get(loop)
-        if limiter is None:
-            limiter = self._limiters[loop] = anyio.CapacityLimiter(self.options.jobs)
-        return limiter
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            batcher = Batcher(parallel=self.options.jobs, timeouts=self.options.timeouts)
+            self._batchers[loop] = batcher
+        return batcher
 
 
 def _on_endpoint(uri: URI, base: str) -> URI:

@@ -35,8 +35,8 @@ import attrs
 from mesos_uri import uri as uris
 from mesos_uri.docker.digest import parse_digest
 from mesos_uri.errors import DigestError, UsageError
-from mesos_uri.http import DEFAULT_PORTS
 from mesos_uri.uri import URI
+from mesos_uri.urls import DEFAULT_PORTS
 
 __all__ = [
     "DEFAULT_REGISTRY_URL",

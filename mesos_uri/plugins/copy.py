@@ -9,8 +9,8 @@ from typing import Final
 
 import anyio
 
-from mesos_uri.docker.plugin import FetchSummary
-from mesos_uri.errors import FetchError, UsageError, failing_fetch_of
+from mesos_uri.errors import FetchError, UsageError, excerpt
+from mesos_uri.fetcher import FetchSummary
 from mesos_uri.store import Store
 from mesos_uri.uri import URI
 
@@ -28,17 +28,22 @@ class CopyFetcherPlugin:
         data: str | None = None,
         output_file_name: str | None = None,
     ) -> FetchSummary:
-        with failing_fetch_of(uri.redacted()):
+        try:
             await self._fetch(uri, Store(directory))
+        except FetchError as exc:
+            exc.uri = uri.redacted()
+            raise
         return FetchSummary(uri.redacted())
 
     async def _fetch(self, uri: URI, store: Store) -> None:
         if not uri.path:
             raise UsageError("URI path is not specified")
+        name = posixpath.basename(uri.path.rstrip("/"))
+        if name in ("", ".", "..") or "\0" in name:
+            raise UsageError(f"Cannot name a file '{excerpt(name)}' after the URI's path")
         store.create()
-        name = posixpath.basename(uri.path.rstrip("/")) or "/"
         # Copy beside the target and rename, so the name never holds a half-copied file.
-        temp = store.temp_path(name)
+        temp = store.temp(name)
         temp.unlink()
         try:
             try:
@@ -50,9 +55,15 @@ class CopyFetcherPlugin:
             except OSError as exc:
                 raise FetchError(f"Failed to exec the copy subprocess: {exc}") from exc
             if result.returncode != 0:
-                stderr = result.stderr.decode(errors="replace")
+                stderr = excerpt(result.stderr.decode(errors="replace"))
                 raise FetchError(f"Failed to perform 'copy': {stderr}")
-            store.place(temp, name)
+            try:
+                os.replace(temp, store.path(name))
+            except OSError as exc:
+                raise FetchError(
+                    f"Failed to move '{excerpt(name)}' into '{store.directory}': "
+                    f"{exc.strerror or exc}"
+                ) from exc
         except BaseException:
             if temp.is_dir() and not temp.is_symlink():
                 await anyio.run_process(["rm", "-rf", "--", str(temp)], check=False)

@@ -1,22 +1,26 @@
 """The curl plugin: ``http``, ``https``, ``ftp`` and ``ftps`` URIs to ``DIR/<basename>``.
 
-As the original (SPEC.md §4.4), with the docker plugin's care added: the file appears under its
-name only once the transfer succeeded, and a cancelled fetch kills its curl.
+As the original, with the docker plugin's care added: curl speaks only the scheme asked for,
+redirects are followed (to http or https only) by the one rule of :mod:`mesos_uri.urls`, the
+file appears under its name only once the transfer succeeded, and a cancelled fetch kills its
+curl.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+from pathlib import Path
 from typing import Final
 
-from mesos_uri import curl
-from mesos_uri.docker.plugin import FetchSummary
-from mesos_uri.docker.session import MAX_REDIRECTS
-from mesos_uri.errors import HTTPStatusError, UsageError, failing_fetch_of
-from mesos_uri.http import REDIRECT_CODES, status_string
+from mesos_uri.curl import Timeouts
+from mesos_uri.errors import CurlError, FetchError, HTTPStatusError, UsageError, excerpt
+from mesos_uri.fetcher import FetchSummary
+from mesos_uri.http import status_string
 from mesos_uri.store import Store
+from mesos_uri.transfers import Transfer, run_batch
 from mesos_uri.uri import URI
+from mesos_uri.urls import REDIRECT_CODES, follow_redirect, redact_url
 
 __all__ = ["CurlFetcherPlugin"]
 
@@ -35,8 +39,8 @@ class CurlFetcherPlugin:
     name: Final = "curl"
     schemes: Final = ("http", "https", "ftp", "ftps")
 
-    def __init__(self, *, stall_timeout: float | None = None) -> None:
-        self.stall_timeout = stall_timeout
+    def __init__(self, *, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
 
     async def fetch(
         self,
@@ -45,43 +49,57 @@ class CurlFetcherPlugin:
         data: str | None = None,
         output_file_name: str | None = None,
     ) -> FetchSummary:
-        with failing_fetch_of(uri.redacted()):
+        try:
             await self._fetch(uri, Store(directory), output_file_name)
+        except FetchError as exc:
+            exc.uri = uri.redacted()
+            raise
         return FetchSummary(uri.redacted())
 
     async def _fetch(self, uri: URI, store: Store, output_file_name: str | None) -> None:
         if uri.scheme not in self.schemes:
             raise UsageError(f"Curl fetcher plugin does not support '{uri.scheme}' URI scheme")
-        store.create()
         name = output_file_name or _basename(uri.path)
-        if name in (".", "/", "..") or "/" in name:
-            raise UsageError(f"Cannot name a file '{name}' after the URI's path")
-        temp = store.temp_path(name)
+        if name in (".", "/", "..") or "/" in name or "\0" in name:
+            raise UsageError(f"Cannot name a file '{excerpt(name)}' after the URI's path")
+        store.create()
+        temp = store.temp(name)
         try:
-            if uri.scheme.startswith("ftp"):
-                # FTP has no HTTP status: curl's exit status says it all (SPEC.md §9 row 25).
-                await curl.fetch_to_file(
-                    str(uri).strip(), str(temp), stall_timeout=self.stall_timeout
-                )
-                store.place(temp, name)
-                return
-            with temp.open("wb") as handle:
-                code = await self._download(str(uri).strip(), handle.write)
-            if code != 200:
-                # The original's text, with Status::string(code) (SPEC.md §4.4).
-                raise HTTPStatusError(
-                    f"Unexpected HTTP response code for '{uri}': {status_string(code)}", code=code
-                )
-            store.place(temp, name)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+            await self._download(str(uri).strip(), uri.scheme, temp)
+            await store.commit(temp, name)
+        finally:
+            store.discard(temp)
 
-    async def _download(self, url: str, write: curl.Sink) -> int:
-        for _ in range(MAX_REDIRECTS + 1):
-            result = await curl.download(url, write, stall_timeout=self.stall_timeout)
-            if result.response.code in REDIRECT_CODES and result.redirect_url:
-                url = result.redirect_url
+    async def _download(self, url: str, scheme: str, temp: Path) -> None:
+        # FTP has no HTTP status and no redirects: curl's exit status says it all.
+        protocols = scheme if scheme.startswith("ftp") else "http,https"
+        hops = 0
+        while True:
+            os.truncate(temp, 0)
+            [outcome] = await run_batch(
+                [Transfer(url, temp, protocols=protocols)],
+                parallel=1,
+                timeouts=self.timeouts,
+            )
+            if outcome.exit_code != 0 or not outcome.finished:
+                raise CurlError(
+                    f"Failed to perform 'curl' for '{redact_url(url)}': "
+                    f"curl: ({outcome.exit_code}) {outcome.error}",
+                    exit_code=outcome.exit_code,
+                    stderr=outcome.error,
+                )
+            if protocols != "http,https":
+                return
+            if outcome.code in REDIRECT_CODES and outcome.redirect_url:
+                # No credentials go along: the userinfo of the URI is not in the Location.
+                url = follow_redirect(url, outcome.redirect_url, hops=hops, allow_downgrade=True)
+                hops += 1
                 continue
-            return result.response.code
-        raise HTTPStatusError(f"Too many redirects (more than {MAX_REDIRECTS})", code=0)
+            if outcome.code != 200:
+                # The original's text, with Status::string(code).
+                raise HTTPStatusError(
+                    f"Unexpected HTTP response code for '{redact_url(url)}': "
+                    f"{status_string(outcome.code)}",
+                    code=outcome.code,
+                )
+            return

@@ -1,0 +1,434 @@
+"""Downloads into files, many through one curl, each hashed while curl writes it.
+
+Starting curl costs more than fetching a small blob from a registry nearby, and on a real network
+every new connection costs round trips. So downloads that are asked for at about the same time
+share one ``curl --parallel --parallel-immediate`` (:class:`Batcher`): each transfer is a config
+group of its own (URL, headers, output file, size limit), and curl reuses its
+connections across them. That is also how the agent's concurrent ``docker-blob`` fetches
+through one fetcher become one process.
+
+curl writes each body into its file itself. A follower reads the files as they grow and feeds
+every new byte to the transfer's hasher, so a body is hashed while it arrives, on another core,
+and never re-read afterwards; it also stops curl as soon as a file passes its transfer's limit.
+As a backstop the kernel stops curl at the largest limit of the batch (``RLIMIT_FSIZE``), so no
+file grows past it even between two looks of the follower. When a transfer ends curl closes its
+file and prints a record of it (exit code, status, size, a few headers) on stderr.
+
+Nothing here judges a status: a transfer's :class:`Outcome` goes back to its caller, which
+decides about redirects, challenges, retries and what to keep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Final, Protocol
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+from mesos_uri import curl
+from mesos_uri.curl import TLS, WEB_PROTOCOLS, Timeouts
+from mesos_uri.errors import FetchError, excerpt
+from mesos_uri.http import Headers, status_string
+from mesos_uri.urls import redact_url
+
+__all__ = ["Batcher", "Hasher", "Outcome", "Transfer", "run_batch"]
+
+_log = logging.getLogger(__name__)
+
+# What each transfer's record reports, besides its exit code, status and size.
+_HEADERS: Final = ("retry-after", "www-authenticate", "content-type", "content-range")
+_MARK: Final = "mesos-uri-transfer"
+# The follower reads at most this much of one running file per look, so that every file is seen
+# often, and a few times more of one that curl has finished.
+_READ_CHUNK: Final = 4 * 1024 * 1024
+_ENDED_CHUNKS: Final = 16
+# curl's exit code when a Content-Length is larger than max-filesize allows.
+_FILESIZE_EXCEEDED: Final = 63
+# Looks at files that did not grow back off from the first delay to the second.
+_MIN_DELAY: Final = 0.001
+_MAX_DELAY: Final = 0.02
+# How long the first of several concurrent transfers waits for the others to join its batch.
+_MAX_GATHER: Final = 0.02
+
+
+class Hasher(Protocol):
+    """The part of ``hashlib``'s hash objects the follower feeds."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+@attrs.define(eq=False)
+class Transfer:
+    """One download: curl writes the body of ``url``, whatever its status, into ``path`` (an
+    existing, empty file)."""
+
+    url: str
+    path: Path
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    # The most bytes the file may hold; one more stops the transfer.
+    limit: int | None = None
+    # Fed every byte of the file, in order.
+    hasher: Hasher | None = None
+    tls: TLS | None = None
+    protocols: str = WEB_PROTOCOLS
+    # Told the bytes in the file so far, as they arrive.
+    progress: Callable[[int], None] | None = None
+
+
+@attrs.frozen
+class Outcome:
+    """How one transfer ended.
+
+    ``finished`` is False when curl ended without reporting it (killed because another file of
+    its batch passed its limit, cancelled, crashed): the file then holds an unknown prefix.
+    ``size`` is what the file holds (every byte of it went to the hasher); ``oversize`` that the
+    body passed the transfer's limit: a Content-Length past it (curl's exit 63, the file empty,
+    ``code`` the status that announced it) or more bytes than it allowed.
+    """
+
+    finished: bool
+    exit_code: int = 0
+    code: int = 0
+    size: int = 0
+    redirect_url: str = ""
+    headers: Headers = attrs.field(factory=Headers)
+    error: str = ""
+    oversize: bool = False
+
+    @property
+    def status(self) -> str:
+        return status_string(self.code)
+
+
+def _config(index: int, transfer: Transfer, timeouts: Timeouts) -> list[str]:
+    lines = curl.config_lines(
+        transfer.url,
+        headers=transfer.headers,
+        protocols=transfer.protocols,
+        tls=transfer.tls,
+        timeouts=timeouts,
+    )
+    lines.append(f"output = {curl.quote(str(transfer.path))}")
+    if transfer.limit is not None:
+        # A Content-Length past the limit is refused before a byte is written (exit 63); 0
+        # would mean no limit at all.
+        lines.append(f"max-filesize = {max(transfer.limit, 1)}")
+    # The record goes to stderr, which curl does not buffer: it arrives when the transfer ends.
+    record = [f"{_MARK}\t{index}\th\t{name}\t%header{{{name}}}\n" for name in _HEADERS]
+    record.append(f"{_MARK}\t{index}\tredirect\t%{{redirect_url}}\n")
+    record.append(
+        f"{_MARK}\t{index}\tend\t%{{exitcode}}\t%{{http_code}}\t%{{size_download}}\t%{{errormsg}}\n"
+    )
+    lines.append(f"write-out = {curl.quote('%{stderr}' + ''.join(record))}")
+    return lines
+
+
+class _Batch:
+    """One curl run over ``transfers``: the records it prints and the files it writes."""
+
+    def __init__(self, transfers: Sequence[Transfer], parallel: int) -> None:
+        self.transfers = transfers
+        self.parallel = parallel
+        count = len(transfers)
+        self.read = [0] * count  # how far the follower has hashed each file
+        self.sizes = [0] * count  # each file's size at the last look
+        self.ended: list[dict[str, str] | None] = [None] * count  # records, as they arrive
+        self.headers: list[dict[str, str]] = [{} for _ in transfers]
+        self.redirects = [""] * count
+        self.drained = [False] * count
+        self.oversize = [False] * count
+        self.files: list[int | None] = [None] * count
+        self.curl_done = False
+
+    def record(self, line: str) -> bool:
+        """Take one line of curl's stderr if it is a transfer's record."""
+        fields = line.split("\t", 3)
+        if len(fields) < 4 or fields[0] != _MARK or not fields[1].isdigit():
+            return False
+        index = int(fields[1])
+        if index >= len(self.transfers):
+            return False
+        kind, rest = fields[2], fields[3]
+        if kind == "h":
+            name, _, value = rest.partition("\t")
+            if value.strip():
+                self.headers[index][name] = value.strip()
+        elif kind == "redirect":
+            self.redirects[index] = rest.strip()
+        elif kind == "end":
+            parts = rest.split("\t", 3)
+            if len(parts) == 4 and all(part.isdigit() for part in parts[:3]):
+                exit_code, code, size, error = parts
+                self.ended[index] = {"exit": exit_code, "code": code, "size": size, "error": error}
+        return True
+
+    def look(self) -> tuple[bool, list[int]]:
+        """Read what the running and just-ended transfers added to their files (in a worker
+        thread). Returns whether any file grew, and the transfers that passed their limit."""
+        grew = False
+        passed = []
+        unfinished = 0
+        for index, transfer in enumerate(self.transfers):
+            if self.drained[index]:
+                continue
+            ended = self.ended[index] is not None or self.curl_done
+            if not ended:
+                # curl starts transfers in order, at most `parallel` at a time: later ones
+                # have not begun.
+                unfinished += 1
+                if unfinished > self.parallel:
+                    continue
+            grew |= self._read(index, transfer, whole=ended)
+            if transfer.limit is not None and self.sizes[index] > transfer.limit:
+                self.oversize[index] = True
+                passed.append(index)
+            if ended and (self.oversize[index] or self.read[index] >= self.sizes[index]):
+                self.drained[index] = True
+                self._close(index)
+        return grew, passed
+
+    def _read(self, index: int, transfer: Transfer, *, whole: bool) -> bool:
+        fd = self.files[index]
+        if fd is None:
+            try:
+                fd = self.files[index] = os.open(transfer.path, os.O_RDONLY)
+            except FileNotFoundError:
+                return False
+        size = os.fstat(fd).st_size
+        self.sizes[index] = size
+        start = self.read[index]
+        if transfer.limit is not None:
+            size = min(size, transfer.limit + 1)  # hashing an oversized tail is pointless
+        position = start
+        for _ in range(_ENDED_CHUNKS if whole else 1):
+            if position >= size:
+                break
+            data = os.pread(fd, min(_READ_CHUNK, size - position), position)
+            if not data:
+                break
+            if transfer.hasher is not None:
+                transfer.hasher.update(data)
+            position += len(data)
+        self.read[index] = position
+        return position > start
+
+    def _close(self, index: int) -> None:
+        fd = self.files[index]
+        if fd is not None:
+            self.files[index] = None
+            os.close(fd)
+
+    def close(self) -> None:
+        for index in range(len(self.transfers)):
+            self._close(index)
+
+    def outcomes(self, status: int, messages: str) -> list[Outcome]:
+        results = []
+        stopped = any(self.oversize)
+        for index in range(len(self.transfers)):
+            size = self.read[index]
+            ended = self.ended[index]
+            if ended is None:
+                if stopped and not self.oversize[index]:
+                    # Stopped with the transfer that passed its limit (by us, or by the kernel
+                    # at the largest limit of the batch): nothing wrong with this one.
+                    status, messages = 0, "stopped with another download of its batch"
+                results.append(
+                    Outcome(
+                        finished=False,
+                        exit_code=status,
+                        size=size,
+                        error=excerpt(messages),
+                        oversize=self.oversize[index],
+                    )
+                )
+                continue
+            exit_code = int(ended["exit"])
+            results.append(
+                Outcome(
+                    finished=True,
+                    exit_code=exit_code,
+                    code=int(ended["code"]),
+                    size=size,
+                    redirect_url=self.redirects[index],
+                    headers=Headers(tuple(self.headers[index].items())),
+                    error=excerpt(ended["error"]),
+                    oversize=self.oversize[index] or exit_code == _FILESIZE_EXCEEDED,
+                )
+            )
+        return results
+
+
+async def run_batch(
+    transfers: Sequence[Transfer], *, parallel: int, timeouts: Timeouts
+) -> list[Outcome]:
+    """Run every transfer through one curl (at most ``parallel`` at a time) and return how each
+    ended, in order. Raises only when curl cannot be run at all."""
+    batch = _Batch(transfers, parallel)
+    config = []
+    for index, transfer in enumerate(transfers):
+        if index:
+            config.append("next")
+        config += _config(index, transfer, timeouts)
+    options = ["--parallel", "--parallel-immediate", "--parallel-max", str(parallel)]
+    limits = [t.limit for t in transfers]
+    largest = None if None in limits else max(limit or 0 for limit in limits) + 1
+
+    def spawned(pid: int) -> None:
+        if largest is not None:
+            _limit_file_size(pid, largest)
+
+    started = time.monotonic()
+    status, messages = -1, ""
+    failure: FetchError | None = None
+    try:
+        async with anyio.create_task_group() as group:
+            with anyio.CancelScope() as curl_scope:
+                group.start_soon(_follow, batch, curl_scope)
+                try:
+                    status, messages = await curl.run(
+                        options,
+                        config,
+                        what=transfers[0].url,
+                        stderr_line=batch.record,
+                        spawned=spawned,
+                    )
+                except FetchError as exc:  # curl could not be run: raised as it is, below
+                    failure = exc
+            batch.curl_done = True
+    finally:
+        batch.close()
+    if failure is not None:
+        raise failure
+    outcomes = batch.outcomes(status, messages)
+    for transfer, outcome in zip(transfers, outcomes, strict=True):
+        _log.debug(
+            "GET %s -> %s, %d bytes, %.3f s%s",
+            redact_url(transfer.url),
+            outcome.code if outcome.finished else "unfinished",
+            outcome.size,
+            time.monotonic() - started,
+            f" ({outcome.error})" if outcome.error else "",
+        )
+    return outcomes
+
+
+async def _follow(batch: _Batch, curl_scope: anyio.CancelScope) -> None:
+    """Hash the files as they grow, until curl is done and every file is read to its end."""
+    delay = _MIN_DELAY
+    reported = list(batch.read)
+    while True:
+        done = batch.curl_done
+        grew, passed = await anyio.to_thread.run_sync(batch.look)
+        if passed:
+            curl_scope.cancel()  # every file of the batch stops growing now
+        for index, transfer in enumerate(batch.transfers):
+            if transfer.progress is not None and batch.read[index] != reported[index]:
+                reported[index] = batch.read[index]
+                transfer.progress(reported[index])
+        if done and all(batch.drained):
+            return
+        if grew:
+            delay = _MIN_DELAY
+        else:
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _MAX_DELAY)
+
+
+def _limit_file_size(pid: int, limit: int) -> None:
+    """No file curl writes may grow past ``limit``: the kernel stops it there (SIGXFSZ)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import resource
+
+    with contextlib.suppress(OSError, ValueError):
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@attrs.define(eq=False)
+class _Entry:
+    transfer: Transfer
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+    outcome: Outcome | None = None
+    error: BaseException | None = None
+
+
+class Batcher:
+    """Runs transfers, those asked for at about the same time through one curl.
+
+    The first caller leads: it waits until no more callers join (one scheduling round adds
+    nobody, or a few milliseconds passed), then runs the batch for everybody. If the leader is
+    cancelled before its batch starts another caller takes over; if it is cancelled while the
+    batch runs, the others get an unfinished outcome and try again. One per event loop.
+    """
+
+    def __init__(self, *, parallel: int, timeouts: Timeouts) -> None:
+        self.parallel = parallel
+        self.timeouts = timeouts
+        self._queue: list[_Entry] = []
+        self._leading = False
+        self._changed = anyio.Event()
+
+    async def transfer(self, transfer: Transfer) -> Outcome:
+        entry = _Entry(transfer)
+        self._queue.append(entry)
+        try:
+            while entry in self._queue:
+                if self._leading:
+                    # Another caller gathers a batch; it may take this transfer along, or be
+                    # cancelled, and then one of the waiting callers leads.
+                    changed = self._changed
+                    await changed.wait()
+                    continue
+                self._leading = True
+                try:
+                    await self._gather()
+                    batch, self._queue = self._queue, []
+                finally:
+                    self._leading = False
+                    self._changed.set()
+                    self._changed = anyio.Event()
+                await self._run(batch)
+            await entry.done.wait()
+        finally:
+            if entry in self._queue:  # cancelled before its batch started
+                self._queue.remove(entry)
+        if entry.error is not None:
+            raise entry.error
+        assert entry.outcome is not None
+        return entry.outcome
+
+    async def _gather(self) -> None:
+        deadline = anyio.current_time() + _MAX_GATHER
+        count = -1
+        while count != len(self._queue) and anyio.current_time() < deadline:
+            count = len(self._queue)
+            # Two rounds: a caller that was woken by the last one gets to ask too.
+            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
+
+    async def _run(self, batch: list[_Entry]) -> None:
+        try:
+            outcomes = await run_batch(
+                [entry.transfer for entry in batch], parallel=self.parallel, timeouts=self.timeouts
+            )
+        except Exception as exc:
+            for entry in batch:
+                entry.error = exc
+            raise
+        else:
+            for entry, outcome in zip(batch, outcomes, strict=True):
+                entry.outcome = outcome
+        finally:
+            for entry in batch:
+                if entry.outcome is None and entry.error is None:
+                    entry.outcome = Outcome(finished=False, error="the transfer was interrupted")
+                entry.done.set()

@@ -1,0 +1,330 @@
+"""Downloads to files through one curl: records, resume, limits, coalescing, cancellation.
+
+Against a real HTTP server on 127.0.0.1 and the real curl; a wrapper script around curl counts
+the processes where a test is about how many there were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from httpserver import Exchange, HTTPTestServer, drop_after, redirect, respond, stall
+
+from mesos_uri import curl
+from mesos_uri.curl import Timeouts
+from mesos_uri.transfers import Batcher, Transfer, run_batch
+
+pytestmark = pytest.mark.anyio
+
+BODY = bytes(range(256)) * 400  # 100 KiB
+SECRET = "s3cret-t0ken"
+FAST = Timeouts(stall=5, connect=5)
+
+
+@pytest.fixture
+def server() -> Iterator[HTTPTestServer]:
+    with HTTPTestServer() as running:
+        yield running
+
+
+@pytest.fixture
+def spawns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run curl through a script that appends one line per process to the returned file."""
+    log = tmp_path / "spawns.log"
+    wrapper = tmp_path / "curl"
+    wrapper.write_text(f'#!/bin/sh\necho "$$" >> {log}\nexec curl "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv(curl.CURL_ENV, str(wrapper))
+    return log
+
+
+def spawned(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def blank(directory: Path, name: str, content: bytes = b"") -> Path:
+    path = directory / name
+    path.write_bytes(content)
+    return path
+
+
+def endless(exchange: Exchange) -> None:
+    """A 200 with a chunked body that never ends (until the client goes away)."""
+    exchange.send_head(200, [("Transfer-Encoding", "chunked")])
+    piece = b"x" * 65536
+    while exchange.connected and not exchange.server.closing.is_set():
+        exchange.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+
+
+async def test_a_batch_writes_each_body_to_its_file_and_hashes_it(
+    server: HTTPTestServer, tmp_path: Path, spawns: Path
+) -> None:
+    bodies = {f"/b{i}": BODY[i * 1000 :] for i in range(5)}
+    for path, body in bodies.items():
+        server.route(path, respond(200, body))
+    transfers = [
+        Transfer(server.url(path), blank(tmp_path, path[1:]), hasher=hashlib.sha256())
+        for path in bodies
+    ]
+    outcomes = await run_batch(transfers, parallel=3, timeouts=FAST)
+    assert spawned(spawns) == 1
+    for transfer, outcome, body in zip(transfers, outcomes, bodies.values(), strict=True):
+        assert (outcome.finished, outcome.exit_code, outcome.code) == (True, 0, 200)
+        assert outcome.size == len(body)
+        assert transfer.path.read_bytes() == body
+        assert transfer.hasher is not None
+        assert transfer.hasher.hexdigest() == hashlib.sha256(body).hexdigest()  # type: ignore[attr-defined]
+
+
+async def test_each_transfer_sends_its_own_headers_and_no_secret_reaches_argv(
+    server: HTTPTestServer, tmp_path: Path, spawns: Path
+) -> None:
+    server.route("/a", respond(200, b"a"))
+    server.route("/b", respond(200, b"b"))
+    await run_batch(
+        [
+            Transfer(server.url("/a"), blank(tmp_path, "a"), headers={"Authorization": SECRET}),
+            Transfer(server.url("/b"), blank(tmp_path, "b"), headers={"X-Other": "1"}),
+        ],
+        parallel=2,
+        timeouts=FAST,
+    )
+    [a] = server.requests_for("/a")
+    [b] = server.requests_for("/b")
+    assert a.header("Authorization") == SECRET
+    assert b.header("Authorization") is None
+    assert b.header("X-Other") == "1"
+
+
+async def test_an_error_status_is_reported_with_its_body_in_the_file(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    server.route(
+        "/e", respond(429, b'{"errors":[]}', [("Retry-After", "7"), ("Content-Type", "x/y")])
+    )
+    [outcome] = await run_batch(
+        [Transfer(server.url("/e"), blank(tmp_path, "e"))], parallel=1, timeouts=FAST
+    )
+    assert (outcome.code, outcome.status, outcome.exit_code) == (429, "429 Too Many Requests", 0)
+    assert outcome.headers.get("Retry-After") == "7"
+    assert outcome.headers.get("content-type") == "x/y"
+    assert (tmp_path / "e").read_bytes() == b'{"errors":[]}'
+
+
+async def test_a_redirect_is_reported_and_not_followed(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    server.route("/r", redirect("file:///etc/passwd", 307))
+    [outcome] = await run_batch(
+        [Transfer(server.url("/r"), blank(tmp_path, "r"))], parallel=1, timeouts=FAST
+    )
+    assert outcome.code == 307
+    assert outcome.redirect_url == "file:///etc/passwd"
+    assert (tmp_path / "r").read_bytes() == b""
+
+
+async def test_a_cut_body_keeps_what_arrived(server: HTTPTestServer, tmp_path: Path) -> None:
+    server.route("/c", drop_after(BODY, 5000))
+    hasher = hashlib.sha256()
+    [outcome] = await run_batch(
+        [Transfer(server.url("/c"), blank(tmp_path, "c"), hasher=hasher)],
+        parallel=1,
+        timeouts=FAST,
+    )
+    assert (outcome.code, outcome.exit_code, outcome.size) == (200, 18, 5000)
+    assert hasher.hexdigest() == hashlib.sha256(BODY[:5000]).hexdigest()
+
+
+async def test_a_declared_length_past_the_limit_writes_nothing(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    server.route("/big", respond(200, BODY))
+    [outcome] = await run_batch(
+        [Transfer(server.url("/big"), blank(tmp_path, "big"), limit=100)],
+        parallel=1,
+        timeouts=FAST,
+    )
+    assert outcome.oversize
+    assert (tmp_path / "big").stat().st_size == 0
+
+
+async def test_an_endless_body_stops_one_byte_past_the_limit(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    """A chunked body announces no length: the kernel stops curl at the batch's largest limit,
+    so the file never holds more than one byte beyond it."""
+    server.route("/endless", endless)
+    for name in ("a", "b"):
+        server.route(f"/{name}", respond(200, b"x" * 4096))
+    transfers = [
+        Transfer(server.url("/a"), blank(tmp_path, "a"), limit=4096),
+        Transfer(server.url("/endless"), blank(tmp_path, "endless"), limit=4096),
+        Transfer(server.url("/b"), blank(tmp_path, "b"), limit=4096),
+    ]
+    with anyio.fail_after(20):
+        outcomes = await run_batch(transfers, parallel=3, timeouts=FAST)
+    assert outcomes[1].oversize
+    assert (tmp_path / "endless").stat().st_size <= 4097
+    assert all(transfer.path.stat().st_size <= 4097 for transfer in transfers)
+
+
+async def test_the_follower_stops_a_file_past_its_own_limit(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    """With a larger limit beside it, an endless small transfer is stopped by the follower."""
+    server.route("/endless", endless)
+    server.route("/big", stall(head=b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n"))
+    transfers = [
+        Transfer(server.url("/endless"), blank(tmp_path, "endless"), limit=4096),
+        Transfer(server.url("/big"), blank(tmp_path, "big"), limit=100_000_000),
+    ]
+    with anyio.fail_after(20):
+        outcomes = await run_batch(transfers, parallel=2, timeouts=FAST)
+    assert outcomes[0].oversize
+    assert not outcomes[1].finished  # curl was stopped before the other transfer ended
+
+
+async def test_a_stall_ends_only_the_stalled_transfer(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    server.route("/slow", stall(head=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"))
+    server.route("/ok", respond(200, b"fine"))
+    started = time.monotonic()
+    outcomes = await run_batch(
+        [
+            Transfer(server.url("/slow"), blank(tmp_path, "slow")),
+            Transfer(server.url("/ok"), blank(tmp_path, "ok")),
+        ],
+        parallel=2,
+        timeouts=Timeouts(stall=0.2, connect=5),
+    )
+    assert time.monotonic() - started < 10
+    assert (outcomes[0].exit_code, outcomes[0].size) == (28, 2)
+    assert (outcomes[1].exit_code, outcomes[1].code) == (0, 200)
+
+
+async def test_progress_reports_the_bytes_in_the_file(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    server.route("/p", respond(200, BODY))
+    seen: list[int] = []
+    await run_batch(
+        [Transfer(server.url("/p"), blank(tmp_path, "p"), progress=seen.append)],
+        parallel=1,
+        timeouts=FAST,
+    )
+    assert seen == sorted(seen)
+    assert seen[-1] == len(BODY)
+
+
+async def test_control_characters_in_a_path_are_quoted_for_curl(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    server.route("/n", respond(200, b"data"))
+    directory = tmp_path / 'a\nb\t"c\\'
+    directory.mkdir()
+    path = blank(directory, "file")
+    await run_batch([Transfer(server.url("/n"), path)], parallel=1, timeouts=FAST)
+    assert path.read_bytes() == b"data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [directory.name]
+
+
+async def test_concurrent_transfers_share_one_curl(
+    server: HTTPTestServer, tmp_path: Path, spawns: Path
+) -> None:
+    for index in range(10):
+        server.route(f"/{index}", respond(200, b"%d" % index))
+    batcher = Batcher(parallel=4, timeouts=FAST)
+    results: dict[int, int] = {}
+
+    async def one(index: int) -> None:
+        outcome = await batcher.transfer(
+            Transfer(server.url(f"/{index}"), blank(tmp_path, str(index)))
+        )
+        results[index] = outcome.code
+
+    async with anyio.create_task_group() as group:
+        for index in range(10):
+            group.start_soon(one, index)
+    assert results == dict.fromkeys(range(10), 200)
+    assert spawned(spawns) == 1
+
+
+async def test_a_leader_cancelled_while_gathering_leaves_the_others_served(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    for index in range(3):
+        server.route(f"/{index}", respond(200, b"ok"))
+    batcher = Batcher(parallel=4, timeouts=FAST)
+    codes: list[int] = []
+
+    async def follower(index: int) -> None:
+        outcome = await batcher.transfer(Transfer(server.url(f"/{index}"), blank(tmp_path, "f")))
+        codes.append(outcome.code)
+
+    async with anyio.create_task_group() as group:
+        with anyio.CancelScope() as leader_scope:
+            leader_scope.cancel()  # the leader is cancelled at its first checkpoint
+            group.start_soon(follower, 1)
+            group.start_soon(follower, 2)
+            await batcher.transfer(Transfer(server.url("/0"), blank(tmp_path, "l")))
+    assert codes == [200, 200]
+
+
+def curl_processes() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_line = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat_line[stat_line.rindex(")") + 2 :].split()[1])
+        comm = stat_line[stat_line.index("(") + 1 : stat_line.rindex(")")]
+        if ppid == os.getpid() and comm == "curl":
+            found.append(int(entry.name))
+    return found
+
+
+async def test_cancellation_kills_curl_at_once(server: HTTPTestServer, tmp_path: Path) -> None:
+    release = threading.Event()
+    server.route("/s", stall(release, head=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"))
+    try:
+        with anyio.move_on_after(0.5):
+            await run_batch(
+                [Transfer(server.url("/s"), blank(tmp_path, "s"))],
+                parallel=1,
+                timeouts=Timeouts(stall=None, connect=5),
+            )
+        # run_batch returns only once its curl is reaped: none may be left at all.
+        assert curl_processes() == []
+    finally:
+        release.set()
+
+
+async def test_the_record_survives_header_values_with_tabs(
+    server: HTTPTestServer, tmp_path: Path
+) -> None:
+    server.route("/t", respond(401, b"", [("WWW-Authenticate", 'Bearer realm="a\tb",x="y"')]))
+    [outcome] = await run_batch(
+        [Transfer(server.url("/t"), blank(tmp_path, "t"))], parallel=1, timeouts=FAST
+    )
+    assert outcome.code == 401
+    assert outcome.headers.get("www-authenticate") == 'Bearer realm="a\tb",x="y"'
+
+
+async def test_files_keep_their_private_mode(server: HTTPTestServer, tmp_path: Path) -> None:
+    server.route("/m", respond(200, b"m"))
+    path = blank(tmp_path, "m")
+    path.chmod(0o600)
+    await run_batch([Transfer(server.url("/m"), path)], parallel=1, timeouts=FAST)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
