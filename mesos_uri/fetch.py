@@ -31,7 +31,7 @@ from mesos_uri.docker.reference import DEFAULT_REGISTRY_URL, normalize, validate
 from mesos_uri.errors import FetchError, UsageError
 from mesos_uri.fetcher import DEFAULT_JOBS, Fetcher, FetchSummary, Flags, create
 from mesos_uri.flags import parse_duration, world_readable
-from mesos_uri.progress import TerminalProgress
+from mesos_uri.progress import TerminalProgress, terminal_progress
 from mesos_uri.retry import DEFAULT_RETRIES
 from mesos_uri.uri import URI, parse_uri
 
@@ -232,8 +232,8 @@ def _command(argv: Sequence[str] | None) -> _Command:
     def seconds(value: str | None, default: float) -> float:
         return default if value is None else parse_duration(value).seconds
 
-    show = not args.quiet and not args.verbose and sys.stderr.isatty()
-    progress = TerminalProgress(sys.stderr) if show else None
+    label = uri.path.strip("/")
+    progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose, label=label)
     flags = Flags(
         docker_config=config,
         docker_stall_timeout=seconds(args.docker_stall_timeout, DEFAULT_STALL_TIMEOUT),
@@ -308,13 +308,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         summary, signum = anyio.run(_run, fetcher, command)
-        if command.progress is not None:
-            command.progress.close()
     except FetchError as exc:
+        if command.progress is not None:
+            command.progress.close(summary=False)
         print(_one_line(exc), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         summary, signum = None, signal.SIGINT
+    if command.progress is not None:
+        command.progress.close(summary=signum is None)
     if signum is not None:
         name = signal.Signals(signum).name
         uri = command.uri.redacted()

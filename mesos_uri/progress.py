@@ -1,26 +1,63 @@
-"""What a person at a terminal sees while an image downloads: one line per layer, one in all.
+"""What a person at a terminal sees while an image downloads.
 
-The plugin reports to an observer (``BlobObserver``); ``TerminalProgress`` is the observer the CLI
-uses when stderr is a terminal. It redraws at most a few times a second, so a fast download does
-not spend its time printing.
+The plugin reports each blob to an observer (``BlobObserver``); ``TerminalProgress`` is the
+observer the CLI uses, and ``terminal_progress`` is the one place that decides whether there is
+one. The display keeps a live area at the bottom of the terminal and redraws it in place: an
+overall line (blobs done, bytes received of the bytes known, rate), then as many transfers in
+progress as the terminal's height allows. When the fetch ends, ``close`` replaces the live area
+with one summary line, or with nothing when the caller prints an error instead.
+
+How the live area stays in place: the cursor rests at the end of its last line, never below it;
+no line is as wide as the terminal, so none wraps; and there are never more lines than the
+terminal has rows. A redraw therefore moves up exactly the lines it drew last time, erases to
+the end of the screen and writes the new picture, and nothing it writes scrolls into the
+scrollback. The size is read again at every redraw, so a terminal made smaller during a fetch
+gets a smaller picture. A terminal that re-wraps its lines when made narrower than a line
+already drawn would break the count of lines to move up; the lines are kept short so that only a
+very narrow terminal does.
+
+Everything drawn is plain printable ASCII: digests and names come from the registry or the
+command line, and only ASCII has a width every terminal agrees on.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
+from collections.abc import Callable
 from typing import Final, Protocol, TextIO
 
 import attrs
 
-__all__ = ["BlobObserver", "TerminalProgress"]
+__all__ = ["BlobObserver", "TerminalProgress", "terminal_progress"]
 
 # Redraws per second at most: enough to look alive, cheap on 40 fast layers.
 _REDRAW_INTERVAL: Final = 0.2
-_MIB: Final = 1024 * 1024
+# Rows the live area leaves free: started on the last row of a full screen, the live area scrolls
+# the screen up, and this row keeps the command that started the fetch in view.
+_MARGIN_ROWS: Final = 1
+# What a stream that cannot say its size is taken to be: the classic terminal.
+_FALLBACK_COLUMNS: Final = 80
+_FALLBACK_ROWS: Final = 24
+# "sha256:" and 12 hexadecimal digits: the length ``docker pull`` shows a layer by.
+_DIGEST_SHOWN: Final = 19
+_UNITS: Final = ("KiB", "MiB", "GiB", "TiB")
+
+# The only escape sequences written: cursor up N lines, erase from the cursor to the screen's end.
+_CURSOR_UP: Final = "\x1b[{}A"
+_ERASE_DOWN: Final = "\x1b[J"
+
+_NOT_PRINTABLE: Final = re.compile(r"[^\x20-\x7e]")
 
 
 class BlobObserver(Protocol):
-    """Told about each blob of a fetch; every call is made from the fetch's event loop."""
+    """Told about each blob of a fetch; every call is made from the fetch's event loop.
+
+    ``received`` gives the bytes of that blob received so far (a running total, not an
+    increment); it may come before ``started`` or not at all. ``finished`` may come without
+    ``started`` for a blob already present.
+    """
 
     def started(self, digest: str, size: int) -> None: ...
 
@@ -29,67 +66,187 @@ class BlobObserver(Protocol):
     def finished(self, digest: str, *, downloaded: bool) -> None: ...
 
 
+def terminal_progress(
+    stream: TextIO, *, quiet: bool, verbose: int, label: str
+) -> TerminalProgress | None:
+    """The display for ``stream``, or ``None`` when it would get in the way.
+
+    Only a terminal gets one: anything else (a file, a pipe, a log collector) would keep every
+    redraw. Quiet asks for silence, and verbose logging writes lines the redraws would overwrite.
+    """
+    if quiet or verbose or not stream.isatty():
+        return None
+    return TerminalProgress(stream, label=label)
+
+
 @attrs.define
 class _Blob:
-    size: int
+    seen: float
+    size: int = -1
     received: int = 0
-    started: float = attrs.field(factory=time.monotonic)
+    active: bool = False
     done: bool = False
-    downloaded: bool = True
-
-
-def _mib(count: int) -> str:
-    return f"{count / _MIB:.1f} MiB"
+    downloaded: bool = False
 
 
 class TerminalProgress:
-    """Draws the blobs in progress and the overall count on a terminal, in place."""
+    """Draws the overall count and the blobs in progress on a terminal, in place.
 
-    def __init__(self, stream: TextIO) -> None:
+    ``clock`` is there for tests that step time instead of sleeping through the redraw interval.
+    Once closed, or once the stream has failed, it ignores every further call: a display must
+    never be why a fetch fails.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        label: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stream = stream
+        self._label = label
+        self._clock = clock
+        self._created = clock()
+        self._first: float | None = None
         self._blobs: dict[str, _Blob] = {}
-        self._lines = 0
-        self._last = 0.0
+        self._drawn = 0
+        self._last_draw: float | None = None
+        self._closed = False
 
     def started(self, digest: str, size: int) -> None:
-        self._blobs[digest] = _Blob(size)
-        self._draw(force=True)
+        blob = self._blob(digest)
+        blob.size, blob.active = size, not blob.done
+        self._draw()
 
     def received(self, digest: str, total: int) -> None:
-        self._blobs[digest].received = total
+        blob = self._blob(digest)
+        blob.received, blob.active = total, not blob.done
         self._draw()
 
     def finished(self, digest: str, *, downloaded: bool) -> None:
-        blob = self._blobs.setdefault(digest, _Blob(-1))
-        blob.done, blob.downloaded = True, downloaded
-        self._draw(force=True)
+        blob = self._blob(digest)
+        blob.done, blob.active, blob.downloaded = True, False, downloaded
+        if downloaded and blob.size > blob.received:
+            # Verified means all of it arrived, whether or not each chunk was reported.
+            blob.received = blob.size
+        self._draw()
 
-    def close(self) -> None:
-        """Leave the final picture on the screen and the cursor below it."""
-        self._draw(force=True)
-        self._lines = 0
+    def close(self, *, summary: bool = True) -> None:
+        """Erase the live area; write the summary line unless told not to (a failed fetch).
 
-    def _draw(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < _REDRAW_INTERVAL:
+        Without a single blob there is nothing to summarise, and nothing is written.
+        """
+        if self._closed:
             return
-        self._last = now
-        lines = [self._line(digest, blob, now) for digest, blob in self._blobs.items()]
-        done = sum(blob.done for blob in self._blobs.values())
-        received = sum(blob.received for blob in self._blobs.values())
-        lines.append(f"{done}/{len(self._blobs)} blobs, {_mib(received)}")
-        # Move up over what was drawn last time, then rewrite every line.
-        up = f"\x1b[{self._lines}F" if self._lines else ""
-        self._stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
-        self._stream.flush()
-        self._lines = len(lines)
+        text = self._erase()
+        if summary and self._blobs:
+            text += self._fit(self._summary(), self._size()[0]) + "\n"
+        self._write(text)
+        self._closed = True
+
+    def _blob(self, digest: str) -> _Blob:
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        return self._blobs.setdefault(digest, _Blob(now))
+
+    def _draw(self) -> None:
+        now = self._clock()
+        if self._closed or (
+            self._last_draw is not None and now - self._last_draw < _REDRAW_INTERVAL
+        ):
+            return
+        self._last_draw = now
+        columns, rows = self._size()
+        lines = [self._fit(line, columns) for line in self._picture(now, rows)]
+        self._write(self._erase() + "\n".join(lines))
+        self._drawn = len(lines)
+
+    def _erase(self) -> str:
+        """Back to the start of the live area's first line, and everything below erased."""
+        if not self._drawn:
+            return ""
+        up = _CURSOR_UP.format(self._drawn - 1) if self._drawn > 1 else ""
+        self._drawn = 0
+        return "\r" + up + _ERASE_DOWN
+
+    def _picture(self, now: float, rows: int) -> list[str]:
+        room = max(rows - _MARGIN_ROWS, 1)
+        active = [(digest, blob) for digest, blob in self._blobs.items() if blob.active]
+        shown = active if len(active) < room else active[: max(room - 2, 0)]
+        lines = [self._overall(now)]
+        lines += [_transfer_line(digest, blob, now) for digest, blob in shown]
+        if len(shown) < len(active) and len(lines) < room:
+            lines.append(f"... and {len(active) - len(shown)} more")
+        return lines
+
+    def _overall(self, now: float) -> str:
+        blobs = self._blobs.values()
+        done = sum(blob.done for blob in blobs)
+        received = sum(blob.received for blob in blobs)
+        known = sum(blob.size for blob in blobs if blob.size >= 0)
+        since = now - (self._first if self._first is not None else now)
+        return (
+            f"{done}/{len(self._blobs)} blobs  {_bytes(received)} of {_bytes(known)}"
+            f"  {_rate(received, since)}"
+        )
+
+    def _summary(self) -> str:
+        blobs = self._blobs.values()
+        downloaded = sum(blob.received for blob in blobs)
+        present = sum(blob.done and not blob.downloaded for blob in blobs)
+        count = len(self._blobs)
+        text = f"{count} blob{'' if count == 1 else 's'}, {_bytes(downloaded)}"
+        text += f" in {self._clock() - self._created:.1f} s"
+        if present:
+            text += f" ({present} already present)"
+        return f"{self._label}: {text}" if self._label else text
+
+    def _size(self) -> tuple[int, int]:
+        """The terminal's (columns, rows) now; a stream that cannot say gets the classic size."""
+        try:
+            size = os.get_terminal_size(self._stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            return _FALLBACK_COLUMNS, _FALLBACK_ROWS
+        # A pseudo-terminal nobody has sized reports 0 by 0.
+        return size.columns or _FALLBACK_COLUMNS, size.lines or _FALLBACK_ROWS
 
     @staticmethod
-    def _line(digest: str, blob: _Blob, now: float) -> str:
-        name = digest[:19]
-        if blob.done:
-            state = "downloaded" if blob.downloaded else "already present"
-            return f"{name}  {state}"
-        of = f" of {_mib(blob.size)}" if blob.size >= 0 else ""
-        rate = blob.received / max(now - blob.started, 1e-3)
-        return f"{name}  {_mib(blob.received)}{of}  {_mib(int(rate))}/s"
+    def _fit(line: str, columns: int) -> str:
+        """Printable ASCII, one column short of the width, so the cursor never wraps."""
+        return _NOT_PRINTABLE.sub("?", line)[: max(columns - 1, 1)]
+
+    def _write(self, text: str) -> None:
+        if not text:
+            return
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except (OSError, ValueError):
+            # A terminal that went away (or a closed stream) ends the display, not the fetch.
+            self._closed = True
+
+
+def _transfer_line(digest: str, blob: _Blob, now: float) -> str:
+    of = f" of {_bytes(blob.size)}" if blob.size >= 0 else ""
+    return (
+        f"{digest[:_DIGEST_SHOWN]}  {_bytes(blob.received)}{of}"
+        f"  {_rate(blob.received, now - blob.seen)}"
+    )
+
+
+def _bytes(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    value = count / 1024
+    for unit in _UNITS[:-1]:
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} {_UNITS[-1]}"
+
+
+def _rate(count: int, seconds: float) -> str:
+    # Under a tenth of a second the rate says more about the clock than the network.
+    return f"{_bytes(int(count / seconds))}/s" if seconds >= 0.1 else "-"
