@@ -8,16 +8,16 @@ little.
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from mesos_uri.curl import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT, Timeouts
-from mesos_uri.errors import FetchError, UsageError
+from mesos_uri.errors import UsageError
 from mesos_uri.retry import DEFAULT_RETRIES
 from mesos_uri.uri import URI, parse_uri
 
@@ -74,26 +74,54 @@ class Plugin(Protocol):
     ) -> FetchSummary: ...
 
 
-@attrs.frozen
-class Flags:
-    """The fetcher's flags; durations are in seconds, and None or 0 turns a timeout off.
+def _seconds(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not (isinstance(value, int | float) and 0 <= value < math.inf):
+        raise UsageError(f"{attribute.name} must be seconds >= 0 or None, not {value!r}")
 
-    ``docker_config`` is the JSON text, a path starting with ``/``, or ``file://path``.
+
+def _at_least(low: int) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < low
+        ):
+            raise UsageError(f"{attribute.name} must be an integer >= {low}, not {value!r}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class Flags:
+    """Every option of a fetcher, validated once, from the command line down to each request.
+
+    Durations are seconds; None or 0 turns a timeout off. ``docker_config`` is the default
+    registry credentials: JSON text, a path, or ``file://path``.
     """
 
     docker_config: str | None = None
-    docker_stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
-    curl_stall_timeout: float | None = DEFAULT_STALL_TIMEOUT
-    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
-    jobs: int = DEFAULT_JOBS
+    docker_stall_timeout: float | None = attrs.field(
+        default=DEFAULT_STALL_TIMEOUT, validator=_seconds
+    )
+    curl_stall_timeout: float | None = attrs.field(
+        default=DEFAULT_STALL_TIMEOUT, validator=_seconds
+    )
+    connect_timeout: float | None = attrs.field(default=DEFAULT_CONNECT_TIMEOUT, validator=_seconds)
+    jobs: int = attrs.field(default=DEFAULT_JOBS, validator=_at_least(1))
     platform: Platform | None = None
-    retries: int = DEFAULT_RETRIES
+    retries: int = attrs.field(default=DEFAULT_RETRIES, validator=_at_least(0))
     # The most bytes a blob of unknown size may have (a docker-blob URI); None: no limit.
-    max_blob_size: int | None = None
+    max_blob_size: int | None = attrs.field(default=None, validator=_at_least(0))
     # Mirrors, CA bundles, client certificates, insecure registries.
     endpoints: Endpoints | None = None
     # Told about every blob as it downloads (the CLI's progress display).
     observer: BlobObserver | None = attrs.field(default=None, eq=False)
+
+    @property
+    def docker_timeouts(self) -> Timeouts:
+        return Timeouts(stall=self.docker_stall_timeout, connect=self.connect_timeout)
+
+    @property
+    def curl_timeouts(self) -> Timeouts:
+        return Timeouts(stall=self.curl_stall_timeout, connect=self.connect_timeout)
 
 
 class Fetcher:
@@ -149,39 +177,15 @@ def create(flags: Flags | None = None) -> Fetcher:
     Unlike the original, an invalid ``docker_config`` is an error here rather than a silently
     missing plugin: an agent that asked for credentials should not pull without them.
     """
-    from mesos_uri.docker import config as docker_config
-    from mesos_uri.docker.endpoints import Endpoints
-    from mesos_uri.docker.plugin import DockerFetcherPlugin, DockerOptions
-    from mesos_uri.flags import parse_json_object_flag
+    from mesos_uri.docker.plugin import DockerFetcherPlugin
     from mesos_uri.plugins.copy import CopyFetcherPlugin
     from mesos_uri.plugins.curl import CurlFetcherPlugin
 
     flags = flags or Flags()
-    default_config = None
-    if flags.docker_config is not None:
-        try:
-            text = json.dumps(parse_json_object_flag(flags.docker_config))
-            default_config = docker_config.parse_auth_config(text)
-        except FetchError as exc:
-            raise UsageError(f"Failed to parse docker config: {exc}") from exc
-    docker = DockerFetcherPlugin(
-        DockerOptions(
-            docker_config=default_config,
-            timeouts=Timeouts(stall=flags.docker_stall_timeout, connect=flags.connect_timeout),
-            jobs=flags.jobs,
-            platform=flags.platform,
-            retries=flags.retries,
-            max_blob_size=flags.max_blob_size,
-            observer=flags.observer,
-            endpoints=flags.endpoints or Endpoints(),
-        )
-    )
     return Fetcher(
         [
-            CurlFetcherPlugin(
-                timeouts=Timeouts(stall=flags.curl_stall_timeout, connect=flags.connect_timeout)
-            ),
+            CurlFetcherPlugin(timeouts=flags.curl_timeouts),
             CopyFetcherPlugin(),
-            docker,
+            DockerFetcherPlugin(flags),
         ]
     )

@@ -54,9 +54,8 @@ from faults import (
     sha256_digest,
 )
 
-from mesos_uri.curl import Timeouts
 from mesos_uri.docker import manifest as manifests
-from mesos_uri.docker.plugin import DockerFetcherPlugin, DockerOptions
+from mesos_uri.docker.plugin import DockerFetcherPlugin
 from mesos_uri.errors import (
     AuthError,
     DigestError,
@@ -468,7 +467,7 @@ def make_fetcher(
 ) -> Fetcher:
     """A fetcher whose plugin retries after 10-50 ms instead of seconds."""
     plugin = DockerFetcherPlugin(
-        DockerOptions(timeouts=Timeouts(stall=stall_timeout, connect=5.0), durable=False)
+        Flags(docker_stall_timeout=stall_timeout, connect_timeout=5.0), durable=False
     )
     plugin.retry = RetryPolicy(
         retries=retries, base_delay=0.01, max_delay=0.05, max_retry_after=max_retry_after

@@ -270,7 +270,7 @@ class _Download:
                     headers=headers,
                     limit=size if size >= 0 else self.session.max_blob_size,
                     hasher=self.hasher,
-                    tls=self.session.tls_for(url),
+                    tls=self.session.tls(url),
                     progress=self._progress if self.observer is not None else None,
                 )
             )

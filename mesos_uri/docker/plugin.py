@@ -7,10 +7,11 @@ parallel. Every byte is verified against its digest before it appears under its 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import urllib.parse
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.abc
@@ -18,13 +19,11 @@ import anyio.lowlevel
 import attrs
 
 from mesos_uri import uri as uris
-from mesos_uri.curl import Timeouts
 from mesos_uri.docker import config as docker_config
 from mesos_uri.docker import index as indexes
 from mesos_uri.docker import manifest as manifests
 from mesos_uri.docker.auth import TokenCache
 from mesos_uri.docker.blobs import fetch_blob, fetch_blobs
-from mesos_uri.docker.credentials import resolve_credentials
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.digest import Digest, digest_of, parse_digest
 from mesos_uri.docker.endpoints import Endpoints
@@ -38,15 +37,17 @@ from mesos_uri.errors import (
     ResponseTooLargeError,
     UsageError,
 )
-from mesos_uri.fetcher import DEFAULT_JOBS, FetchSummary
+from mesos_uri.fetcher import FetchSummary, Flags
 from mesos_uri.http import Response
-from mesos_uri.progress import BlobObserver
-from mesos_uri.retry import DEFAULT_RETRIES, RetryPolicy, run_with_retries
+from mesos_uri.retry import RetryPolicy, run_with_retries
 from mesos_uri.store import Store
 from mesos_uri.transfers import Batcher
 from mesos_uri.uri import URI
 
-__all__ = ["DockerFetcherPlugin", "DockerOptions"]
+if TYPE_CHECKING:
+    from mesos_uri.docker.credentials import RegistryCredentials
+
+__all__ = ["DockerFetcherPlugin"]
 
 _SCHEMES: Final = ("docker", "docker-manifest", "docker-blob")
 # Head room for the header block(s) that curl prints before a manifest's body.
@@ -55,27 +56,6 @@ _log = logging.getLogger(__name__)
 
 
 _SCHEMA1: Final = frozenset({manifests.SCHEMA1, manifests.SCHEMA1_SIGNED})
-
-
-@attrs.frozen
-class DockerOptions:
-    """What the plugin is created with (the agent's flags, SPEC.md §3, and ours)."""
-
-    docker_config: docker_config.DockerConfig | None = None
-    timeouts: Timeouts = attrs.Factory(Timeouts)
-    jobs: int = DEFAULT_JOBS
-    # The most bytes a blob of unknown size (a docker-blob URI, schema 1) may have; None: any.
-    max_blob_size: int | None = None
-    platform: Platform | None = None
-    retries: int = DEFAULT_RETRIES
-    # MESOS-10092's /v2/ fallback for challenges without service/scope; off only in a test.
-    scope_fallback: bool = True
-    # fsync before rename; off only where a crash may lose the directory anyway.
-    durable: bool = True
-    # Mirrors, CA bundles, client certificates and insecure registries.
-    endpoints: Endpoints = attrs.Factory(Endpoints)
-    # Told about every blob (the CLI's progress display); None costs nothing.
-    observer: BlobObserver | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -89,21 +69,33 @@ class _Resolved:
 
 
 class DockerFetcherPlugin:
-    """One object per agent: holds the default credentials, the options and the token cache."""
+    """One object per agent: the options, the default credentials, and what fetches share:
+    tokens, credentials found per registry, and the curl processes of concurrent downloads.
+
+    ``durable`` (fsync before rename) and ``scope_fallback`` (complete a challenge without
+    service or scope from the ``/v2/`` challenge) are on but where a test turns them off.
+    """
 
     name: Final = "docker"
     schemes: Final = _SCHEMES
 
-    def __init__(self, options: DockerOptions | None = None) -> None:
-        self.options = options or DockerOptions()
-        if self.options.jobs < 1:
-            raise UsageError(f"jobs must be at least 1, not {self.options.jobs}")
-        self.retry = RetryPolicy(retries=self.options.retries)
+    def __init__(
+        self, flags: Flags | None = None, *, durable: bool = True, scope_fallback: bool = True
+    ) -> None:
+        self.flags = flags or Flags()
+        self.durable = durable
+        self.scope_fallback = scope_fallback
+        self.default_config = _default_config(self.flags.docker_config)
+        self.endpoints = self.flags.endpoints or Endpoints()
+        self.retry = RetryPolicy(retries=self.flags.retries)
         # An endpoint with another behind it (a mirror, https before an insecure registry's
         # http) gets one attempt: dockerd falls back at once; the retries are the last one's.
         self._fallback_retry = attrs.evolve(self.retry, retries=0)
         self.tokens = TokenCache()
         self._batchers: dict[object, Batcher] = {}
+        # Credentials by (per-fetch config, registry): a helper runs once per registry.
+        self._credentials: dict[tuple[str | None, str], RegistryCredentials | None] = {}
+        self._credential_locks: dict[tuple[str | None, str], anyio.Lock] = {}
 
     async def fetch(
         self,
@@ -117,7 +109,7 @@ class DockerFetcherPlugin:
         ``output_file_name`` is accepted for the facade's sake and ignored, as in the original.
         """
         try:
-            return await self._fetch(uri, Store(directory, durable=self.options.durable), data)
+            return await self._fetch(uri, Store(directory, durable=self.durable), data)
         except FetchError as exc:
             exc.uri = uri.redacted()
             raise
@@ -146,7 +138,7 @@ class DockerFetcherPlugin:
         """Mirrors first, in order, then the origin; an insecure registry without an explicit
         transport is tried over https without verification, then over plain http (Docker's
         meaning of ``--insecure-registry``)."""
-        endpoints = self.options.endpoints
+        endpoints = self.endpoints
         mirrors = [
             _on_endpoint(uri, url) for url in endpoints.mirrors_for(uri.host or "", uri.port)
         ]
@@ -167,7 +159,7 @@ class DockerFetcherPlugin:
                 store,
                 Descriptor("", digest, -1),
                 batcher=self._batcher(),
-                observer=self.options.observer,
+                observer=self.flags.observer,
             )
             return FetchSummary(uri.redacted(), blobs=(blob,))
 
@@ -191,7 +183,7 @@ class DockerFetcherPlugin:
             store,
             manifests.blob_descriptors(resolved.manifest),
             batcher=self._batcher(),
-            observer=self.options.observer,
+            observer=self.flags.observer,
         )
         return attrs.evolve(summary, blobs=blobs)
 
@@ -202,28 +194,43 @@ class DockerFetcherPlugin:
             raise UsageError(f"Docker fetcher plugin does not support '{uri.scheme}' URI scheme")
 
     async def _session(self, uri: URI, data: str | None, retry: RetryPolicy) -> Session:
-        # Per-fetch data wins (SPEC.md §5.2); the defaults are asked only when it has nothing
-        # for this registry, so a default credential helper cannot override it.
-        credentials = None
-        scheme = uri.fragment or "https"
-        for config in (_per_fetch_config(data), self.options.docker_config):
-            if config is not None and credentials is None:
-                credentials = await resolve_credentials(
-                    config, uri.host or "", uri.port, scheme=scheme
-                )
         registry = uris.registry_base(uri)
         return Session(
             registry=registry,
             repository=uri.path,
-            credentials=credentials,
+            credentials=await self._credentials_for(uri, data),
             tokens=self.tokens,
-            timeouts=self.options.timeouts,
-            scope_fallback=self.options.scope_fallback,
+            timeouts=self.flags.docker_timeouts,
+            scope_fallback=self.scope_fallback,
             retry=retry,
-            tls_for=self.options.endpoints.tls_for,
-            insecure=self.options.endpoints.is_insecure(registry),
-            max_blob_size=self.options.max_blob_size,
+            tls_for=self.endpoints.tls_for,
+            insecure=self.endpoints.is_insecure(registry),
+            max_blob_size=self.flags.max_blob_size,
         )
+
+    async def _credentials_for(self, uri: URI, data: str | None) -> RegistryCredentials | None:
+        """The registry's credentials, found once per registry and per-fetch config.
+
+        Per-fetch data wins; the defaults are asked only when it has nothing for this
+        registry, so a default credential helper cannot override it.
+        """
+        per_fetch = _per_fetch_config(data)
+        if per_fetch is None and self.default_config is None:
+            return None
+        key = (data, uris.registry_base(uri))
+        lock = self._credential_locks.setdefault(key, anyio.Lock())
+        async with lock:
+            if key not in self._credentials:
+                from mesos_uri.docker.credentials import resolve_credentials
+
+                found = None
+                for config in (per_fetch, self.default_config):
+                    if config is not None and found is None:
+                        found = await resolve_credentials(
+                            config, uri.host or "", uri.port, scheme=uri.fragment or "https"
+                        )
+                self._credentials[key] = found
+            return self._credentials[key]
 
     # -- the manifest ---------------------------------------------------------------------------
 
@@ -242,7 +249,7 @@ class DockerFetcherPlugin:
                 )
             index = indexes.parse_index(media_type, raw)
             index_raw = raw if index_raw is None else index_raw
-            platform = self.options.platform or host_platform()
+            platform = self.flags.platform or host_platform()
             child = indexes.choose(index, platform)
             media_type, raw, digest = await self._get_manifest(
                 session, str(child.digest), child.digest
@@ -298,7 +305,7 @@ class DockerFetcherPlugin:
         loop = anyio.lowlevel.current_token()
         batcher = self._batchers.get(loop)
         if batcher is None:
-            batcher = Batcher(parallel=self.options.jobs, timeouts=self.options.timeouts)
+            batcher = Batcher(parallel=self.flags.jobs, timeouts=self.flags.docker_timeouts)
             self._batchers[loop] = batcher
         return batcher
 
@@ -307,6 +314,23 @@ def _on_endpoint(uri: URI, base: str) -> URI:
     """``uri`` with its registry replaced by the endpoint at ``base`` (``scheme://host[:port]``)."""
     parts = urllib.parse.urlsplit(base)
     return attrs.evolve(uri, host=parts.hostname, port=parts.port, fragment=parts.scheme)
+
+
+def _default_config(value: str | None) -> docker_config.DockerConfig | None:
+    """The ``--docker_config`` value (JSON, a path or ``file://path``), parsed once.
+
+    Unlike the original, an invalid one is an error rather than a silently missing plugin: an
+    agent that asked for credentials should not pull without them.
+    """
+    if value is None:
+        return None
+    from mesos_uri.flags import parse_json_object_flag
+
+    try:
+        text = json.dumps(parse_json_object_flag(value))
+        return docker_config.parse_auth_config(text)
+    except FetchError as exc:
+        raise UsageError(f"Failed to parse docker config: {exc}") from exc
 
 
 def _per_fetch_config(data: str | None) -> docker_config.DockerConfig | None:

@@ -36,7 +36,7 @@ from mesos_uri.docker.credentials import (
     identity_token_request,
     parse_oauth_response,
 )
-from mesos_uri.errors import AuthError, HTTPStatusError, excerpt
+from mesos_uri.errors import AuthError, HTTPStatusError, UsageError, excerpt
 from mesos_uri.http import Response
 from mesos_uri.retry import RetryPolicy, run_with_retries, transient_status
 from mesos_uri.urls import REDIRECT_CODES, Origin, follow_redirect, redact_url, same_origin
@@ -79,6 +79,17 @@ class Session:
     insecure: bool = False
     # The most bytes a blob of unknown size may have; None: no limit.
     max_blob_size: int | None = None
+    _tls: dict[str, TLS | None] = attrs.field(factory=dict, init=False, repr=False)
+
+    def tls(self, url: str) -> TLS | None:
+        """The TLS settings for ``url``'s server, worked out once per server and session."""
+        try:
+            key = str(Origin.of(url))
+        except UsageError:
+            return self.tls_for(url)
+        if key not in self._tls:
+            self._tls[key] = self.tls_for(url)
+        return self._tls[key]
 
     @property
     def origin(self) -> Origin:
@@ -183,7 +194,7 @@ class Session:
                 method="GET" if data is None else "POST",
                 data=data,
                 max_bytes=MAX_TOKEN_RESPONSE_BYTES,
-                tls=self.tls_for(url),
+                tls=self.tls(url),
                 timeouts=self.timeouts,
             )
             location = response.headers.get("Location")
@@ -230,6 +241,6 @@ class Session:
             url,
             headers=headers,
             max_bytes=max_bytes,
-            tls=self.tls_for(url),
+            tls=self.tls(url),
             timeouts=self.timeouts,
         )

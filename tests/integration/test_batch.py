@@ -19,7 +19,7 @@ from faults import (
     blob_path,
 )
 
-from mesos_uri.docker.plugin import DockerFetcherPlugin, DockerOptions
+from mesos_uri.docker.plugin import DockerFetcherPlugin
 from mesos_uri.errors import DigestMismatchError, HTTPStatusError
 from mesos_uri.retry import RetryPolicy
 from mesos_uri.uri import parse_uri
@@ -33,7 +33,7 @@ REPO = "lab/small"
 
 
 def _plugin() -> DockerFetcherPlugin:
-    plugin = DockerFetcherPlugin(DockerOptions(durable=False))
+    plugin = DockerFetcherPlugin(durable=False)
     plugin.retry = RetryPolicy(retries=1, base_delay=0.01, max_delay=0.01)
     return plugin
 

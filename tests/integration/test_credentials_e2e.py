@@ -8,8 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from localregistry import PushedImage
+
+from mesos_uri.fetcher import Flags, create
 
 from .conftest import Pusher, TokenRegistry
 from .helpers import assert_image, docker_config, run_cli
@@ -190,4 +193,33 @@ def test_per_fetch_data_wins_over_a_default_config_that_names_a_helper(
     assert done.returncode == 0, done.stderr
     assert_image(out, private)
     assert helpers.calls() == []
+    assert _users_seen(token_registry) == {USER}
+
+
+@pytest.mark.anyio
+async def test_the_agents_path_runs_the_credential_helper_once_per_registry(
+    token_registry: TokenRegistry,
+    private: PushedImage,
+    helpers: Helpers,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agent fetches the manifest, then every blob at once, through one fetcher: the
+    registry's credentials are found once, and one token serves them all."""
+    server = _server(token_registry)
+    helpers.answer(fake=_stored(server))
+    for name, value in helpers.env.items():
+        monkeypatch.setenv(name, value)
+    fetcher = create(Flags(docker_config=json.dumps({"credHelpers": {server: "fake"}})))
+    registry = token_registry.registry
+    out = tmp_path / "out"
+    await fetcher.fetch(registry.docker_uri("private/e2e", "v1", "docker-manifest"), out)
+    async with anyio.create_task_group() as group:
+        for digest in private.blobs:
+            group.start_soon(
+                fetcher.fetch, registry.docker_uri("private/e2e", digest, "docker-blob"), out
+            )
+    assert_image(out, private)
+    assert [c["program"] for c in helpers.calls()] == ["docker-credential-fake"]
+    assert len(token_registry.token_server.requests) == 1
     assert _users_seen(token_registry) == {USER}

@@ -18,7 +18,7 @@ import pytest
 from localregistry import Registry, make_layer
 
 from mesos_uri import fetcher
-from mesos_uri.docker.plugin import DockerFetcherPlugin, DockerOptions
+from mesos_uri.docker.plugin import DockerFetcherPlugin
 from mesos_uri.errors import AuthError, FetchError, HTTPStatusError
 from mesos_uri.uri import parse_uri
 
@@ -208,7 +208,7 @@ async def test_generated_repository_scope(
     and succeeds with it on (the scope generated, realm and service from ``/v2/``)."""
     image = pushed(token_registry, "nvidia/k8s/cuda-sample", "nbody", layers=2)
     uri = parse_uri(f"docker://127.0.0.1:{stripper.server_port}/nvidia/k8s/cuda-sample?nbody#http")
-    strict = DockerFetcherPlugin(DockerOptions(scope_fallback=False))
+    strict = DockerFetcherPlugin(scope_fallback=False)
     with pytest.raises(AuthError, match="Missing 'realm', 'service' or 'scope' in header"):
         await strict.fetch(uri, tmp_path / "strict")
     await DockerFetcherPlugin().fetch(uri, tmp_path / "fallback")
