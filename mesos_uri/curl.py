@@ -74,7 +74,9 @@ _MAX_CONFIG_LINE: Final = 100 * 1024
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FORBIDDEN: Final = re.compile(r"[\r\n\0]")
 # What curl's config parser turns back into control characters inside a quoted value.
-_ESCAPES: Final = {"\\": "\\\\", '"': '\\"', "\t": "\\t", "\n": "\\n", "\r": "\\r", "\v": "\\v"}
+_ESCAPES: Final = str.maketrans(
+    {"\\": "\\\\", '"': '\\"', "\t": "\\t", "\n": "\\n", "\r": "\\r", "\v": "\\v"}
+)
 
 
 def _escape(text: str) -> str:
@@ -86,7 +88,7 @@ def quote(value: str) -> str:
     """``value`` double-quoted in curl's config syntax, so that curl reads back exactly it."""
     if "\0" in value:
         raise UsageError(f"Refusing '{_escape(value)}': it contains NUL")
-    return '"' + "".join(_ESCAPES.get(char, char) for char in value) + '"'
+    return '"' + value.translate(_ESCAPES) + '"'
 
 
 @attrs.frozen
@@ -222,7 +224,9 @@ def check_status(url: str, status: int, stderr: str) -> None:
     """Raise the original's "Failed to perform 'curl'" error for a non-zero exit (a signal
     death, a negative status, included)."""
     if status != 0:
-        text = excerpt(stderr)
+        # curl's first line says what failed; what follows (for a certificate, a paragraph
+        # on how to fix curl's own configuration) would only bury it.
+        text = excerpt(stderr.strip().split("\n", 1)[0])
         raise CurlError(
             f"Failed to perform 'curl' for '{redact_url(url)}': {text}",
             exit_code=status,

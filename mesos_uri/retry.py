@@ -67,9 +67,6 @@ _TRANSIENT_CURL_EXITS: Final[dict[int, str]] = {
     18: "partial transfer",
     # CURLE_OPERATION_TIMEDOUT: the connect timeout or the -y stall timeout (issue #7 item 3).
     28: "timed out",
-    # CURLE_SSL_CONNECT_ERROR: the handshake broke off. Certificate problems have codes of their
-    # own (58, 60, 77, 83), so what is left here is mostly a reset by an overloaded terminator.
-    35: "TLS handshake failed",
     # CURLE_GOT_NOTHING: the server closed the connection without a byte of response.
     52: "empty reply",
     # CURLE_SEND_ERROR: writing the request failed (connection reset while sending).
@@ -80,7 +77,8 @@ _TRANSIENT_CURL_EXITS: Final[dict[int, str]] = {
     92: "HTTP/2 stream error",
 }
 # Not 6 (CURLE_COULDNT_RESOLVE_HOST): a name that does not resolve is nearly always a wrong name,
-# and waiting will not make it right.
+# and waiting will not make it right. Not 35 (CURLE_SSL_CONNECT_ERROR): a handshake that fails
+# fails again, most often because the server speaks plain HTTP.
 
 # curl's --retry definition of a transient HTTP answer (curl(1)): 408, 429, 500, 502, 503, 504.
 # Other 4xx are the request's fault; 401 is the auth flow's business, not a retry's.

@@ -67,6 +67,11 @@ class Store:
         os.close(fd)
         return Path(path)
 
+    def temp_name(self, name: str) -> Path:
+        """A name for a temporary file that does not exist yet, for another program (curl) to
+        create: hidden, and unpredictable, so nobody can have put a link there first."""
+        return self.directory / f"{_TEMP_PREFIX}{name}.{os.urandom(8).hex()}"
+
     def committed(self, name: str, mark: str) -> int | None:
         """The size of ``name`` if this program committed it as ``mark`` and it is unchanged."""
         path = self.path(name)

@@ -67,8 +67,8 @@ class Hasher(Protocol):
 
 @attrs.define(eq=False)
 class Transfer:
-    """One download: curl writes the body of ``url``, whatever its status, into ``path`` (an
-    existing, empty file)."""
+    """One download: curl writes the body of ``url``, whatever its status, into ``path``,
+    creating it at the first byte (or empty, for a transfer that ends well without one)."""
 
     url: str
     path: Path

@@ -479,7 +479,7 @@ async def test_empty_output_is_no_response(fake_curl: FakeCurl) -> None:
 
 
 async def test_nonzero_exit_carries_status_and_stderr(fake_curl: FakeCurl) -> None:
-    fake_curl(b"", status=6, stderr=b"curl: (6) Could not resolve host: h\n\x1b[2J")
+    fake_curl(b"", status=6, stderr=b"curl: (6) Could not resolve host: h\x1b[2J\nMore details\n")
 
     with pytest.raises(CurlError) as caught:
         await request("http://h/")

@@ -18,6 +18,7 @@ Departures from the original (SPEC.md §5.5, §9 rows 3, 5, 6, 17):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import urllib.parse
@@ -29,6 +30,7 @@ import attrs
 
 from mesos_uri.errors import AuthError
 from mesos_uri.http import Response
+from mesos_uri.urls import redact_url
 from mesos_uri.www_authenticate import Challenge, select_challenge
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "TokenCache",
     "TokenKey",
 ]
+
+_log = logging.getLogger(__name__)
 
 # The token spec: "If omitted, the token is assumed to be valid for 60 seconds".
 DEFAULT_EXPIRES_IN: Final = 60.0
@@ -109,6 +113,14 @@ class TokenCache:
                 margin = min(_EXPIRY_MARGIN, expires_in / 10)
                 token = Token(value, self.clock() + expires_in - margin)
                 self._tokens[key] = token
+                _log.info(
+                    "token for %s obtained from %s (valid %.0f s)",
+                    key.scope,
+                    redact_url(key.realm),
+                    expires_in,
+                )
+            else:
+                _log.info("token for %s reused", key.scope)
             self._by_repository[(registry, repository)] = key
             return token
 

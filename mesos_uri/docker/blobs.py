@@ -12,6 +12,7 @@ response that is not the blob (an error page, a redirect's body) are cut off aga
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -108,6 +109,7 @@ async def fetch_blob(
     digest = str(descriptor.digest)
     size = await _present(store, descriptor.digest)
     if size is not None:
+        _log.info("%s: %s (%d bytes) already present", session.repository, digest, size)
         if observer is not None:
             observer.finished(digest, downloaded=False)
         return BlobResult(digest, size, time.monotonic() - started, downloaded=False)
@@ -170,7 +172,7 @@ class _Download:
         self.digest = descriptor.digest
         # Made before the temporary file: an unknown algorithm fails with nothing to clean.
         self.hasher: _Hasher = self.digest.hasher()  # type: ignore[assignment]
-        self.temp = store.temp(str(self.digest))
+        self.temp = store.temp_name(str(self.digest))
         # The bytes in the file that belong to the blob, and the hash of exactly those.
         self.offset = 0
         self._kept = self.hasher.copy()
@@ -258,7 +260,7 @@ class _Download:
         self._started = True
         headers = {} if anonymous else self.session.auth_headers(url)
         resumed = self.offset > 0
-        target = self.store.temp(f"{self.digest}.part") if resumed else self.temp
+        target = self.store.temp_name(f"{self.digest}.part") if resumed else self.temp
         if resumed:
             headers["Range"] = f"bytes={self.offset}-"
         size = self.descriptor.size
@@ -313,7 +315,8 @@ class _Download:
 
     def _rewind(self) -> None:
         """Cut the file back to the blob's bytes, and the hash with it."""
-        os.truncate(self.temp, self.offset)
+        with contextlib.suppress(FileNotFoundError):  # curl creates it at the first byte
+            os.truncate(self.temp, self.offset)
         self.hasher = self._kept.copy()
 
     def _check_complete(self, url: str) -> None:
@@ -337,8 +340,11 @@ class _Download:
 
 def _read_start(path: Path, size: int) -> bytes:
     """The start of what an error response wrote (a registry's JSON error), for its text."""
-    with path.open("rb") as handle:
-        return handle.read(min(size, _MAX_ERROR_BODY))
+    try:
+        with path.open("rb") as handle:
+            return handle.read(min(size, _MAX_ERROR_BODY))
+    except FileNotFoundError:
+        return b""
 
 
 def _append(part: Path, whole: Path) -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -30,6 +31,7 @@ from mesos_uri.docker.endpoints import Endpoints
 from mesos_uri.docker.platform import Platform, host_platform
 from mesos_uri.docker.session import Session, registry_error_detail
 from mesos_uri.errors import (
+    CurlError,
     DigestError,
     FetchError,
     HTTPStatusError,
@@ -37,12 +39,13 @@ from mesos_uri.errors import (
     ResponseTooLargeError,
     UsageError,
 )
-from mesos_uri.fetcher import FetchSummary, Flags
+from mesos_uri.fetcher import BlobResult, FetchSummary, Flags
 from mesos_uri.http import Response
 from mesos_uri.retry import RetryPolicy, run_with_retries
 from mesos_uri.store import Store
 from mesos_uri.transfers import Batcher
 from mesos_uri.uri import URI
+from mesos_uri.urls import Origin
 
 if TYPE_CHECKING:
     from mesos_uri.docker.credentials import RegistryCredentials
@@ -112,6 +115,7 @@ class DockerFetcherPlugin:
             return await self._fetch(uri, Store(directory, durable=self.durable), data)
         except FetchError as exc:
             exc.uri = uri.redacted()
+            exc.hint = exc.hint or _hint(exc, uri)
             raise
 
     async def _fetch(self, uri: URI, store: Store, data: str | None) -> FetchSummary:
@@ -167,24 +171,40 @@ class DockerFetcherPlugin:
         _log.info(
             "%s: %s is %s (%s)", uri.redacted(), uri.query, resolved.digest, resolved.media_type
         )
-        if resolved.index_raw is not None:
-            await store.write_file("index", resolved.index_raw)
-        await store.write_file("manifest", resolved.raw)
         summary = FetchSummary(
             uri.redacted(),
             manifest_digest=str(resolved.digest),
             media_type=resolved.media_type,
             platform=str(resolved.platform) if resolved.platform else None,
         )
+
+        async def commit_manifest() -> None:
+            if resolved.index_raw is not None:
+                await store.write_file("index", resolved.index_raw)
+            await store.write_file("manifest", resolved.raw)
+
         if uri.scheme == "docker-manifest":
+            await commit_manifest()
             return summary
-        blobs = await fetch_blobs(
-            session,
-            store,
-            manifests.blob_descriptors(resolved.manifest),
-            batcher=self._batcher(),
-            observer=self.flags.observer,
-        )
+        blobs: tuple[BlobResult, ...] = ()
+        failures: list[FetchError] = []
+
+        async def fetch_all() -> None:
+            nonlocal blobs
+            blobs = await fetch_blobs(
+                session,
+                store,
+                manifests.blob_descriptors(resolved.manifest),
+                batcher=self._batcher(),
+                observer=self.flags.observer,
+            )
+
+        # The manifest is flushed to disk while the blobs download.
+        async with anyio.create_task_group() as group:
+            for step in (commit_manifest, fetch_all):
+                group.start_soon(_first_failure, step, failures, group.cancel_scope)
+        if failures:
+            raise failures[0]
         return attrs.evolve(summary, blobs=blobs)
 
     def _check(self, uri: URI) -> None:
@@ -314,6 +334,45 @@ def _on_endpoint(uri: URI, base: str) -> URI:
     """``uri`` with its registry replaced by the endpoint at ``base`` (``scheme://host[:port]``)."""
     parts = urllib.parse.urlsplit(base)
     return attrs.evolve(uri, host=parts.hostname, port=parts.port, fragment=parts.scheme)
+
+
+async def _first_failure(
+    step: Callable[[], Awaitable[None]], failures: list[FetchError], scope: anyio.CancelScope
+) -> None:
+    """Run ``step``; its failure is recorded and stops the steps beside it."""
+    try:
+        await step()
+    except FetchError as exc:
+        failures.append(exc)
+        scope.cancel()
+
+
+# curl's exit codes for a server certificate it could not verify, or a CA file it could not use.
+_UNTRUSTED: Final = frozenset({58, 60, 77, 83})
+# curl's exit code for a TLS handshake that failed.
+_HANDSHAKE: Final = 35
+# What Go's HTTP server answers plain HTTP sent to its TLS port.
+_PLAIN_TO_TLS: Final = "Client sent an HTTP request to an HTTPS server"
+
+
+def _hint(exc: FetchError, uri: URI) -> str | None:
+    """What the operator can do about ``exc``, when it is a mistake we can recognise."""
+    hostport = Origin.of(uris.registry_base(uri)).hostport
+    if isinstance(exc, CurlError) and exc.exit_code == _HANDSHAKE:
+        if uri.fragment is None and "wrong version number" in exc.stderr:
+            return (
+                f"{hostport} answers in plain HTTP: add '#http' to the URI, or pass "
+                f"--insecure_registry={hostport}"
+            )
+        return f"the TLS handshake with {hostport} failed"
+    if isinstance(exc, CurlError) and exc.exit_code in _UNTRUSTED:
+        return (
+            f"the certificate of {hostport} is not trusted here: pass its CA with "
+            f"--cacert={hostport}=CA.pem, or put it in --certs_dir's {hostport}/ca.crt"
+        )
+    if isinstance(exc, HTTPStatusError) and _PLAIN_TO_TLS in exc.message:
+        return f"{hostport} speaks https: drop '#http' from the URI"
+    return None
 
 
 def _default_config(value: str | None) -> docker_config.DockerConfig | None:

@@ -49,15 +49,20 @@ _MAX_ERROR_MESSAGE: Final = 200
 
 
 def registry_error_detail(body: bytes) -> str:
-    """`` (CODE: message)`` from a registry's JSON error body, sanitised and short, or nothing.
+    """`` (CODE: message)`` from a registry's error body, sanitised and short, or nothing.
 
-    Registries answer ``{"errors": [{"code": ..., "message": ..., "detail": ...}]}``.
+    Registries answer ``{"errors": [{"code": ..., "message": ..., "detail": ...}]}``; a server
+    in front of one may answer a line of text ("Client sent an HTTP request to an HTTPS
+    server."), which is quoted too; an HTML page is not.
     """
     try:
         first = json.loads(body)["errors"][0]
         code, message = str(first.get("code", "")), str(first.get("message", ""))
     except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
-        return ""
+        line = body[:_MAX_ERROR_MESSAGE].decode("utf-8", "replace").strip().split("\n", 1)[0]
+        if not line or line.startswith(("<", "{", "[")):
+            return ""
+        code, message = "", line
     parts = (excerpt(code, _MAX_ERROR_CODE), excerpt(message, _MAX_ERROR_MESSAGE))
     text = ": ".join(part for part in parts if part)
     return f" ({text})" if text else ""

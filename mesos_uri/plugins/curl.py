@@ -63,19 +63,19 @@ class CurlFetcherPlugin:
         if name in (".", "/", "..") or "/" in name or "\0" in name:
             raise UsageError(f"Cannot name a file '{excerpt(name)}' after the URI's path")
         store.create()
-        temp = store.temp(name)
+        temp = store.temp_name(name)
         try:
-            await self._download(str(uri).strip(), uri.scheme, temp)
+            await self._download(str(uri).strip(), uri.scheme, store, temp)
             await store.commit(temp, name)
         finally:
             store.discard(temp)
 
-    async def _download(self, url: str, scheme: str, temp: Path) -> None:
+    async def _download(self, url: str, scheme: str, store: Store, temp: Path) -> None:
         # FTP has no HTTP status and no redirects: curl's exit status says it all.
         protocols = scheme if scheme.startswith("ftp") else "http,https"
         hops = 0
         while True:
-            os.truncate(temp, 0)
+            store.discard(temp)  # curl creates it afresh at the first byte
             [outcome] = await run_batch(
                 [Transfer(url, temp, protocols=protocols)],
                 parallel=1,

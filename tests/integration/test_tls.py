@@ -70,6 +70,10 @@ def _assert_refused_certificate(done: subprocess.CompletedProcess[str], out: Pat
     assert CERTIFICATE_PROBLEM in done.stderr
     assert done.stderr.startswith("Failed to fetch '")
     assert len(done.stderr.splitlines()) == 1
+    # What to do, instead of curl's paragraph on configuring curl itself.
+    assert "--cacert=" in done.stderr
+    assert "--certs_dir" in done.stderr
+    assert "curl.se" not in done.stderr
     assert not (out / "manifest").exists()
 
 
@@ -112,6 +116,37 @@ def test_certs_dir_ca_verifies_the_registry(
     out = tmp_path / "out"
     done = run_cli(f"--certs_dir={certs}", tls_registry.docker_uri("lab/tls", "v1"), str(out))
     _assert_fetched(done, out, tls_image)
+
+
+def test_a_plain_http_registry_asked_over_https_says_to_add_the_http_fragment(
+    registry: Registry, pushed: Pusher, tmp_path: Path
+) -> None:
+    """The usual slip: ``#http`` forgotten. One attempt (a handshake that failed fails again),
+    and one line that says what to do."""
+    pushed(registry, "lab/forgotten", "v1", layers=1)
+    uri = registry.docker_uri("lab/forgotten", "v1").removesuffix("#http")
+    started = time.monotonic()
+    done = run_cli(uri, str(tmp_path))
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1
+    assert "curl: (35)" in done.stderr
+    assert f"add '#http' to the URI, or pass --insecure_registry={_hostport(registry)}" in (
+        done.stderr
+    )
+    assert "gave up" not in done.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_plain_http_to_a_tls_registry_says_it_speaks_https(
+    tls_registry: Registry, tls_image: PushedImage, tmp_path: Path
+) -> None:
+    uri = tls_registry.docker_uri("lab/tls", "v1").replace("#https", "#http")
+    done = run_cli(uri, str(tmp_path))
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1
+    assert "'400 Bad Request'" in done.stderr
+    assert "(Client sent an HTTP request to an HTTPS server.)" in done.stderr
+    assert "speaks https: drop '#http' from the URI" in done.stderr
 
 
 # -- mutual TLS -----------------------------------------------------------------------------------
