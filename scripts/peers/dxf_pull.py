@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from dxf import DXF, DXFBase
-
 from pullcommon import arguments, blobs_of, save_blob, save_manifest
 
 # key="value" pairs of a Bearer challenge (RFC 6750); the registry quotes every value.
@@ -44,7 +43,7 @@ def main() -> int:
     args = arguments("Pull an image with python-dxf and verify every digest.")
     args.out.mkdir(parents=True, exist_ok=True)
     with DXF(args.host, args.repo, auth=token_auth, insecure=True, timeout=60) as dxf:
-        manifest, response = dxf.get_manifest_and_response(args.tag)
+        _, response = dxf.get_manifest_and_response(args.tag)
         save_manifest(args.out, response.content, response.headers.get("Docker-Content-Digest"))
 
         def pull(digest: str) -> None:

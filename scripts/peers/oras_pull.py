@@ -16,7 +16,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import oras.provider
-
 from pullcommon import MANIFEST_TYPES, arguments, blobs_of, save_blob, save_manifest
 
 # What oras-py's download_blob reads at a time.
