@@ -47,7 +47,9 @@ def main() -> int:
         save_manifest(args.out, response.content, response.headers.get("Docker-Content-Digest"))
 
         def pull(digest: str) -> None:
-            save_blob(args.out, digest, dxf.pull_blob(digest), verify=False)
+            chunks = dxf.pull_blob(digest)
+            assert not isinstance(chunks, tuple)  # a tuple only when asked for the size too
+            save_blob(args.out, digest, chunks, verify=False)
 
         with ThreadPoolExecutor(max_workers=args.threads) as pool:
             for _ in pool.map(pull, blobs_of(response.content)):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import oras.provider
+import oras.provider  # type: ignore[import-untyped]
 from pullcommon import MANIFEST_TYPES, arguments, blobs_of, save_blob, save_manifest
 
 # What oras-py's download_blob reads at a time.
