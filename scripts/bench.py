@@ -168,6 +168,10 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+class SetupError(Exception):
+    """Something the bench needs could not be had; nothing was measured."""
+
+
 class Interrupted(Exception):
     """SIGTERM, turned into an exception so that every ``with`` block cleans up."""
 
@@ -180,10 +184,14 @@ def measure(selection: Selection, workdir: Path | None) -> tuple[Results, str]:
     """Start the world, run every part, stop the world; (results, the peers' versions)."""
     results = Results()
     peers = [t for t in selection.tools if t in ("python-dxf", "oras-py")]
-    python = peers_python(ROOT, say) if peers else None
-    versions = report.version([str(python), "-m", "pip", "--version"]) if python else "-"
-    if python is not None:
-        versions = _peer_versions(python)
+    try:
+        python = peers_python(ROOT, say) if peers else None
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SetupError(
+            f"the peers' virtualenv could not be made ({exc}); leave {' and '.join(peers)} "
+            "out with --tools, or install them by hand into .make/bench-venv"
+        ) from exc
+    versions = _peer_versions(python) if python is not None else "-"
     with contextlib.ExitStack() as stack:
         scratch = Path(
             stack.enter_context(tempfile.TemporaryDirectory(dir=workdir, prefix="bench-"))
@@ -231,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; registries, proxies and directories removed", file=sys.stderr)
         return 130
+    except SetupError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
     except Interrupted as exc:
         print(f"bench: {exc}; registries, proxies and directories removed", file=sys.stderr)
         return 143

@@ -8,5 +8,5 @@
 - ``plan``: which cases are measured, with which tools, against which targets;
 - ``report``: tables, ratios and the pass or miss mark of every target.
 
-``peer_dxf.py`` and ``peer_oras.py`` are not imported: they run under the peers' virtualenv.
+The peers' scripts (``scripts/peers/``) are not imported: they run under the peers' virtualenv.
 """

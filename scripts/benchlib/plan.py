@@ -21,7 +21,7 @@ from typing import Final
 
 from benchlib.agent import AGENT_PATH, DOCKER_PATH, AgentProcess
 from benchlib.runner import Sample, Series, error_of, spawn_and_wait
-from benchlib.tools import TOOLS, Toolbox, check_result, leftovers
+from benchlib.tools import TOOLS, Toolbox, check_result, leftovers, stderr_of
 from benchlib.world import TAG, Endpoint, Image, Progress, World
 
 DEFAULT_RUNS: Final = 7
@@ -84,7 +84,7 @@ class Bench:
     def run(self, tool: str, endpoint: Endpoint, image: Image, *, prefill: bool = False) -> Sample:
         """One timed run of ``tool``; with ``prefill``, into a directory an untimed run filled."""
         out = self.fresh_dir()
-        stderr_path = leftovers(out)[-1]
+        stderr_path = stderr_of(out)
         try:
             if prefill:
                 argv = self.toolbox.command(tool, endpoint, image, out)

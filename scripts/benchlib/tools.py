@@ -108,9 +108,14 @@ def curl_bound(endpoint: Endpoint, image: Image, out: Path) -> list[str]:
     return ["bash", "-c", "\n".join(script)]
 
 
+def stderr_of(out: Path) -> Path:
+    """Where a run into ``out`` keeps the tool's stderr."""
+    return out.with_name(out.name + ".stderr")
+
+
 def leftovers(out: Path) -> list[Path]:
-    """Files next to ``out`` that a run's command wrote and the run must remove."""
-    return [out.with_name(out.name + suffix) for suffix in (".list", ".stderr")]
+    """Files next to ``out`` that a run wrote and must remove: the bound's list, stderr."""
+    return [out.with_name(out.name + ".list"), stderr_of(out)]
 
 
 def check_result(tool: str, image: Image, out: Path) -> str | None:

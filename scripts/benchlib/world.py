@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -272,13 +272,3 @@ def peers_python(root: Path, progress: Progress) -> Path:
     subprocess.run([*pip, *PEER_PACKAGES], check=True)
     stamp.touch()
     return python
-
-
-def wanted_endpoints(
-    cases: Sequence[tuple[str, str, str]],
-) -> dict[tuple[str, str], set[str]]:
-    """(network, registry) -> image keys, from (network, registry, image) triples."""
-    wanted: dict[tuple[str, str], set[str]] = {}
-    for network, registry, image in cases:
-        wanted.setdefault((network, registry), set()).add(image)
-    return wanted
