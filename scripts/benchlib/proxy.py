@@ -149,26 +149,39 @@ async def _control(counter: _Counter) -> None:
 
 async def _run(upstream: tuple[str, int], one_way: float, handshake: float) -> None:
     counter = _Counter()
+    open_connections: set[asyncio.Task[object]] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        open_connections.add(task)
         # Connections still open at exit are cancelled; that is the end of them, not an error.
-        with contextlib.suppress(asyncio.CancelledError):
-            await _serve_one(
-                reader,
-                writer,
-                upstream=upstream,
-                one_way=one_way,
-                handshake=handshake,
-                counter=counter,
-            )
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await _serve_one(
+                    reader,
+                    writer,
+                    upstream=upstream,
+                    one_way=one_way,
+                    handshake=handshake,
+                    counter=counter,
+                )
+        finally:
+            open_connections.discard(task)
 
     server = await asyncio.start_server(serve, LOOPBACK, 0)
     print(server.sockets[0].getsockname()[1], flush=True)
-    stop = asyncio.get_running_loop().create_task(_control(counter))
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.cancel)
-    async with server:
-        with contextlib.suppress(asyncio.CancelledError):
-            await stop
+    loop = asyncio.get_running_loop()
+    stop = loop.create_task(_control(counter))
+    loop.add_signal_handler(signal.SIGTERM, stop.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await stop
+    server.close()
+    # End the connections a client left open (keep-alive) here, while the loop still runs them.
+    for task in open_connections:
+        task.cancel()
+    await asyncio.gather(*open_connections, return_exceptions=True)
+    await server.wait_closed()
 
 
 def _address(text: str) -> tuple[str, int]:
