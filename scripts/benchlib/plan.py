@@ -34,9 +34,9 @@ class Case:
     image: str
 
 
-# The comparisons of a full run: the small images at 50 ms on both registries (how the issue's
-# targets are set), 200 x 64 KiB on loopback too, the large images and the 3 small layers on
-# loopback, where the product's own costs (hashing, fsync, start-up) are not hidden by latency.
+# The comparisons of a full run: the small images at 50 ms on both registries, where round trips
+# and connections decide; 200 x 64 KiB on loopback too; the large images and the 3 small layers
+# on loopback, where the product's own costs (hashing, fsync, start-up) are not hidden by latency.
 COMPARISONS: Final = (
     *(
         Case("50ms", registry, image)
