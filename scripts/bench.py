@@ -73,6 +73,7 @@ class Selection:
 
     runs: int
     tools: list[str]
+    jobs: int | None = None
     compare: list[Case] = field(default_factory=list)
     cache: list[str] = field(default_factory=list)
     agent: list[Case] = field(default_factory=list)
@@ -111,12 +112,27 @@ def _parser() -> argparse.ArgumentParser:
         help=f"{QUICK_RUNS} runs, images {','.join(QUICK_IMAGES)} (unless given)",
     )
     parser.add_argument("--images", type=_csv(keys), help=f"some of {','.join(keys)}")
-    parser.add_argument("--networks", type=_csv(NETWORKS), default=list(NETWORKS))
-    parser.add_argument("--registries", type=_csv(REGISTRIES), default=list(REGISTRIES))
     parser.add_argument(
-        "--tools", type=_csv(TOOLS), default=list(TOOLS), help="mesos_uri is always measured"
+        "--networks",
+        type=_csv(NETWORKS),
+        default=list(NETWORKS),
+        help=f"some of {','.join(NETWORKS)}",
     )
-    parser.add_argument("--parts", type=_csv(PARTS), default=list(PARTS))
+    parser.add_argument(
+        "--registries",
+        type=_csv(REGISTRIES),
+        default=list(REGISTRIES),
+        help=f"some of {','.join(REGISTRIES)}",
+    )
+    parser.add_argument(
+        "--tools",
+        type=_csv(TOOLS),
+        default=list(TOOLS),
+        help=f"some of {','.join(TOOLS)}; mesos_uri is always measured",
+    )
+    parser.add_argument(
+        "--parts", type=_csv(PARTS), default=list(PARTS), help=f"some of {','.join(PARTS)}"
+    )
     parser.add_argument("--jobs", type=int, help="mesos_uri's --jobs (default: its own)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--workdir", type=Path, help="where the runs write (default: TMPDIR)")
@@ -134,7 +150,7 @@ def select(args: argparse.Namespace) -> Selection:
             and case.image in images
         )
 
-    selection = Selection(runs, tools_in_order(["mesos_uri", *args.tools]))
+    selection = Selection(runs, tools_in_order(["mesos_uri", *args.tools]), args.jobs)
     if "compare" in args.parts:
         selection.compare = [c for c in COMPARISONS if chosen(c)]
     if "cache" in args.parts and chosen(Case(*CACHE_ENDPOINT, CACHE_IMAGES[0])):
@@ -198,7 +214,7 @@ def measure(selection: Selection, workdir: Path | None) -> tuple[Results, str]:
         )
         world = stack.enter_context(build_world(selection.endpoint_images(), say))
         stack.callback(_ignore_signals)  # runs first: a second Ctrl-C must not cut clean-up short
-        bench = Bench(scratch, Toolbox(python, jobs=None), tool_env())
+        bench = Bench(scratch, Toolbox(python, jobs=selection.jobs), tool_env())
         compare(bench, world, results, selection.compare, selection.tools, selection.runs, say)
         if selection.cache:
             cache_hits(bench, world, results, selection.cache, selection.runs, say)
