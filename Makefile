@@ -29,8 +29,9 @@ lint: install
 demo: install
 	$(PYTHON) scripts/demo.py
 
+# Options pass through: make bench BENCH_ARGS='--quick --check'
 bench: install
-	$(PYTHON) scripts/bench.py
+	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
 fuzz: install
 	$(PYTHON) scripts/fuzz.py

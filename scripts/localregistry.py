@@ -107,6 +107,8 @@ CERT_DAYS: Final = 30
 # What the token server says in expires_in unless told otherwise; Docker Hub says 300.
 TOKEN_EXPIRES_IN: Final = 300
 HTTP_TIMEOUT: Final = 60.0
+# make_layer draws its bytes in pieces of this size, a multiple of 4 (see there).
+_RANDOM_PIECE: Final = 64 * 1024 * 1024
 # A fixed creation time keeps configs, and so digests, the same from run to run.
 _EPOCH: Final = "1970-01-01T00:00:00Z"
 
@@ -1285,7 +1287,13 @@ def make_layer(seed: int, size: int) -> bytes:
     eight times as long on 64 MiB. The blob is a little larger than ``size``: tar pads the
     archive to its 10 KiB record.
     """
-    data = random.Random(seed).randbytes(size)
+    generator = random.Random(seed)
+    # randbytes() of 256 MiB or more overflows; pieces whose size is a multiple of 4 bytes
+    # concatenate to exactly the bytes one call would give.
+    data = b"".join(
+        generator.randbytes(min(_RANDOM_PIECE, size - start))
+        for start in range(0, size, _RANDOM_PIECE)
+    )
     info = tarfile.TarInfo(f"layer-{seed}.bin")
     info.size = size
     info.mode = 0o644
