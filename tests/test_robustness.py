@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mesos_uri import http, www_authenticate
+from mesos_uri import http, urls, www_authenticate
 from mesos_uri import uri as uris
 from mesos_uri.docker import auth, credentials, digest, index, manifest, reference, session
 from mesos_uri.docker import config as docker_config
@@ -629,8 +629,10 @@ def check_uri(text: str) -> None:
     if parsed is None:
         return
     assert uris.parse_uri(str(parsed)) == parsed
-    for derive in (uris.registry_base, uris.manifest_url, uris.blob_url, uris.registry_root_url):
-        accepted(derive, parsed)
+    if parsed.is_docker:
+        # The registry of every docker URI is an origin the session can compare.
+        origin = urls.Origin.of(uris.registry_base(parsed))
+        assert origin == urls.Origin.at(parsed.host or "", parsed.port, scheme=origin.scheme)
 
 
 # -- image references ---------------------------------------------------------------------------
@@ -672,14 +674,8 @@ def check_reference(text: str) -> None:
     if valid is not None:
         uri = reference.normalize(valid)
         assert uris.parse_uri(str(uri)) == uri
-    for call in (
-        reference.get_registry_port,
-        reference.get_registry_scheme,
-        reference.get_registry_host,
-        reference.parse_auth_url,
-        reference.parse_registry_url,
-    ):
-        accepted(call, text)
+    # The text as a --docker_registry URL.
+    accepted(reference.normalize, reference.ImageReference("app"), f"https://{text}")
 
 
 # -- digests ------------------------------------------------------------------------------------
