@@ -225,8 +225,11 @@ def follow_redirect(url: str, location: str, *, hops: int, allow_downgrade: bool
     """
     if hops >= MAX_REDIRECTS:
         raise TooManyRedirectsError(url=redact_url(url), limit=MAX_REDIRECTS)
-    target = urllib.parse.urljoin(url.strip(), location.strip())
-    scheme = urllib.parse.urlsplit(target).scheme.lower()
+    try:
+        target = urllib.parse.urljoin(url.strip(), location.strip())
+        scheme = urllib.parse.urlsplit(target).scheme.lower()
+    except ValueError as exc:  # what urllib cannot split, e.g. "https://[x/"
+        raise RedirectError(url=redact_url(url), reason="to a malformed URL") from exc
     if scheme not in WEB_SCHEMES:
         raise RedirectError(url=redact_url(url), reason=f"to a '{scheme}:' URL")
     downgrade = scheme == "http" and urllib.parse.urlsplit(url).scheme.lower() == "https"
