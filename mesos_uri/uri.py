@@ -1,15 +1,16 @@
-"""The fetcher's URI (protobuf ``mesos.URI``), its string form, its constructors and a parser.
+"""The fetcher's URI (protobuf ``mesos.URI``), its string form and its parser.
 
-Fields follow SPEC.md §2.1: every field but ``scheme`` and ``path`` may be unset (``None``), and
-set-to-empty differs from unset (``file()`` sets ``host=""`` to get ``file:///path``).
+Every field but ``scheme`` and ``path`` may be unset (``None``), and set-to-empty differs from
+unset: ``URI("file", "/etc/hosts", host="")`` is ``file:///etc/hosts``, without the host it is
+``file:/etc/hosts``.
 
-The string form is SPEC.md §2.2 with one departure (issue #2): the original glues a docker URI's
-host and repository together (``docker://registry-1.docker.iolibrary/busybox?latest``), which no
-parser can split again; we write a ``/`` between them. With that, ``parse_uri(str(u)) == u``
-holds for every ``URI`` that can be built, because the class refuses, with a ``UsageError``, the
-field values whose string form would read back differently. Nothing is percent-encoded: the
-string form is the URL curl is given, exactly as in the original, so instead of escaping we
-refuse what cannot round-trip:
+The string form is the original's (``scheme:[//[user[:password]@]host[:port]]path[?query]
+[#fragment]``) with one departure: the original glues a docker URI's host and repository together
+(``docker://registry-1.docker.iolibrary/busybox?latest``), which no parser can split again; we
+write a ``/`` between them. With that, ``parse_uri(str(u)) == u`` holds for every ``URI`` that can
+be built, because the class refuses, with a ``UsageError``, the field values whose string form
+would read back differently. Nothing is percent-encoded: the string form is the URL curl is given,
+exactly as in the original, so instead of escaping we refuse what cannot round-trip:
 
 * ``scheme``: RFC 3986 ``ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )``;
 * no field holds an ASCII control character (they cannot be passed to curl meaningfully);
@@ -26,56 +27,36 @@ refuse what cannot round-trip:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
-from typing import Final, TypeAlias
+from typing import Final
 
 import attrs
 
 from mesos_uri.errors import UsageError
+from mesos_uri.urls import MAX_PORT, MIN_PORT, host_problem, join_hostport, split_hostport
 
 __all__ = [
     "DEFAULT_DOCKER_TRANSPORT",
     "DOCKER_SCHEMES",
     "DOCKER_TRANSPORTS",
     "URI",
-    "blob_url",
-    "construct",
-    "docker_blob",
-    "docker_image",
-    "docker_manifest",
-    "file",
-    "hdfs",
-    "http",
-    "https",
-    "manifest_url",
     "parse_uri",
     "registry_base",
-    "registry_root_url",
 ]
 
 DOCKER_SCHEMES: Final = frozenset({"docker", "docker-manifest", "docker-blob"})
-# The fragment of a docker URI names the transport of registry calls (SPEC §2.2).
+# The fragment of a docker URI names the transport of registry calls.
 DOCKER_TRANSPORTS: Final = frozenset({"http", "https"})
 DEFAULT_DOCKER_TRANSPORT: Final = "https"
 
-# TCP ports; 0 cannot be connected to.
-MIN_PORT: Final = 1
-MAX_PORT: Final = 65535
-
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-_DIGITS: Final = re.compile(r"[0-9]+")
-_HOST_FORBIDDEN: Final = "/?#@[]% "
 _USER_FORBIDDEN: Final = ":@/?#"
 _PASSWORD_FORBIDDEN: Final = "@/?#"
 
 # Stands for a password in messages.
 _MASK: Final = "***"
-
-# Builds the parse error for one text from the reason it is invalid.
-_Invalid: TypeAlias = Callable[[str], UsageError]
 
 
 @attrs.frozen
@@ -121,23 +102,21 @@ class URI:
         return self._text(self.password)
 
     def redacted(self) -> str:
-        """The string form with the password masked, for messages and logs (issue #4)."""
+        """The string form with the password masked, for messages and logs."""
         return self._text(None if self.password is None else _MASK)
 
     def _text(self, password: str | None) -> str:
         text = f"{self.scheme}:"
         if self.host is not None:
             text += "//"
-            # user/password are only written with a host, as in the original (SPEC §2.1).
+            # user/password are only written with a host, as in the original.
             if self.user is not None:
                 text += self.user
                 if password is not None:
                     text += f":{password}"
                 text += "@"
-            text += _host_text(self.host)
-            if self.port is not None:
-                text += f":{self.port}"
-            # Departure from SPEC §2.2 (issue #2): a separator between registry and repository.
+            text += join_hostport(self.host, self.port)
+            # Unlike the original, a separator between registry and repository.
             if self.scheme in DOCKER_SCHEMES and not self.path.startswith("/"):
                 text += "/"
         text += self.path
@@ -151,11 +130,6 @@ class URI:
     def is_docker(self) -> bool:
         """Whether the docker plugin's schemes apply (``docker``, ``docker-manifest``, ...)."""
         return self.scheme in DOCKER_SCHEMES
-
-
-def _host_text(host: str) -> str:
-    """IPv6 literals are bracketed in URLs (RFC 3986 §3.2.2); hosts are stored without them."""
-    return f"[{host}]" if ":" in host else host
 
 
 def _problem(
@@ -209,17 +183,12 @@ def _authority_problem(
 ) -> str | None:
     if host is None:
         if port is not None or user is not None or password is not None:
-            # The string form writes port and credentials only after a host (SPEC §2.2).
+            # The string form writes port and credentials only after a host.
             return "a port, user or password needs a host"
         return None
-    bad = next((char for char in host if char in _HOST_FORBIDDEN), None)
-    if bad is not None:
-        return f"host '{host}' contains '{bad}'"
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return f"host '{host}' contains ':' but is not an IPv6 address"
+    problem = host_problem(host)
+    if problem is not None:
+        return problem
     if password is not None and user is None:
         return "a password needs a user"
     if user is not None and (bad := next((c for c in user if c in _USER_FORBIDDEN), None)):
@@ -248,7 +217,7 @@ def _path_problem(scheme: str, path: str, host: str | None, query: str | None) -
 def _docker_problem(
     path: str, host: str | None, query: str | None, fragment: str | None
 ) -> str | None:
-    # SPEC §6.1 checks host and query at fetch time; we refuse them at construction so that
+    # The original checks host and query at fetch time; we refuse them at construction so that
     # every docker URI has a string form that parses back.
     if not host:
         return "Registry host (uri.host) is not specified"
@@ -263,93 +232,10 @@ def _docker_problem(
     return None
 
 
-def construct(
-    scheme: str,
-    path: str = "",
-    host: str | None = None,
-    port: int | None = None,
-    query: str | None = None,
-    fragment: str | None = None,
-    user: str | None = None,
-    password: str | None = None,
-) -> URI:
-    """A URI with exactly the given fields set (SPEC §2.1), validated as the module says."""
-    return URI(scheme, path, host, port, query, fragment, user, password)
-
-
-def docker_image(
-    repository: str,
-    reference: str,
-    registry: str,
-    scheme: str | None = None,
-    port: int | None = None,
-) -> URI:
-    """A ``docker`` URI: the manifest and every blob (SPEC §2.2); ``scheme`` is the transport."""
-    return URI("docker", repository, registry, port, reference, scheme)
-
-
-def docker_manifest(
-    repository: str,
-    reference: str,
-    registry: str,
-    scheme: str | None = None,
-    port: int | None = None,
-) -> URI:
-    """A ``docker-manifest`` URI: the manifest only; ``reference`` is a tag or a digest."""
-    return URI("docker-manifest", repository, registry, port, reference, scheme)
-
-
-def docker_blob(
-    repository: str,
-    digest: str,
-    registry: str,
-    scheme: str | None = None,
-    port: int | None = None,
-) -> URI:
-    """A ``docker-blob`` URI: one blob, named by its digest."""
-    return URI("docker-blob", repository, registry, port, digest, scheme)
-
-
-def http(
-    host: str,
-    path: str = "/",
-    port: int | None = None,
-    query: str | None = None,
-    fragment: str | None = None,
-    user: str | None = None,
-    password: str | None = None,
-) -> URI:
-    """An ``http`` URI (SPEC §2.2)."""
-    return URI("http", path, host, port, query, fragment, user, password)
-
-
-def https(
-    host: str,
-    path: str = "/",
-    port: int | None = None,
-    query: str | None = None,
-    fragment: str | None = None,
-    user: str | None = None,
-    password: str | None = None,
-) -> URI:
-    """An ``https`` URI (SPEC §2.2)."""
-    return URI("https", path, host, port, query, fragment, user, password)
-
-
-def file(path: str) -> URI:
-    """A ``file`` URI; the host is set to ``""`` so that the string form is ``file:///path``."""
-    return URI("file", path, host="")
-
-
-def hdfs(path: str, host: str | None = None, port: int | None = None) -> URI:
-    """An ``hdfs`` URI; without a host its string form is ``hdfs:<path>``."""
-    return URI("hdfs", path, host, port)
-
-
 def parse_uri(text: str) -> URI:
     """Parse the string form back into a URI; raise ``UsageError`` naming the text and the fault.
 
-    Accepts what ``str(URI)`` writes, which covers the CLI forms of SPEC §2.2:
+    Accepts what ``str(URI)`` writes, which covers the command line's forms:
     ``docker[-manifest|-blob]://HOST[:PORT]/REPO?REF[#http|https]`` (exactly one ``/`` after the
     authority is the separator, REPO may contain further ``/``, REF may contain ``:``),
     ``http(s)://[user[:password]@]host[:port]/path[?query][#fragment]``, ``ftp(s)://...``,
@@ -380,9 +266,10 @@ def parse_uri(text: str) -> URI:
         if at:
             user, colon, pw = userinfo.partition(":")
             password = pw if colon else None
-        host, port_text = _split_hostport(hostport, invalid)
-        if port_text is not None:
-            port = _parse_port(port_text, invalid)
+        try:
+            host, port = split_hostport(hostport)
+        except ValueError as exc:
+            raise invalid(str(exc)) from exc
     elif scheme in DOCKER_SCHEMES:
         raise invalid("missing '://'")
     rest, hash_sign, fragment_text = rest.partition("#")
@@ -417,46 +304,14 @@ def _redact(text: str) -> str:
     return f"{head}://{user}:{_MASK}@{hostport}{rest[end:]}"
 
 
-def _split_hostport(hostport: str, invalid: _Invalid) -> tuple[str, str | None]:
-    """``host[:port]`` or ``[ipv6][:port]`` -> (host without brackets, port text or None)."""
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        if close < 0:
-            raise invalid(f"'{hostport}' has '[' without ']'")
-        host, tail = hostport[1:close], hostport[close + 1 :]
-        if ":" not in host:
-            raise invalid(f"'[{host}]' is not a bracketed IPv6 address")
-        if not tail:
-            return host, None
-        if not tail.startswith(":"):
-            raise invalid(f"unexpected '{tail}' after ']'")
-        return host, tail[1:]
-    if hostport.count(":") > 1:
-        raise invalid(
-            f"an IPv6 host must be written in brackets, e.g. '[::1]:5000', not '{hostport}'"
-        )
-    host, colon, port_text = hostport.partition(":")
-    return host, (port_text if colon else None)
-
-
-def _parse_port(text: str, invalid: _Invalid) -> int:
-    if not _DIGITS.fullmatch(text):
-        raise invalid(f"port '{text}' is not a number")
-    # Bounded before int(): a long digit string is out of range anyway.
-    significant = text.lstrip("0")
-    if len(significant) > len(str(MAX_PORT)) or not MIN_PORT <= int(text) <= MAX_PORT:
-        raise invalid(f"port '{text}' is not in {MIN_PORT}..{MAX_PORT}")
-    return int(text)
-
-
 def _docker_repository(
     path: str,
     host: str | None,
     query: str | None,
     fragment: str | None,
-    invalid: _Invalid,
+    invalid: Callable[[str], UsageError],
 ) -> str:
-    """The repository of a docker URI's path: exactly one leading ``/`` removed (SPEC §2.2)."""
+    """The repository of a docker URI's path: exactly one leading ``/`` removed."""
     if not host:
         raise invalid("docker URI needs a registry host")
     if path in ("", "/"):
@@ -469,29 +324,9 @@ def _docker_repository(
 
 
 def registry_base(uri: URI) -> str:
-    """``T://host[:port]`` of a docker URI; ``T`` is the fragment, else ``https`` (SPEC §2.2)."""
+    """``T://host[:port]`` of a docker URI: the base of every registry URL; ``T`` is the
+    fragment, else ``https``."""
     if not uri.is_docker:
         raise UsageError(f"'{uri}' is not a docker URI")
     assert uri.host is not None  # a docker URI always has one
-    transport = uri.fragment or DEFAULT_DOCKER_TRANSPORT
-    port = "" if uri.port is None else f":{uri.port}"
-    return f"{transport}://{_host_text(uri.host)}{port}"
-
-
-def manifest_url(uri: URI) -> str:
-    """``T://host[:port]/v2/<repository>/manifests/<tag or digest>``."""
-    return f"{registry_base(uri)}/v2/{uri.path}/manifests/{uri.query}"
-
-
-def blob_url(uri: URI, digest: str | None = None) -> str:
-    """``T://host[:port]/v2/<repository>/blobs/<digest>``; the digest defaults to the query."""
-    return f"{registry_base(uri)}/v2/{uri.path}/blobs/{uri.query if digest is None else digest}"
-
-
-def registry_root_url(uri: URI) -> str:
-    """``T://host[:port]/v2/``: the API base endpoint of the registry spec.
-
-    The original requests ``/v2`` without the slash (SPEC §2.2); the registry API (and the
-    OCI distribution spec) names ``/v2/``.
-    """
-    return f"{registry_base(uri)}/v2/"
+    return f"{uri.fragment or DEFAULT_DOCKER_TRANSPORT}://{join_hostport(uri.host, uri.port)}"

@@ -1,5 +1,9 @@
 """Where a URL points, and where a redirect may take us.
 
+:func:`split_hostport` is the one reader of ``host[:port]`` and ``[v6][:port]``: the URI parser,
+image references, the registry flags, docker config keys and every URL we compare go through it,
+so brackets, ports and hosts are checked once and refused with the same words.
+
 An :class:`Origin` (scheme, host, port) is the unit of trust: credentials go only to the origin
 that asked for them, and a registry's origin decides whether plain HTTP is acceptable. Every
 module that needs "the registry's host and port" or "is this the same server" uses it, so IPv6
@@ -19,17 +23,22 @@ from typing import Final
 
 import attrs
 
-from mesos_uri.errors import RedirectError, TooManyRedirectsError, UsageError
+from mesos_uri.errors import RedirectError, TooManyRedirectsError
 
 __all__ = [
     "DEFAULT_PORTS",
+    "MAX_PORT",
     "MAX_REDIRECTS",
+    "MIN_PORT",
     "REDIRECT_CODES",
     "WEB_SCHEMES",
     "Origin",
     "follow_redirect",
+    "host_problem",
+    "join_hostport",
     "redact_url",
     "same_origin",
+    "split_hostport",
 ]
 
 # The port a URL means when it names none.
@@ -40,9 +49,18 @@ WEB_SCHEMES: Final = frozenset(DEFAULT_PORTS)
 REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 # A registry needs one hop (to its storage); curl's own default is 50. Ten stops a loop early.
 MAX_REDIRECTS: Final = 10
+# TCP ports; 0 cannot be connected to.
+MIN_PORT: Final = 1
+MAX_PORT: Final = 65535
 
 # The userinfo of an authority: everything up to the last "@" before the path (as urlsplit does).
 _USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+# The authority of a URL runs to the first of these.
+_AUTHORITY: Final = re.compile(r"[^/?#]*")
+_DIGITS: Final = re.compile(r"[0-9]+")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+# Delimiters of a URL, and the space, which no host name holds.
+_HOST_FORBIDDEN: Final = "/?#@[]% "
 
 
 def redact_url(url: str) -> str:
@@ -50,10 +68,89 @@ def redact_url(url: str) -> str:
     return _USERINFO.sub(r"\1", url)
 
 
+def split_hostport(text: str) -> tuple[str, int | None]:
+    """``host[:port]`` or ``[v6][:port]`` → (host as written, IPv6 without brackets; the port or
+    None).
+
+    Raises :class:`ValueError` whose text says what is wrong; the caller names the input it was
+    reading. A port is 1 to 65535 in decimal (leading zeros allowed); an IPv6 address must be
+    bracketed, since its colons cannot be told from a port's; the host may be empty (``file:///``),
+    callers that need one check for it. Case is kept: :class:`Origin` lower-cases.
+    """
+    if text.startswith("["):
+        inner, bracket, tail = text[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"'{text}' has '[' without ']'")
+        if not _is_ipv6(inner):
+            raise ValueError(f"'{text}' is not a bracketed IPv6 address")
+        if tail and not tail.startswith(":"):
+            raise ValueError(f"'{text}' has unexpected '{tail}' after ']'")
+        host, port_text = inner, (tail[1:] if tail else None)
+    elif text.count(":") > 1:
+        raise ValueError(
+            f"'{text}' has more than one ':' (an IPv6 host is written in brackets, "
+            "e.g. '[::1]:5000')"
+        )
+    else:
+        host, colon, port_text = text.partition(":")
+        problem = host_problem(host)
+        if problem is not None:
+            raise ValueError(problem)
+        if not colon:
+            port_text = None
+    return host, (None if port_text is None else _port(port_text))
+
+
+def join_hostport(host: str, port: int | None) -> str:
+    """The inverse of :func:`split_hostport`: an IPv6 host bracketed, the port if any."""
+    text = f"[{host}]" if ":" in host else host
+    return text if port is None else f"{text}:{port}"
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` (IPv6 without brackets) cannot stand in a URL, or None."""
+    if _CONTROL.search(host):
+        return f"host {host!r} contains a control character"
+    bad = next((char for char in host if char in _HOST_FORBIDDEN), None)
+    if bad is not None:
+        return f"host '{host}' contains '{bad}'"
+    if ":" in host and not _is_ipv6(host):
+        return f"host '{host}' contains ':' but is not an IPv6 address"
+    return None
+
+
+def _is_ipv6(text: str) -> bool:
+    # A zone ("fe80::1%eth0") names an interface of this machine, never a registry.
+    if "%" in text:
+        return False
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _web_scheme(scheme: str) -> str:
+    if scheme.lower() not in DEFAULT_PORTS:
+        raise ValueError(f"scheme '{scheme.lower()}' is not 'http' or 'https'")
+    return scheme.lower()
+
+
+def _port(text: str) -> int:
+    # Bounded before int(): a long digit string is out of range anyway.
+    if (
+        not _DIGITS.fullmatch(text)
+        or len(text.lstrip("0")) > len(str(MAX_PORT))
+        or not MIN_PORT <= int(text) <= MAX_PORT
+    ):
+        raise ValueError(f"port '{text}' is not a number in {MIN_PORT}..{MAX_PORT}")
+    return int(text)
+
+
 @attrs.frozen
 class Origin:
     """Scheme, host and port of a URL, normalised: lower case, IPv6 without brackets, the
-    scheme's default port filled in."""
+    scheme's default port filled in. Equal origins are the same server."""
 
     scheme: str
     host: str
@@ -61,30 +158,44 @@ class Origin:
 
     @classmethod
     def of(cls, url: str) -> Origin:
-        """The origin of an absolute http(s) URL; :class:`UsageError` for anything else."""
-        parts = urllib.parse.urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise UsageError(f"Invalid port in URL '{redact_url(url)}'") from exc
-        if scheme not in DEFAULT_PORTS or not parts.hostname:
-            raise UsageError(f"Not an http(s) URL with a host: '{redact_url(url)}'")
-        return cls(scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme])
+        """The origin of an absolute http(s) URL; :class:`ValueError` saying why for anything
+        else, including a URL with a user or password (it names no origin we compare)."""
+        scheme, sep, rest = url.strip().partition("://")
+        if not sep:
+            raise ValueError("missing '://'")
+        authority = _AUTHORITY.match(rest)
+        assert authority is not None  # the pattern matches the empty string
+        if "@" in authority.group():
+            raise ValueError("a user or password in the URL is not supported")
+        return cls.parse(authority.group(), scheme=scheme)
 
     @classmethod
     def parse(cls, hostport: str, *, scheme: str) -> Origin:
-        """``host[:port]`` or ``[v6]:port`` as Docker writes registries, over ``scheme``."""
-        return cls.of(f"{scheme}://{hostport}")
+        """``host[:port]`` or ``[v6][:port]`` as Docker names registries, over ``scheme``;
+        :class:`ValueError` saying why it is not one."""
+        scheme = _web_scheme(scheme)
+        host, port = split_hostport(hostport)
+        if not host:
+            raise ValueError("missing host")
+        return cls(scheme, host.lower(), DEFAULT_PORTS[scheme] if port is None else port)
+
+    @classmethod
+    def at(cls, host: str, port: int | None, *, scheme: str) -> Origin:
+        """The origin of a docker URI's fields: ``host`` bare or bracketed, no port meaning the
+        scheme's default. The fields are the URI's, checked when it was made."""
+        scheme = _web_scheme(scheme)
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        return cls(scheme, bare.lower(), DEFAULT_PORTS[scheme] if port is None else port)
 
     @property
     def hostport(self) -> str:
         """``host[:port]`` as Docker keys registries: the scheme's default port left out."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == DEFAULT_PORTS.get(self.scheme) else f"{host}:{self.port}"
+        default = self.port == DEFAULT_PORTS.get(self.scheme)
+        return join_hostport(self.host, None if default else self.port)
 
     @property
     def is_loopback(self) -> bool:
+        """``localhost`` or a loopback address: traffic that never leaves this machine."""
         if self.host == "localhost":
             return True
         try:
@@ -100,7 +211,7 @@ def same_origin(a: str, b: str) -> bool:
     """Scheme, host and port equal: only then may a request carry the other's credentials."""
     try:
         return Origin.of(a) == Origin.of(b)
-    except UsageError:
+    except ValueError:
         return False
 
 
@@ -114,8 +225,11 @@ def follow_redirect(url: str, location: str, *, hops: int, allow_downgrade: bool
     """
     if hops >= MAX_REDIRECTS:
         raise TooManyRedirectsError(url=redact_url(url), limit=MAX_REDIRECTS)
-    target = urllib.parse.urljoin(url.strip(), location.strip())
-    scheme = urllib.parse.urlsplit(target).scheme.lower()
+    try:
+        target = urllib.parse.urljoin(url.strip(), location.strip())
+        scheme = urllib.parse.urlsplit(target).scheme.lower()
+    except ValueError as exc:  # what urllib cannot split, e.g. "https://[x/"
+        raise RedirectError(url=redact_url(url), reason="to a malformed URL") from exc
     if scheme not in WEB_SCHEMES:
         raise RedirectError(url=redact_url(url), reason=f"to a '{scheme}:' URL")
     downgrade = scheme == "http" and urllib.parse.urlsplit(url).scheme.lower() == "https"

@@ -285,6 +285,22 @@ def test_keys_that_only_contain_docker_io_do_not_match_docker_hub() -> None:
         ("registry.example.com", "other.example.com", None, "https", False),
         ("example.com", "registry.example.com", None, "https", False),
         ("registry.example.com:abc", "registry.example.com", None, "https", False),
+        # The original's parseAuthUrl cases: one http(s):// prefix and any path dropped, the
+        # port kept; the prefix in any case.
+        ("http://registry.example.com", "registry.example.com", None, "https", True),
+        ("https://localhost:8000", "localhost", 8000, "https", True),
+        ("https://localhost:8000/v1/", "localhost", 8000, "https", True),
+        ("http://localhost:8000", "localhost", 8000, "https", True),
+        ("localhost:8000/v1/", "localhost", 8000, "https", True),
+        ("localhost:8000", "localhost", None, "https", False),
+        ("HTTPS://registry.com", "registry.com", None, "https", True),
+        ("https://http://registry.com", "registry.com", None, "https", False),
+        ("ftp://registry.com", "registry.com", None, "https", False),
+        # What names no registry: a user, an unbracketed IPv6 address, a port out of range.
+        ("https://user@registry.com", "registry.com", None, "https", False),
+        ("::1", "::1", None, "https", False),
+        ("registry.com:0", "registry.com", None, "https", False),
+        ("registry.com:65536", "registry.com", None, "https", False),
     ],
 )
 def test_a_key_matches_when_it_names_the_registry(

@@ -1,4 +1,9 @@
-"""Image references: the original's docker_spec_tests (SPEC §10.2), normalisation, grammar."""
+"""Image references: the original's docker spec tests, normalisation, grammar.
+
+The original's registry helpers (port, scheme and host of a registry, and the reduction of a
+docker config key) are tested where their rules now live: the registry's port and transport
+through :func:`normalize` and :func:`validate_reference`, the config keys in test_docker_config.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_uri import uri as uris
 from mesos_uri.docker.reference import (
     ImageReference,
-    RegistryURL,
-    get_registry_host,
-    get_registry_port,
-    get_registry_scheme,
     normalize,
-    parse_auth_url,
     parse_image_reference,
-    parse_registry_url,
     validate_reference,
 )
 from mesos_uri.errors import UsageError
+from mesos_uri.uri import URI, parse_uri
 
 DIGEST = "sha256:bc8813ea7b3603864987522f02a76101c17ad122e1c46d790efc0fca78ca7bfb"
 
@@ -59,7 +58,7 @@ def test_parse_image_reference(text: str, expected: ImageReference) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        # The other cases of SPEC §2.3's rule: nothing is checked beyond the split.
+        # The other cases of the original's rule: nothing is checked beyond the split.
         ("localhost/app", ImageReference("app", "localhost")),
         ("localhost:5000", ImageReference("localhost", tag="5000")),
         ("team/app", ImageReference("team/app")),
@@ -96,92 +95,67 @@ def test_reference_string_form(reference: ImageReference, text: str) -> None:
     assert str(reference) == text
 
 
-# --- DockerSpecTest.GetRegistrySpec ---------------------------------------------------------------
+# --- DockerSpecTest.GetRegistrySpec: a registry's port and transport -----------------------------
 
 
 @pytest.mark.parametrize(
-    ("registry", "port", "scheme", "host"),
+    ("registry", "uri"),
     [
-        ("", None, "https", ""),
-        ("index.docker.io", None, "https", "index.docker.io"),
-        ("localhost:80", 80, "http", "localhost"),
-        ("registry-1.docker.io:443", 443, "https", "registry-1.docker.io"),
-        ("127.0.0.1:443", 443, "https", "127.0.0.1"),
-        ("127.0.0.1:1234", 1234, "http", "127.0.0.1"),
-        ("localhost:1234", 1234, "http", "localhost"),
-        # stout's numify: sign and 0x hex are accepted (SPEC §9 row 26).
-        ("registry.io:8443", 8443, "https", "registry.io"),
-        ("registry.io:+80", 80, "http", "registry.io"),
-        ("registry.io:080", 80, "http", "registry.io"),
-        ("registry.io:0x50", 80, "http", "registry.io"),
-        ("registry.io:0X1BB", 443, "https", "registry.io"),
-        ("localhost:-80", -80, "http", "localhost"),
+        # The original's cases: https, but plain http on port 80 and for a local registry on any
+        # port but 443.
+        ("index.docker.io", "docker-manifest://registry-1.docker.io/library/app?latest#https"),
+        ("localhost:80", "docker-manifest://localhost:80/app?latest#http"),
+        (
+            "registry-1.docker.io:443",
+            "docker-manifest://registry-1.docker.io:443/library/app?latest#https",
+        ),
+        ("127.0.0.1:443", "docker-manifest://127.0.0.1:443/app?latest#https"),
+        ("127.0.0.1:1234", "docker-manifest://127.0.0.1:1234/app?latest#http"),
+        ("localhost:1234", "docker-manifest://localhost:1234/app?latest#http"),
+        # Beyond them: every loopback address is local, and a leading zero is still decimal.
+        ("[::1]:1234", "docker-manifest://[::1]:1234/app?latest#http"),
+        ("[::1]:443", "docker-manifest://[::1]:443/app?latest#https"),
+        ("127.0.0.2:5000", "docker-manifest://127.0.0.2:5000/app?latest#http"),
+        ("LOCALHOST:5000", "docker-manifest://LOCALHOST:5000/app?latest#http"),
+        ("registry.io:8443", "docker-manifest://registry.io:8443/app?latest#https"),
+        ("registry.io:080", "docker-manifest://registry.io:80/app?latest#http"),
+        ("10.0.0.5:5000", "docker-manifest://10.0.0.5:5000/app?latest#https"),
     ],
 )
-def test_get_registry_spec(registry: str, port: int | None, scheme: str, host: str) -> None:
-    assert get_registry_port(registry) == port
-    assert get_registry_scheme(registry) == scheme
-    assert get_registry_host(registry) == host
+def test_registry_port_and_transport(registry: str, uri: str) -> None:
+    reference = ImageReference("app", registry)
+    assert str(normalize(reference)) == uri
+    assert validate_reference(str(reference)) == reference
 
 
 @pytest.mark.parametrize(
-    ("registry", "rest", "host"),
+    ("registry", "reason"),
     [
-        (":", "", ""),
-        ("invalid_host:x80", "x80", "invalid_host"),
-        ("invalid_port:80:80", "80:80", "invalid_port"),
-        ("h: 80", " 80", "h"),
-        ("h:0x", "0x", "h"),
-        ("h:2147483648", "2147483648", "h"),
-        ("h:0x80000000", "0x80000000", "h"),
-        ("h:" + "9" * 5000, "9" * 5000, "h"),
+        # The original's refusals, and what its integer parser took but no port is: a sign,
+        # hex, a number outside 1..65535, however long.
+        (":", "registry port '' is not a number in 1..65535"),
+        ("invalid_host:x80", "registry port 'x80' is not a number in 1..65535"),
+        ("invalid_port:80:80", "registry 'invalid_port:80:80' has more than one ':'"),
+        ("h: 80", "registry port ' 80' is not a number in 1..65535"),
+        ("h:+80", "registry port '+80' is not a number in 1..65535"),
+        ("h:-80", "registry port '-80' is not a number in 1..65535"),
+        ("h:0x50", "registry port '0x50' is not a number in 1..65535"),
+        ("h:0", "registry port '0' is not a number in 1..65535"),
+        ("h:65536", "registry port '65536' is not a number in 1..65535"),
+        ("h:2147483648", "registry port '2147483648' is not a number in 1..65535"),
+        ("h:" + "9" * 200, "registry port '" + "9" * 200 + "' is not a number in 1..65535"),
+        ("[::1]x:5", "registry '[::1]x:5' has unexpected 'x:5' after ']'"),
     ],
 )
-def test_get_registry_spec_errors(registry: str, rest: str, host: str) -> None:
-    with pytest.raises(UsageError) as port_error:
-        get_registry_port(registry)
-    assert str(port_error.value) == f"Failed to numify '{rest}'"
-    with pytest.raises(UsageError) as scheme_error:
-        get_registry_scheme(registry)
-    assert str(scheme_error.value) == f"Failed to get registry port: Failed to numify '{rest}'"
-    assert get_registry_host(registry) == host
+def test_registry_port_errors(registry: str, reason: str) -> None:
+    reference = ImageReference("app", registry)
+    for call in (lambda: normalize(reference), lambda: validate_reference(str(reference))):
+        with pytest.raises(UsageError) as caught:
+            call()
+        assert str(caught.value).startswith(f"Invalid image reference '{reference}': {reason}")
 
 
-def test_int_range_edges() -> None:
-    assert get_registry_port("h:2147483647") == 2147483647
-    assert get_registry_port("h:-2147483648") == -2147483648
-    assert get_registry_port("h:0x7fffffff") == 2147483647
-    assert get_registry_port("h:0x00000000050") == 80
-
-
-# --- DockerSpecTest.ParseAuthUrl ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("https://registry.example.com", "registry.example.com"),
-        ("https://registry.example.com/v1/", "registry.example.com"),
-        ("http://registry.example.com", "registry.example.com"),
-        ("http://registry.example.com/v1/", "registry.example.com"),
-        ("registry.example.com", "registry.example.com"),
-        ("registry.example.com/v1/", "registry.example.com"),
-        ("https://localhost:8000", "localhost:8000"),
-        ("https://localhost:8000/v1/", "localhost:8000"),
-        ("http://localhost:8000", "localhost:8000"),
-        ("localhost:8000/v1/", "localhost:8000"),
-        ("http://registry.com/v1/", "registry.com"),
-        ("registry.com", "registry.com"),
-        # One prefix only, case-sensitive.
-        ("HTTPS://registry.com", "HTTPS:"),
-        ("https://http://registry.com", "http:"),
-    ],
-)
-def test_parse_auth_url(url: str, expected: str) -> None:
-    assert parse_auth_url(url) == expected
-
-
-# --- normalisation (SPEC §1.3) --------------------------------------------------------------------
+# --- normalisation as the agent does it -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -222,22 +196,26 @@ def test_parse_auth_url(url: str, expected: str) -> None:
 def test_normalize(text: str, uri: str) -> None:
     normalized = normalize(parse_image_reference(text))
     assert str(normalized) == uri
-    assert uris.parse_uri(uri) == normalized
+    assert parse_uri(uri) == normalized
 
 
 def test_normalize_example_fields() -> None:
-    assert normalize(ImageReference("busybox")) == uris.docker_manifest(
-        "library/busybox", "latest", "registry-1.docker.io", "https", 443
+    assert normalize(ImageReference("busybox")) == URI(
+        "docker-manifest", "library/busybox", "registry-1.docker.io", 443, "latest", "https"
     )
 
 
 @pytest.mark.parametrize(
     ("default", "uri"),
     [
+        # The agent's --docker_registry: scheme lower-cased, the port a default one if none is
+        # named, the path ignored.
         ("http://127.0.0.1:5000", "docker-manifest://127.0.0.1:5000/app?latest#http"),
         ("HTTP://127.0.0.1:5000/ignored/path", "docker-manifest://127.0.0.1:5000/app?latest#http"),
         ("https://registry.example", "docker-manifest://registry.example:443/app?latest#https"),
         ("http://registry.example", "docker-manifest://registry.example:80/app?latest#http"),
+        ("http://localhost:5000/v2/", "docker-manifest://localhost:5000/app?latest#http"),
+        ("Https://R", "docker-manifest://r:443/app?latest#https"),
         ("http://[::1]:5000", "docker-manifest://[::1]:5000/app?latest#http"),
     ],
 )
@@ -245,10 +223,13 @@ def test_normalize_with_a_default_registry(default: str, uri: str) -> None:
     assert str(normalize(ImageReference("app"), default)) == uri
 
 
-def test_normalize_reports_registry_port_errors() -> None:
+def test_normalize_refuses_a_registry_port_as_the_grammar_does() -> None:
     with pytest.raises(UsageError) as caught:
         normalize(parse_image_reference("registry.io:x80/app"))
-    assert str(caught.value) == "Failed to get registry port: Failed to numify 'x80'"
+    assert str(caught.value) == (
+        "Invalid image reference 'registry.io:x80/app': "
+        "registry port 'x80' is not a number in 1..65535"
+    )
 
 
 def test_normalize_refuses_what_no_uri_can_hold() -> None:
@@ -257,33 +238,23 @@ def test_normalize_refuses_what_no_uri_can_hold() -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("https://registry-1.docker.io", RegistryURL("https", "registry-1.docker.io", 443)),
-        ("http://localhost:5000/v2/", RegistryURL("http", "localhost", 5000)),
-        ("Https://r", RegistryURL("https", "r", 443)),
-    ],
-)
-def test_parse_registry_url(url: str, expected: RegistryURL) -> None:
-    assert parse_registry_url(url) == expected
-
-
-@pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("registry-1.docker.io", "Could not find scheme in url"),
-        ("https:///v2", "Host not found in url"),
-        ("https://:5000", "Host not found in url"),
-        ("https://h:1:2", "Found multiple ports in url"),
-        ("https://h:x", "Failed to parse port: 'x' is not a port number"),
-        ("https://h:70000", "Failed to parse port: '70000' is not a port number"),
+        ("registry-1.docker.io", "missing '://'"),
+        ("https:///v2", "missing host"),
+        ("https://:5000", "missing host"),
+        ("https://h:1:2", "'h:1:2' has more than one ':'"),
+        ("https://h:x", "port 'x' is not a number in 1..65535"),
+        ("https://h:70000", "port '70000' is not a number in 1..65535"),
         ("ftp://h", "scheme 'ftp' is not 'http' or 'https'"),
+        ("https://u:s3cret@h", "a user or password in the URL is not supported"),
     ],
 )
-def test_parse_registry_url_errors(url: str, reason: str) -> None:
+def test_normalize_refuses_a_bad_default_registry(url: str, reason: str) -> None:
     with pytest.raises(UsageError) as caught:
-        parse_registry_url(url)
-    assert str(caught.value) == f"Invalid registry URL '{url}': {reason}"
+        normalize(ImageReference("app"), url)
+    shown = url.replace("u:s3cret@", "")
+    assert str(caught.value).startswith(f"Invalid registry URL '{shown}': {reason}")
 
 
 # --- the distribution reference grammar -----------------------------------------------------------
@@ -340,7 +311,9 @@ def test_validate_reference_accepts(text: str) -> None:
         ("localhost:0/app", "registry port '0' is not a number in 1..65535"),
         ("[::g]:5000/app", "registry '[::g]:5000' is not a bracketed IPv6 address"),
         ("[::1/app", "registry '[::1' has '[' without ']'"),
-        ("[::1]x:5/app", "unexpected 'x:5' after ']' in registry '[::1]x:5'"),
+        ("[::1]x:5/app", "registry '[::1]x:5' has unexpected 'x:5' after ']'"),
+        ("[fe80::1%eth0]/app", "registry '[fe80::1%eth0]' is not a bracketed IPv6 address"),
+        ("a%b.io/app", "registry host 'a%b.io' contains '%'"),
     ],
 )
 def test_validate_reference_refuses(text: str, reason: str) -> None:
@@ -391,13 +364,15 @@ def references(draw: st.DrawFn) -> ImageReference:
 def test_valid_references_round_trip(reference: ImageReference) -> None:
     assert validate_reference(str(reference)) == reference
     uri = normalize(reference)
-    assert uris.parse_uri(str(uri)) == uri
+    assert parse_uri(str(uri)) == uri
 
 
 @given(st.text(st.sampled_from("aB1-_.:/@[]x ") | st.characters(), max_size=40))
 def test_reference_functions_raise_only_usage_errors(text: str) -> None:
-    for function in (validate_reference, parse_image_reference, get_registry_port):
+    for function in (validate_reference, parse_image_reference):
         with contextlib.suppress(UsageError):
             function(text)
     with contextlib.suppress(UsageError):
         normalize(parse_image_reference(text))
+    with contextlib.suppress(UsageError):
+        normalize(ImageReference("app"), f"https://{text}")

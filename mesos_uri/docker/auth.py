@@ -30,7 +30,7 @@ import attrs
 
 from mesos_uri.errors import AuthError
 from mesos_uri.http import Response
-from mesos_uri.urls import redact_url
+from mesos_uri.urls import Origin, redact_url
 from mesos_uri.www_authenticate import Challenge, select_challenge
 
 __all__ = [
@@ -137,9 +137,10 @@ def token_url(realm: str, service: str | None, scopes: list[str]) -> str:
 
 def check_realm(realm: str, *, registry_scheme: str, url: str) -> None:
     """Refuse realms that would leak credentials or that curl could not reach sensibly."""
-    scheme = urllib.parse.urlsplit(realm).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise AuthError(f"Unsupported token realm '{realm}' in the challenge from {url}")
+    try:
+        scheme = Origin.of(realm).scheme
+    except ValueError as exc:
+        raise AuthError(f"Unsupported token realm '{realm}' in the challenge from {url}") from exc
     if registry_scheme == "https" and scheme == "http":
         raise AuthError(
             f"Refusing token realm '{realm}' from {url}: plain http for an https registry"

@@ -22,7 +22,7 @@ from mesos_uri.docker.jsonproto import (
     shorten,
 )
 from mesos_uri.errors import UsageError
-from mesos_uri.urls import DEFAULT_PORTS
+from mesos_uri.urls import WEB_SCHEMES, Origin
 
 __all__ = [
     "DOCKER_HUB_HOSTS",
@@ -31,6 +31,7 @@ __all__ = [
     "DockerConfig",
     "basic_credentials",
     "merge",
+    "names_registry",
     "parse_auth_config",
 ]
 
@@ -186,28 +187,13 @@ def basic_credentials(
 ) -> str | None:
     """The base64 ``user:password`` for the registry at ``host[:port]``, or None (anonymous).
 
-    A key matches when its host[:port], after dropping ``http(s)://`` and any path as
-    ``parseAuthUrl`` does, names the registry: host names compare case-insensitively and the
-    scheme's default port equals no port (``host:443`` is ``host`` over https). The Docker Hub
-    names match each other; the original let any host containing "docker.io" have the
-    credentials of any key containing it (SPEC.md §9 row 17). Entries are tried in the config's
-    order (see :func:`merge`); the first matching one with credentials wins: its ``auth`` when
-    set (checked, never rewritten), else its ``username`` and ``password`` encoded.
+    The entries whose key names the registry (:func:`names_registry`) are tried in the config's
+    order (see :func:`merge`); the first one with credentials wins: its ``auth`` when set
+    (checked, never rewritten), else its ``username`` and ``password`` encoded.
     """
-    default_port = DEFAULT_PORTS.get(scheme)
-    wanted_host = _normal_host(host)
-    wanted_port = None if port == default_port else port
+    registry = Origin.at(host, port, scheme=scheme)
     for key, entry in config.auths:
-        found = _registry_of_key(key)
-        if found is None:
-            continue
-        key_host, key_port = found
-        if key_port == default_port:
-            key_port = None
-        same_host = key_host == wanted_host or (
-            key_host in DOCKER_HUB_HOSTS and wanted_host in DOCKER_HUB_HOSTS
-        )
-        if not same_host or key_port != wanted_port:
+        if not names_registry(key, registry):
             continue
         # An empty `auth` is what `docker login` leaves when a credential store holds the secret.
         if entry.auth:
@@ -217,6 +203,26 @@ def basic_credentials(
             pair = f"{entry.username}:{entry.password}".encode()
             return base64.b64encode(pair).decode("ascii")
     return None
+
+
+def names_registry(name: str, registry: Origin) -> bool:
+    """Whether ``name``, a docker config key or a registry named in a flag, names ``registry``.
+
+    Docker reduces a key to ``host[:port]``: one ``http://`` or ``https://`` and any path are
+    dropped, and the key's scheme says nothing about the registry's (``https://index.docker.io
+    /v1/`` is Docker Hub however it is reached). What is left reads as the registry's origin:
+    host names compare case-insensitively and no port is the registry scheme's default port
+    (``host:443`` is ``host`` over https). Docker Hub's names name each other; the original let
+    any host containing "docker.io" have the credentials of any key containing it.
+    """
+    scheme, sep, rest = name.partition("://")
+    hostport = rest if sep and scheme.lower() in WEB_SCHEMES else name
+    try:
+        named = Origin.parse(hostport.split("/", 1)[0], scheme=registry.scheme)
+    except ValueError:
+        return False
+    hub = named.host in DOCKER_HUB_HOSTS and registry.host in DOCKER_HUB_HOSTS
+    return named.port == registry.port and (named.host == registry.host or hub)
 
 
 def _check_auth(key: str, auth: str) -> None:
@@ -232,34 +238,3 @@ def _check_auth(key: str, auth: str) -> None:
             f"Invalid 'auth' for key '{shorten(key)}' in docker config: "
             "expected base64 of 'username:password'"
         )
-
-
-def _normal_host(host: str) -> str:
-    host = host.lower()
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
-
-
-def _registry_of_key(key: str) -> tuple[str, int | None] | None:
-    """``(host, port)`` named by a config key, or None when it names no registry."""
-    text = key
-    for prefix in ("http://", "https://"):
-        if text[: len(prefix)].lower() == prefix:
-            text = text[len(prefix) :]
-            break
-    text = text.split("/", 1)[0]
-    if text.startswith("["):  # [IPv6]:port
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            return None
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, None
-    if not host:
-        return None
-    if port_text is None:
-        return host.lower(), None
-    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
-        return None
-    return host.lower(), int(port_text)

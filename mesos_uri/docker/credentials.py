@@ -32,15 +32,15 @@ import attrs
 
 from mesos_uri.docker.auth import parse_token_response
 from mesos_uri.docker.config import (
-    DOCKER_HUB_HOSTS,
     DOCKER_HUB_KEY,
     AuthEntry,
     DockerConfig,
     basic_credentials,
+    names_registry,
 )
 from mesos_uri.errors import AuthError, UsageError
 from mesos_uri.http import Response
-from mesos_uri.urls import DEFAULT_PORTS, redact_url
+from mesos_uri.urls import Origin, redact_url
 
 __all__ = [
     "CLIENT_ID",
@@ -118,17 +118,10 @@ def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
 
     ``https://index.docker.io/v1/`` for Docker Hub, else ``host[:port]``. The scheme's default
     port is dropped, since ``docker login registry.example.com`` stores no port while the agent's
-    default registry always carries 443 (SPEC.md §9 row 18). IPv6 hosts keep their brackets.
+    default registry always carries 443. IPv6 hosts are bracketed.
     """
-    bare = host.lower()
-    if bare.startswith("[") and bare.endswith("]"):
-        bare = bare[1:-1]
-    if port is not None and port == DEFAULT_PORTS.get(scheme):
-        port = None
-    if port is None and bare in DOCKER_HUB_HOSTS:
-        return DOCKER_HUB_KEY
-    name = f"[{bare}]" if ":" in bare else bare
-    return name if port is None else f"{name}:{port}"
+    registry = Origin.at(host, port, scheme=scheme)
+    return DOCKER_HUB_KEY if names_registry(DOCKER_HUB_KEY, registry) else registry.hostport
 
 
 def credential_helper(config: DockerConfig, server: str) -> str | None:

@@ -4,7 +4,11 @@ insecure registries.
 These follow Docker's meanings, since that is what the nodes' operators already configured:
 ``/etc/docker/certs.d/<host[:port]>/`` holds ``*.crt`` CA bundles and ``*.cert``/``*.key`` client
 pairs (dockerd's ``registry.ReadCertsDirectory``); an insecure registry may be reached over plain
-HTTP or with unverified TLS, and only that host; mirrors are tried in order before the origin.
+HTTP or with unverified TLS, and only that registry; mirrors are tried in order before the origin.
+
+A registry named in a flag (``--insecure_registry``, ``--registry_mirror REGISTRY=``, ``--cacert
+HOST=``) names it as a docker config key does (:func:`~mesos_uri.docker.config.names_registry`):
+no port is the scheme's default port, as Docker reads ``myregistry`` as ``myregistry:443``.
 """
 
 from __future__ import annotations
@@ -16,27 +20,13 @@ from typing import Final
 import attrs
 
 from mesos_uri.curl import TLS
-from mesos_uri.docker.config import DOCKER_HUB_HOSTS
+from mesos_uri.docker.config import DOCKER_HUB_KEY, names_registry
 from mesos_uri.errors import UsageError
-from mesos_uri.urls import DEFAULT_PORTS
+from mesos_uri.urls import Origin, redact_url
 
 __all__ = ["DEFAULT_CERTS_DIR", "Endpoints", "Mirror", "parse_host_value", "parse_mirror"]
 
 DEFAULT_CERTS_DIR: Final = "/etc/docker/certs.d"
-
-
-def _hostport(url: str) -> str:
-    """``host[:port]`` of ``url`` as Docker keys it: the scheme's default port left out."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None or port == DEFAULT_PORTS.get(parts.scheme.lower()):
-        return host.lower()
-    return f"{host.lower()}:{port}"
 
 
 def parse_host_value(text: str, *, flag: str) -> tuple[str | None, str]:
@@ -46,7 +36,17 @@ def parse_host_value(text: str, *, flag: str) -> tuple[str | None, str]:
         return None, text
     if not host or not value or "/" in host:
         raise UsageError(f"Invalid --{flag} '{text}': expected [HOST[:PORT]=]VALUE")
+    _check_name(host, flag=flag, shown=text)
     return host.lower(), value
+
+
+def _check_name(name: str, *, flag: str, shown: str) -> None:
+    try:
+        if "://" in name:
+            raise ValueError("a registry is named HOST[:PORT], without a scheme")
+        Origin.parse(name, scheme="https")
+    except ValueError as exc:
+        raise UsageError(f"Invalid --{flag} '{shown}': {exc}") from exc
 
 
 @attrs.frozen
@@ -60,12 +60,20 @@ class Mirror:
 def parse_mirror(text: str) -> Mirror:
     """``URL`` (a Docker Hub mirror, as dockerd's ``registry-mirrors``) or ``REGISTRY=URL``."""
     registry, url = parse_host_value(text, flag="registry_mirror")
+    shown = text.removesuffix(url) + redact_url(url)
+    try:
+        origin = Origin.of(url)
+    except ValueError as exc:
+        raise UsageError(f"Invalid --registry_mirror '{shown}': {exc}") from exc
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"Invalid --registry_mirror '{text}': the mirror must be an http(s) URL")
     if parts.path.strip("/") or parts.query or parts.fragment:
-        raise UsageError(f"Invalid --registry_mirror '{text}': a mirror URL has no path")
-    return Mirror(registry, f"{parts.scheme}://{parts.netloc}")
+        raise UsageError(f"Invalid --registry_mirror '{shown}': a mirror URL has no path")
+    return Mirror(registry, str(origin))
+
+
+def _insecure_names(_: object, __: attrs.Attribute[frozenset[str]], names: frozenset[str]) -> None:
+    for name in names:
+        _check_name(name, flag="insecure_registry", shown=name)
 
 
 @attrs.frozen
@@ -74,40 +82,45 @@ class Endpoints:
 
     mirrors: tuple[Mirror, ...] = ()
     cacerts: tuple[tuple[str | None, str], ...] = ()
-    insecure: frozenset[str] = frozenset()
+    insecure: frozenset[str] = attrs.field(default=frozenset(), validator=_insecure_names)
     certs_dir: str | None = DEFAULT_CERTS_DIR
 
-    def mirrors_for(self, host: str, port: int | None) -> list[str]:
-        """Mirror base URLs for a registry, in the order given."""
-        key = host.lower() if port is None else f"{host.lower()}:{port}"
-        hub = host.lower() in DOCKER_HUB_HOSTS
+    def mirrors_for(self, host: str, port: int | None, *, scheme: str = "https") -> list[str]:
+        """Mirror base URLs for the registry at ``host[:port]``, in the order given."""
+        registry = Origin.at(host, port, scheme=scheme)
         return [
             mirror.url
             for mirror in self.mirrors
-            if mirror.registry == key
-            or mirror.registry == host.lower()
-            or (mirror.registry is None and hub)
+            if names_registry(mirror.registry or DOCKER_HUB_KEY, registry)
         ]
 
     def is_insecure(self, url: str) -> bool:
-        hostport = _hostport(url)
-        return hostport in self.insecure or hostport.rpartition(":")[0] in self.insecure
+        try:
+            origin = Origin.of(url)
+        except ValueError:
+            return False
+        return any(names_registry(name, origin) for name in self.insecure)
 
     def tls_for(self, url: str) -> TLS | None:
         """The CA bundle, client certificate and verification curl uses for ``url``."""
-        if urllib.parse.urlsplit(url).scheme.lower() != "https":
+        try:
+            origin = Origin.of(url)
+        except ValueError:
             return None
-        hostport = _hostport(url)
-        cacert = next((path for host, path in self.cacerts if host == hostport), None)
+        if origin.scheme != "https":
+            return None
+        cacert = next(
+            (path for name, path in self.cacerts if name and names_registry(name, origin)), None
+        )
         cert = key = None
         if self.certs_dir is not None:
-            directory = Path(self.certs_dir) / hostport.replace("[", "").replace("]", "")
+            directory = Path(self.certs_dir) / origin.hostport.replace("[", "").replace("]", "")
             if cacert is None:
                 cacert = _first(directory, "*.crt")
             cert = _first(directory, "*.cert")
             key = str(Path(cert).with_suffix(".key")) if cert else None
         if cacert is None:
-            cacert = next((path for host, path in self.cacerts if host is None), None)
+            cacert = next((path for name, path in self.cacerts if name is None), None)
         tls = TLS(cacert=cacert, cert=cert, key=key, insecure=self.is_insecure(url))
         return None if tls == TLS() else tls
 

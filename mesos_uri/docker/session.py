@@ -90,7 +90,7 @@ class Session:
         """The TLS settings for ``url``'s server, worked out once per server and session."""
         try:
             key = str(Origin.of(url))
-        except UsageError:
+        except ValueError:
             return self.tls_for(url)
         if key not in self._tls:
             self._tls[key] = self.tls_for(url)
