@@ -392,7 +392,7 @@ def check_token_response(body: bytes) -> None:
             assert value
             assert 0 < expires_in < float("inf")
         accepted(credentials.parse_oauth_response, response, TOKEN_URL)
-        detail = session.registry_error_detail(response)
+        detail = session.registry_error_detail(response.body)
         assert detail == "" or detail.startswith(" (")
 
 

@@ -12,13 +12,13 @@ within its own origin, and a refresh token is never sent again after a redirect.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Final
 
 import attrs
 
 from mesos_uri import curl
+from mesos_uri._json import JSONError, parse_object
 from mesos_uri.curl import TLS, Timeouts
 from mesos_uri.docker.auth import (
     MAX_TOKEN_RESPONSE_BYTES,
@@ -54,9 +54,12 @@ def registry_error_detail(body: bytes) -> str:
     Registries answer ``{"errors": [{"code": ..., "message": ..., "detail": ...}]}``.
     """
     try:
-        first = json.loads(body)["errors"][0]
-        code, message = str(first.get("code", "")), str(first.get("message", ""))
-    except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
+        errors = parse_object(body).children("errors")
+        if not errors:
+            return ""
+        code = errors[0].optional_string("code") or ""
+        message = errors[0].optional_string("message") or ""
+    except JSONError:
         return ""
     parts = (excerpt(code, _MAX_ERROR_CODE), excerpt(message, _MAX_ERROR_MESSAGE))
     text = ": ".join(part for part in parts if part)
