@@ -7,14 +7,14 @@ seconds) happen at the same places.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import attrs
 
+from mesos_uri._json import JSONError, parse_object
 from mesos_uri.errors import UsageError
 
 __all__ = [
@@ -47,8 +47,6 @@ _NUMBER_CHARS: Final = frozenset("0123456789.")
 _MAX_NANOSECONDS: Final = 2**63 - 1
 
 _FILE_PREFIX: Final = "file://"
-# stout's strings::WHITESPACE, which is also JSON's whitespace.
-_WHITESPACE: Final = " \t\n\r"
 
 
 @attrs.frozen(order=True)
@@ -123,31 +121,16 @@ def read_flag_value(value: str) -> str:
     return value
 
 
-def _reject_constant(name: str) -> NoReturn:
-    # Python's json accepts NaN and Infinity; JSON (and stout's picojson) does not.
-    raise ValueError(f"'{name}' is not JSON")
-
-
 def parse_json_object(text: str) -> dict[str, Any]:
     """Parse ``text`` as one JSON object with stout's ``JSON::parse<JSON::Object>`` errors.
 
     Texts: the parser's own syntax message; "Parsed JSON included non-whitespace trailing
     characters: <rest>"; "Unexpected JSON type parsed" for a value that is not an object.
     """
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
-    start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
-        value, end = decoder.raw_decode(text, start)
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError, as is an oversized int
+        return dict(parse_object(text).values)
+    except JSONError as exc:
         raise UsageError(str(exc)) from exc
-    except RecursionError as exc:
-        raise UsageError("JSON nested too deeply") from exc
-    rest = text[end:].rstrip(_WHITESPACE)
-    if rest:
-        raise UsageError(f"Parsed JSON included non-whitespace trailing characters: {rest}")
-    if not isinstance(value, dict):
-        raise UsageError("Unexpected JSON type parsed")
-    return value
 
 
 def parse_json_object_flag(value: str) -> dict[str, Any]:

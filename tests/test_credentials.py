@@ -327,16 +327,17 @@ def response(code: int, document: Any, status: str = "") -> Response:
     return Response(code, status or f"{code} X", body=json.dumps(document).encode())
 
 
-def test_parse_oauth_response_reads_all_three_fields() -> None:
+def test_parse_oauth_response_reads_the_token_and_its_lifetime() -> None:
+    # A rotated refresh token is not used: the one in the docker config is sent next time.
     reply = response(200, {"access_token": "acc", "expires_in": 900, "refresh_token": "new"})
 
-    assert parse_oauth_response(reply, "https://a/token") == OAuthToken("acc", 900.0, "new")
+    assert parse_oauth_response(reply, "https://a/token") == OAuthToken("acc", 900.0)
 
 
 def test_parse_oauth_response_defaults() -> None:
     reply = response(200, {"access_token": "acc", "refresh_token": ""})
 
-    assert parse_oauth_response(reply, "https://a/token") == OAuthToken("acc", 60.0, None)
+    assert parse_oauth_response(reply, "https://a/token") == OAuthToken("acc", 60.0)
 
 
 def test_parse_oauth_response_error_names_the_oauth_error_only() -> None:
@@ -363,7 +364,7 @@ def test_reprs_hide_secrets() -> None:
     values = [
         RegistryCredentials("alice", SECRET),
         RegistryCredentials(None, SECRET, is_identity_token=True),
-        OAuthToken(SECRET, 60.0, SECRET),
+        OAuthToken(SECRET, 60.0),
     ]
 
     for value in values:

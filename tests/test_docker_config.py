@@ -120,18 +120,20 @@ def test_repr_hides_secrets() -> None:
             '{"auths": []}',
             "Failed to find 'auths' in docker config file: Found JSON value of wrong type",
         ),
-        ('{"auths": null}', "Invalid JSON object for key 'auths'"),
+        # The old format, where every top-level key must name a registry's entry.
+        ('{"auths": null}', "'auths' must be an object, not null"),
         (
             '{"auths": {"r.example": {"auth": 5}}}',
-            "Protobuf parse failed: Not expecting a JSON number for field 'auth'",
+            "'auths.r.example.auth' must be a string, not a number",
         ),
-        (
-            '{"auths": {}, "credsStore": ["a"]}',
-            "Protobuf parse failed: Not expecting a JSON array for field 'credsStore'",
-        ),
+        ('{"auths": {}, "credsStore": ["a"]}', "'credsStore' must be a string, not an array"),
         (
             '{"auths": {}, "credHelpers": {"gcr.io": 1}}',
-            "Protobuf parse failed: Not expecting a JSON number for field 'value'",
+            "'credHelpers.gcr.io' must be a string, not a number",
+        ),
+        (
+            '{"auths": {"r.example": {"auth": "dTpw"}} "x"}',
+            "JSON parse failed: Expecting ',' delimiter: line 1 column 43 (char 42)",
         ),
     ],
 )
@@ -139,11 +141,9 @@ def test_malformed_configs_are_usage_errors(text: str, message: str) -> None:
     assert usage_error(text) == message
 
 
-def test_the_first_error_in_sorted_key_order_is_reported() -> None:
-    text = '{"auths": {"zz.example": 1, "aa.example": {"email": []}}}'
-    assert usage_error(text) == (
-        "Protobuf parse failed: Not expecting a JSON array for field 'email'"
-    )
+def test_an_error_names_the_registry_key_and_field() -> None:
+    text = '{"auths": {"zz.example": {}, "aa.example": {"email": []}}}'
+    assert usage_error(text) == "'auths.aa.example.email' must be a string, not an array"
 
 
 @pytest.mark.parametrize(
@@ -157,6 +157,8 @@ def test_the_first_error_in_sorted_key_order_is_reported() -> None:
         '{"auths": {"r.example": {"auth": "%s"}}, "credHelpers": "%s"}',
         '{"auths": ["%s"]}',
         '"%s"',
+        '{"auths": {}} {"r.example": {"auth": "%s"}}',
+        '{"auths": {"r.example": {"password": 1, "auth": "%s"}}}',
     ],
 )
 def test_errors_never_quote_the_config(text: str) -> None:

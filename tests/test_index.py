@@ -12,15 +12,8 @@ from hypothesis import strategies as st
 
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.digest import parse_digest
-from mesos_uri.docker.index import (
-    DOCKER_LIST,
-    MAX_INDEX_BYTES,
-    OCI_INDEX,
-    Index,
-    choose,
-    is_index,
-    parse_index,
-)
+from mesos_uri.docker.index import Index, choose, parse_index
+from mesos_uri.docker.manifest import DOCKER_LIST, MAX_MANIFEST_BYTES, OCI_INDEX, is_index
 from mesos_uri.docker.platform import Platform, parse_platform
 from mesos_uri.errors import DigestError, ManifestError
 
@@ -225,11 +218,11 @@ def test_parse_index_accepts_an_empty_variant_as_none() -> None:
     assert descriptor.platform == Platform("linux", "amd64")
 
 
-def test_parse_index_accepts_exactly_max_index_bytes() -> None:
+def test_parse_index_accepts_exactly_max_manifest_bytes() -> None:
     body = encode({"schemaVersion": 2, "manifests": []})
-    padded = body + b" " * (MAX_INDEX_BYTES - len(body))
+    padded = body + b" " * (MAX_MANIFEST_BYTES - len(body))
     assert parse_index(OCI_INDEX, padded).manifests == ()
-    with pytest.raises(ManifestError, match=f"more than the {MAX_INDEX_BYTES} allowed"):
+    with pytest.raises(ManifestError, match=r"^Manifest is larger than the 4 MiB limit"):
         parse_index(OCI_INDEX, padded + b" ")
 
 
@@ -259,8 +252,8 @@ def _with(path: str, value: Any) -> bytes:
             b'{"schemaVersion": 2, "manifests": [], "x": ' + b"9" * 5000 + b"}",
             "JSON parse failed: ",
         ),
-        (b"[]", "expected a JSON object"),
-        (b'"index"', "expected a JSON object"),
+        (b"[]", "JSON parse failed: Unexpected JSON type parsed"),
+        (b'"index"', "JSON parse failed: Unexpected JSON type parsed"),
     ],
     ids=["empty", "truncated", "utf16-garbage", "deeply-nested", "huge-integer", "array", "string"],
 )
@@ -274,26 +267,26 @@ def test_parse_index_rejects_what_is_not_a_json_object(body: bytes, what: str) -
     ("path", "value", "what"),
     [
         ("schemaVersion", 1, "'schemaVersion' field must be 2"),
-        ("schemaVersion", "2", "'schemaVersion' field must be 2"),
-        ("schemaVersion", True, "'schemaVersion' field must be 2"),
-        ("schemaVersion", ..., "'schemaVersion' field must be 2"),
+        ("schemaVersion", "2", "'schemaVersion' must be a non-negative integer"),
+        ("schemaVersion", True, "'schemaVersion' must be a non-negative integer"),
+        ("schemaVersion", ..., "Missing required fields: schemaVersion"),
         ("mediaType", DOCKER_LIST, f"'mediaType' field \"{DOCKER_LIST}\" does not match"),
         ("config", {}, "it has 'config' or 'layers': an image manifest, not an index"),
         ("layers", [], "it has 'config' or 'layers': an image manifest, not an index"),
-        ("manifests", ..., "'manifests' field must be an array"),
-        ("manifests", {}, "'manifests' field must be an array"),
+        ("manifests", ..., "Missing required fields: manifests"),
+        ("manifests", {}, "'manifests' must be an array of objects, not an object"),
         ("manifests/2", "sha256:00", "'manifests[2]' must be an object"),
-        ("manifests/0/mediaType", ..., "'manifests[0].mediaType' must be a media type"),
-        ("manifests/0/mediaType", 7, "'manifests[0].mediaType' must be a media type, not 7"),
+        ("manifests/0/mediaType", ..., "Missing required fields: manifests[0].mediaType"),
+        ("manifests/0/mediaType", 7, "'manifests[0].mediaType' must be a string, not a number"),
         (
             "manifests/0/mediaType",
             OCI_MANIFEST + "\r\nX-Injected: 1",
             "'manifests[0].mediaType' must be a media type",
         ),
-        ("manifests/0/digest", ..., "'manifests[0].digest' must be a string"),
+        ("manifests/0/digest", ..., "Missing required fields: manifests[0].digest"),
         ("manifests/0/digest", "sha256:ABC", "'manifests[0].digest': Invalid digest"),
         ("manifests/1/digest", "../../etc/passwd", "'manifests[1].digest': Invalid digest"),
-        ("manifests/0/size", ..., "'manifests[0].size' must be a non-negative integer"),
+        ("manifests/0/size", ..., "Missing required fields: manifests[0].size"),
         (
             "manifests/0/size",
             -1,
@@ -308,16 +301,16 @@ def test_parse_index_rejects_what_is_not_a_json_object(body: bytes, what: str) -
             "'manifests[0].size' must be a non-negative integer, not an array",
         ),
         ("manifests/0/urls", "https://x", "'manifests[0].urls' must be an array of strings"),
-        ("manifests/0/urls", [1], "'manifests[0].urls' must be an array of strings"),
+        ("manifests/0/urls", [1], "'manifests[0].urls[0]' must be a string, not a number"),
         ("manifests/3/annotations", ["a"], "'manifests[3].annotations' must be an object"),
         (
             "manifests/3/annotations",
             {"a": 1},
-            "'manifests[3].annotations' must be an object",
+            "'manifests[3].annotations.a' must be a string, not a number",
         ),
-        ("annotations", {"a": None}, "'annotations' must be an object of strings"),
+        ("annotations", {"a": None}, "'annotations.a' must be a string, not null"),
         ("manifests/0/platform", "linux/amd64", "'manifests[0].platform' must be an object"),
-        ("manifests/0/platform/os", ..., "'manifests[0].platform.os' must be a string"),
+        ("manifests/0/platform/os", ..., "Missing required fields: manifests[0].platform.os"),
         (
             "manifests/0/platform/architecture",
             64,
@@ -569,7 +562,7 @@ _entries = st.fixed_dictionaries(
     {
         "mediaType": st.sampled_from([OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]),
         "digest": _texts.map(sha),
-        "size": st.integers(min_value=0, max_value=2**64),
+        "size": st.integers(min_value=0, max_value=2**63 - 1),  # an int64
     },
     optional={
         "platform": _platforms,

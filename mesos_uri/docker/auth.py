@@ -17,7 +17,6 @@ Departures from the original (SPEC.md §5.5, §9 rows 3, 5, 6, 17):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -28,6 +27,7 @@ from typing import Final
 import anyio
 import attrs
 
+from mesos_uri._json import JSONError, parse_object
 from mesos_uri.errors import AuthError
 from mesos_uri.http import Response
 from mesos_uri.urls import Origin, redact_url
@@ -167,21 +167,24 @@ def bearer_challenge(response: Response, url: str) -> Challenge:
 
 
 def parse_token_response(response: Response, url: str) -> tuple[str, float]:
-    """(token, expires_in seconds) from the token endpoint's JSON (SPEC.md §5.5 steps 3-4)."""
+    """(token, expires_in seconds) from the token endpoint's JSON answer, with the original's
+    texts; the answer holds a secret, so no error quotes it."""
     if response.code != 200:
         raise AuthError(f"Unexpected HTTP response '{response.status}' when trying to GET '{url}'")
     try:
-        document = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
+        document = parse_object(response.body, secret=True)
+    except JSONError as exc:
         raise AuthError(f"Parsing the JSON object failed: {exc}") from exc
-    if not isinstance(document, dict):
-        raise AuthError("Parsing the JSON object failed: Unexpected JSON type parsed")
-    # The spec names it ``token``; OAuth2-style servers send ``access_token``; either will do.
-    value = document.get("token") or document.get("access_token")
+    try:
+        # The spec names it ``token``; OAuth2-style servers send ``access_token``; either will do.
+        value = document.optional_string("token") or document.optional_string("access_token")
+    except JSONError as exc:
+        raise AuthError(f"Finding token in JSON object failed: {exc}") from exc
     if value is None:
         raise AuthError("Failed to find token in JSON object")
-    if not isinstance(value, str) or not value:
-        raise AuthError("Finding token in JSON object failed: Found JSON value of wrong type")
+    if not value:
+        raise AuthError("Finding token in JSON object failed: the token is empty")
+    # A lifetime that is not a positive number is the spec's default, not an error.
     expires_in = document.get("expires_in")
     if (
         isinstance(expires_in, bool)

@@ -12,16 +12,8 @@ from typing import Final
 
 import attrs
 
-from mesos_uri.docker.jsonproto import (
-    Kind,
-    ProtoError,
-    convert,
-    message,
-    optional,
-    parse_object,
-    shorten,
-)
-from mesos_uri.errors import UsageError
+from mesos_uri._json import Fields, JSONError, parse_object
+from mesos_uri.errors import UsageError, excerpt
 from mesos_uri.urls import WEB_SCHEMES, Origin
 
 __all__ = [
@@ -78,89 +70,51 @@ class DockerConfig:
         return tuple(name for name, _ in self.auths)
 
 
-_AUTH_ENTRY: Final = message("auth", "email", "username", "password", "identitytoken")
-_NEW_FORMAT_TOP: Final = message(optional("credsStore"), optional("credHelpers", Kind.MAP))
 _HELPER_KEYS: Final = frozenset({"credsStore", "credHelpers"})
 
 
 def parse_auth_config(text: str) -> DockerConfig:
     """Parse ``~/.docker/config.json`` (keys under ``auths``) or ``~/.dockercfg`` (keys at the top).
 
-    Follows SPEC.md §5.1, including its error texts, except that no error quotes the config.
+    The original's texts, except that no error quotes the config: it holds secrets.
     """
     try:
-        document = parse_object(text)
-    except ProtoError as exc:
+        document = parse_object(text, secret=True)
+    except JSONError as exc:
         raise UsageError(f"JSON parse failed: {exc}") from exc
-
     auths = document.get("auths")
     # Docker's documentation writes config.json without "auths" ({"credsStore": "pass"},
     # {"credHelpers": {...}}), and so does `gcloud auth configure-docker`: the helper keys mark
-    # the new format too, where the original saw a malformed old-format file (SPEC §5.1).
-    helpers_only = "auths" not in document and bool(_HELPER_KEYS & document.keys())
-    new_format = isinstance(auths, dict) or helpers_only
-    if isinstance(auths, dict):
-        entries = auths
-    elif helpers_only:
-        entries = {}
-    elif auths is None:
-        # Old format; an `"auths": null` then fails below as a non-object entry (SPEC §5.1).
-        entries = document
-    else:
+    # the new format too, where the original saw a malformed old-format file.
+    helpers_only = "auths" not in document.values and bool(_HELPER_KEYS & document.values.keys())
+    if auths is not None and not isinstance(auths, dict):
         raise UsageError(
             "Failed to find 'auths' in docker config file: Found JSON value of wrong type"
         )
+    try:
+        if isinstance(auths, dict) or helpers_only:
+            # The new format: its other top-level keys (HttpHeaders, ...) are not registries.
+            entries = document.child("auths").objects() if auths else ()
+            creds_store = document.optional_string("credsStore")
+            cred_helpers = document.string_map("credHelpers")
+        else:
+            # The old format; an `"auths": null` then fails as an entry that is not an object.
+            entries = document.objects()
+            creds_store, cred_helpers = None, ()
+        parsed = tuple((key, _entry(fields)) for key, fields in entries)
+    except JSONError as exc:
+        raise UsageError(str(exc)) from exc
+    return DockerConfig(auths=parsed, creds_store=creds_store, cred_helpers=cred_helpers)
 
-    parsed: dict[str, AuthEntry] = {}
-    # Sorted, as the original's std::map, so that the first error is the same one.
-    for key in sorted(entries):
-        value = entries[key]
-        if not isinstance(value, dict):
-            # Departure: the original quoted the value ("Invalid JSON object '<value>'").
-            raise UsageError(f"Invalid JSON object for key '{shorten(key)}'")
-        try:
-            record = convert(value, _AUTH_ENTRY)
-        except ProtoError as exc:
-            raise UsageError(f"Protobuf parse failed: {exc}") from exc
-        _well_formed(key, "a key")
-        for field in ("auth", "username", "password", "identitytoken"):
-            _well_formed(record.optional_text(field), f"'{field}' for key '{shorten(key)}'")
-        parsed[key] = AuthEntry(
-            auth=record.optional_text("auth"),
-            email=record.optional_text("email"),
-            username=record.optional_text("username"),
-            password=record.optional_text("password"),
-            identitytoken=record.optional_text("identitytoken"),
-        )
 
-    creds_store: str | None = None
-    cred_helpers: tuple[tuple[str, str], ...] = ()
-    if new_format:
-        try:
-            top = convert(document, _NEW_FORMAT_TOP)
-        except ProtoError as exc:
-            raise UsageError(f"Protobuf parse failed: {exc}") from exc
-        creds_store = _well_formed(top.optional_text("credsStore"), "'credsStore'")
-        cred_helpers = top.pairs("credHelpers")
-        for registry, helper in cred_helpers:
-            _well_formed(registry + helper, "'credHelpers'")
-
-    return DockerConfig(
-        auths=tuple((key, parsed[key]) for key in entries),
-        creds_store=creds_store,
-        cred_helpers=cred_helpers,
+def _entry(fields: Fields) -> AuthEntry:
+    return AuthEntry(
+        auth=fields.optional_string("auth"),
+        email=fields.optional_string("email"),
+        username=fields.optional_string("username"),
+        password=fields.optional_string("password"),
+        identitytoken=fields.optional_string("identitytoken"),
     )
-
-
-def _well_formed(text: str | None, what: str) -> str | None:
-    """``text``, unless it holds a lone surrogate, which JSON's ``"\\ud800"`` escape parses
-    to: no header, form or program name can carry one, so it is refused where it came in."""
-    if text is not None:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise UsageError(f"Invalid {what} in docker config: not valid Unicode") from exc
-    return text
 
 
 def merge(per_fetch: DockerConfig | None, default: DockerConfig | None) -> DockerConfig:
@@ -231,10 +185,10 @@ def _check_auth(key: str, auth: str) -> None:
         decoded = base64.b64decode(auth, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise UsageError(
-            f"Invalid 'auth' for key '{shorten(key)}' in docker config: not base64"
+            f"Invalid 'auth' for key '{excerpt(key, 80)}' in docker config: not base64"
         ) from exc
     if b":" not in decoded:
         raise UsageError(
-            f"Invalid 'auth' for key '{shorten(key)}' in docker config: "
+            f"Invalid 'auth' for key '{excerpt(key, 80)}' in docker config: "
             "expected base64 of 'username:password'"
         )

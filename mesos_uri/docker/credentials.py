@@ -22,7 +22,6 @@ and did not print JSON, and the OAuth error quoted is the server's ``error`` cod
 from __future__ import annotations
 
 import base64
-import json
 import shutil
 import urllib.parse
 from typing import Final
@@ -30,6 +29,7 @@ from typing import Final
 import anyio
 import attrs
 
+from mesos_uri._json import JSONError, parse_object
 from mesos_uri.docker.auth import parse_token_response
 from mesos_uri.docker.config import (
     DOCKER_HUB_KEY,
@@ -109,8 +109,6 @@ class OAuthToken:
 
     access_token: str = attrs.field(repr=_redacted)
     expires_in: float
-    # Present when the server rotates refresh tokens; the caller keeps using the old one otherwise.
-    refresh_token: str | None = attrs.field(default=None, repr=_redacted)
 
 
 def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
@@ -172,22 +170,15 @@ def _tag_token(entry: AuthEntry) -> AuthEntry:
 
 def parse_helper_output(program: str, stdout: bytes) -> RegistryCredentials | None:
     """The credentials in a helper's successful answer; None when its secret is empty."""
-    malformed = f"{program} get printed malformed output (expected a JSON credentials object)"
     try:
-        document = json.loads(stdout)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        # The message names the position only, never the document (which holds the secret).
-        raise AuthError(malformed) from exc
-    if not isinstance(document, dict):
-        raise AuthError(malformed)
-    username = document.get("Username", "")
-    secret = document.get("Secret")
-    if not isinstance(username, str) or not isinstance(secret, str):
-        raise AuthError(malformed)
-    try:
-        f"{username}{secret}".encode()  # JSON's "\ud800" parses to a lone surrogate
-    except UnicodeEncodeError as exc:
-        raise AuthError(malformed) from exc
+        document = parse_object(stdout, secret=True)
+        username = document.optional_string("Username") or ""
+        secret = document.string("Secret")
+    except JSONError as exc:
+        # Neither text quotes the answer, which holds the secret.
+        raise AuthError(
+            f"{program} get printed malformed output (expected a JSON credentials object): {exc}"
+        ) from exc
     if not secret:
         return None
     if username == TOKEN_USERNAME:
@@ -275,28 +266,28 @@ def identity_token_request(
 
 
 def parse_oauth_response(response: Response, url: str) -> OAuthToken:
-    """The access token, its lifetime and any new refresh token from the realm's answer.
+    """The access token and its lifetime from the realm's answer.
 
     ``expires_in`` defaults to 60 s as the token spec says; the token is read by the same code
-    as the GET flow's, so ``token`` is accepted where ``access_token`` is missing.
+    as the GET flow's, so ``token`` is accepted where ``access_token`` is missing. A rotated
+    ``refresh_token`` in the answer is not read: the identity token from the docker config is
+    what is sent next time, as in Docker's daemon, whose static credential store ignores it.
     """
     if response.code != 200:
         raise AuthError(
             f"Unexpected HTTP response '{response.status}' when trying to POST to "
             f"'{redact_url(url)}'{_oauth_error(response.body)}"
         )
-    value, expires_in = parse_token_response(response, url)
-    document = json.loads(response.body)  # parse_token_response checked it is a JSON object
-    refresh = document.get("refresh_token")
-    return OAuthToken(value, expires_in, refresh if isinstance(refresh, str) and refresh else None)
+    return OAuthToken(*parse_token_response(response, url))
 
 
 def _oauth_error(body: bytes) -> str:
-    """`` (invalid_grant)`` from an RFC 6749 §5.2 error body, or nothing."""
+    """`` (invalid_grant)`` from an OAuth2 (RFC 6749) error body, or nothing: the code only,
+    since the description may echo the refresh token."""
     try:
-        code = json.loads(body).get("error")
-    except (ValueError, UnicodeDecodeError, RecursionError, AttributeError):
+        code = parse_object(body, secret=True).optional_string("error")
+    except JSONError:
         return ""
-    if not isinstance(code, str) or not code.isascii() or not code.isprintable():
+    if not code or not code.isascii() or not code.isprintable():
         return ""
-    return f" ({code[:100]})" if code else ""
+    return f" ({code[:100]})"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
-from mesos_uri.docker.digest import Digest
-from mesos_uri.docker.platform import Platform
+from mesos_uri._json import Fields
+from mesos_uri.docker.digest import Digest, parse_digest
 
-__all__ = ["Descriptor"]
+if TYPE_CHECKING:  # platforms are read only when an index is met
+    from mesos_uri.docker.platform import Platform
+
+__all__ = ["Descriptor", "read_descriptor"]
 
 
 @attrs.frozen
@@ -24,3 +29,18 @@ class Descriptor:
     urls: tuple[str, ...] = ()
     platform: Platform | None = None
     annotations: tuple[tuple[str, str], ...] = ()
+
+
+def read_descriptor(fields: Fields, *, platform: Platform | None = None) -> Descriptor:
+    """The descriptor a manifest or index entry holds.
+
+    Every field is read before the digest is checked, so that a field of the wrong type is a
+    :class:`~mesos_uri._json.JSONError` and only a well-typed but malformed digest a
+    :class:`~mesos_uri.errors.DigestError`: manifests report the two at different stages.
+    """
+    media_type = fields.string("mediaType")
+    size = fields.count("size")
+    text = fields.string("digest")
+    urls = fields.strings("urls")
+    annotations = fields.string_map("annotations")
+    return Descriptor(media_type, parse_digest(text), size, urls, platform, annotations)

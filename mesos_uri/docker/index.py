@@ -1,8 +1,9 @@
 """Image indexes and Docker manifest lists: parsing one, and choosing its entry for a platform.
 
 An index names one image manifest per platform (OCI image spec, image-index.md; Docker's manifest
-list is the same shape). The original could not read either (SPEC.md §9 row 2); issue #5 has the
-fetch choose the entry for the wanted platform and write that manifest as ``DIR/manifest``.
+list is the same shape). The original could read neither; here the fetch chooses the entry for the
+wanted platform and writes that manifest as ``DIR/manifest``. This module and
+:mod:`mesos_uri.docker.platform` are needed only when an index is met.
 
 Parsing is strict where a later step relies on a field: digests name files, media types are sent
 back in an ``Accept`` header, sizes bound downloads. Unknown fields are ignored, and JSON ``null``
@@ -11,34 +12,21 @@ counts as absent for optional fields, as Go's decoder (containerd, distribution)
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Final
 
 import attrs
 
-from mesos_uri.docker.descriptor import Descriptor
-from mesos_uri.docker.digest import parse_digest
+from mesos_uri._json import Fields, JSONError, parse_object
+from mesos_uri.docker.descriptor import Descriptor, read_descriptor
+from mesos_uri.docker.manifest import INDEX_MEDIA_TYPES, check_size, is_index, media_type_of
 from mesos_uri.docker.platform import Platform, best_match
-from mesos_uri.errors import DigestError, ManifestError
+from mesos_uri.errors import DigestError, ManifestError, excerpt
 
-__all__ = [
-    "DOCKER_LIST",
-    "INDEX_MEDIA_TYPES",
-    "MAX_INDEX_BYTES",
-    "MAX_INDEX_DEPTH",
-    "OCI_INDEX",
-    "Index",
-    "choose",
-    "is_index",
-    "parse_index",
-]
+# is_index lives in manifest.py, so that telling an index needs no import of this module; it is
+# re-exported for callers that already hold this one.
+__all__ = ["MAX_INDEX_DEPTH", "Index", "choose", "is_index", "parse_index"]
 
-OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
-DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
-INDEX_MEDIA_TYPES: Final = frozenset({OCI_INDEX, DOCKER_LIST})
-
-MAX_INDEX_BYTES: Final = 4 * 1024 * 1024  # like containerd
 # How many indexes deep the fetch follows an index entry that is itself an index; real
 # registries nest at most once, the bound stops an index that (indirectly) names itself.
 MAX_INDEX_DEPTH: Final = 4
@@ -48,7 +36,7 @@ MAX_INDEX_DEPTH: Final = 4
 _REFERENCE_TYPE: Final = "vnd.docker.reference.type"
 _ATTESTATION: Final = "attestation-manifest"
 
-# RFC 6838 §4.2 type "/" subtype; anything else cannot go back into an Accept header safely.
+# RFC 6838 type "/" subtype; anything else cannot go back into an Accept header safely.
 _MEDIA_TYPE: Final = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 )
@@ -68,134 +56,63 @@ class Index:
     annotations: tuple[tuple[str, str], ...] = ()
 
 
-def is_index(media_type: str) -> bool:
-    """Whether a Content-Type or descriptor media type names an index (parameters ignored)."""
-    return _media_type_only(media_type) in INDEX_MEDIA_TYPES
-
-
-def _media_type_only(value: str) -> str:
-    # Issue #5: content types compare on the media type alone, case-insensitively.
-    return value.split(";", 1)[0].strip().lower()
-
-
 def _error(what: str) -> ManifestError:
     return ManifestError(f"Failed to parse the image index: {what}")
 
 
 def parse_index(media_type: str, body: bytes) -> Index:
     """Parse and validate ``body``, served as ``media_type`` (one of ``INDEX_MEDIA_TYPES``)."""
-    served = _media_type_only(media_type)
+    served = media_type_of(media_type)
     if served not in INDEX_MEDIA_TYPES:
-        raise _error(f"'{media_type}' is not an image index media type")
-    if len(body) > MAX_INDEX_BYTES:
-        raise _error(f"{len(body)} bytes is more than the {MAX_INDEX_BYTES} allowed")
+        raise _error(f"'{excerpt(media_type, 80)}' is not an image index media type")
+    check_size(body)
     try:
-        document: object = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers bad JSON, bad UTF-8 and over-long integers; RecursionError deep nesting.
+        document = parse_object(body)
+    except JSONError as exc:
         raise _error(f"JSON parse failed: {exc}") from exc
-    if not isinstance(document, dict):
-        raise _error("expected a JSON object")
-
-    version = document.get("schemaVersion")
-    if type(version) is not int or version != 2:
-        raise _error("'schemaVersion' field must be 2")
-    declared = document.get("mediaType")
-    if declared is not None and declared != served:
-        # containerd refuses an index whose mediaType contradicts how it was served.
-        raise _error(f"'mediaType' field {_show(declared)} does not match '{served}'")
-    if "config" in document or "layers" in document:
-        raise _error("it has 'config' or 'layers': an image manifest, not an index")
-
-    entries = document.get("manifests")
-    if not isinstance(entries, list):
-        raise _error("'manifests' field must be an array")
-    manifests = tuple(_descriptor(entry, f"manifests[{i}]") for i, entry in enumerate(entries))
-    return Index(
-        media_type=served,
-        schema_version=version,
-        manifests=manifests,
-        raw=body,
-        annotations=_annotations(document.get("annotations"), "annotations"),
-    )
-
-
-def _descriptor(value: object, where: str) -> Descriptor:
-    if not isinstance(value, dict):
-        raise _error(f"'{where}' must be an object")
-    media_type = value.get("mediaType")
-    if not isinstance(media_type, str) or not _MEDIA_TYPE.fullmatch(media_type):
-        raise _error(f"'{where}.mediaType' must be a media type, not {_show(media_type)}")
-    text = value.get("digest")
-    if not isinstance(text, str):
-        raise _error(f"'{where}.digest' must be a string")
     try:
-        digest = parse_digest(text)
+        version = document.count("schemaVersion")
+        if version != 2:
+            raise _error("'schemaVersion' field must be 2")
+        declared = document.optional_string("mediaType")
+        if declared is not None and declared != served:
+            # containerd refuses an index whose mediaType contradicts how it was served.
+            raise _error(f"'mediaType' field \"{excerpt(declared, 80)}\" does not match '{served}'")
+        if "config" in document or "layers" in document:
+            raise _error("it has 'config' or 'layers': an image manifest, not an index")
+        entries = document.children("manifests", required=True)
+        return Index(
+            media_type=served,
+            schema_version=version,
+            manifests=tuple(_entry(entry) for entry in entries),
+            raw=body,
+            annotations=document.string_map("annotations"),
+        )
+    except JSONError as exc:
+        raise _error(str(exc)) from exc
+
+
+def _entry(fields: Fields) -> Descriptor:
+    media_type = fields.string("mediaType")
+    if not _MEDIA_TYPE.fullmatch(media_type):
+        raise _error(
+            f"'{fields.path}.mediaType' must be a media type, not '{excerpt(media_type, 80)}'"
+        )
+    platform = fields.optional_child("platform")
+    try:
+        return read_descriptor(fields, platform=None if platform is None else _platform(platform))
     except DigestError as exc:
-        raise _error(f"'{where}.digest': {exc}") from exc
-    size = value.get("size")
-    if type(size) is not int or size < 0:
-        raise _error(f"'{where}.size' must be a non-negative integer, not {_show(size)}")
-    return Descriptor(
-        media_type=media_type,
-        digest=digest,
-        size=size,
-        urls=_strings(value.get("urls"), f"{where}.urls"),
-        platform=_platform(value.get("platform"), f"{where}.platform"),
-        annotations=_annotations(value.get("annotations"), f"{where}.annotations"),
-    )
+        raise _error(f"'{fields.path}.digest': {exc}") from exc
 
 
-def _platform(value: object, where: str) -> Platform | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _error(f"'{where}' must be an object")
-    os_name = value.get("os")
-    architecture = value.get("architecture")
-    if not isinstance(os_name, str):
-        raise _error(f"'{where}.os' must be a string")
-    if not isinstance(architecture, str):
-        raise _error(f"'{where}.architecture' must be a string")
+def _platform(fields: Fields) -> Platform:
     return Platform(
-        os=os_name,
-        architecture=architecture,
-        variant=_optional_string(value.get("variant"), f"{where}.variant") or None,
-        os_version=_optional_string(value.get("os.version"), f"{where}.os.version"),
-        os_features=_strings(value.get("os.features"), f"{where}.os.features"),
+        os=fields.string("os"),
+        architecture=fields.string("architecture"),
+        variant=fields.optional_string("variant") or None,
+        os_version=fields.optional_string("os.version"),
+        os_features=fields.strings("os.features"),
     )
-
-
-def _optional_string(value: object, where: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise _error(f"'{where}' must be a string")
-
-
-def _strings(value: object, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _error(f"'{where}' must be an array of strings")
-    return tuple(value)
-
-
-def _annotations(value: object, where: str) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
-        raise _error(f"'{where}' must be an object of strings")
-    return tuple(value.items())
-
-
-def _show(value: object) -> str:
-    """A short, one-line rendering of a JSON value for an error message."""
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    text = json.dumps(value, ensure_ascii=True)
-    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _choosable_platform(descriptor: Descriptor) -> Platform | None:

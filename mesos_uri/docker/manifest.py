@@ -1,44 +1,29 @@
 """Image manifests: which kind a response is, parsing it from the bytes received, its blobs.
 
-Three kinds of image manifest are parsed: Docker schema 1 (see :mod:`mesos_uri.docker.schema1`),
-Docker schema 2 (the original's ``v2_2::parse``, SPEC.md §6.4) and the OCI image manifest, which
-has the shape of schema 2 (issue #5). Indexes and manifest lists are classified here but parsed
-in :mod:`mesos_uri.docker.index`.
+Three kinds of image manifest are parsed: Docker schema 1 (in :mod:`mesos_uri.docker.schema1`,
+imported only when one is met), Docker schema 2 (the original's ``v2_2::parse``) and the OCI image
+manifest, which has the shape of schema 2. Indexes and manifest lists are recognised here
+(:func:`is_index`) but parsed in :mod:`mesos_uri.docker.index`, imported only when one is met.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from mesos_uri.docker.descriptor import Descriptor
-from mesos_uri.docker.digest import Digest, parse_digest
-from mesos_uri.docker.jsonproto import (
-    Kind,
-    Message,
-    ProtoError,
-    Record,
-    convert,
-    message,
-    optional,
-    parse_object,
-    repeated,
-    required,
-    shorten,
-)
-from mesos_uri.docker.schema1 import (
-    Schema1Manifest,
-    V1Image,
-    parse_schema1,
-    parse_v1_image,
-    schema1_payload,
-)
-from mesos_uri.errors import DigestError, ManifestError
+from mesos_uri._json import Fields, JSONError, parse_object
+from mesos_uri.docker.descriptor import Descriptor, read_descriptor
+from mesos_uri.docker.digest import Digest
+from mesos_uri.errors import DigestError, ManifestError, excerpt
+
+if TYPE_CHECKING:
+    from mesos_uri.docker.schema1 import Schema1Manifest
 
 __all__ = [
     "ACCEPT",
     "DOCKER_LIST",
+    "INDEX_MEDIA_TYPES",
     "MAX_MANIFEST_BYTES",
     "OCI_INDEX",
     "OCI_MANIFEST",
@@ -49,13 +34,12 @@ __all__ = [
     "UNKNOWN_SIZE",
     "ImageManifest",
     "Schema1Manifest",
-    "V1Image",
     "blob_descriptors",
     "check_size",
     "classify",
+    "is_index",
     "media_type_of",
     "parse_image_manifest",
-    "parse_v1_image",
     "schema1_payload",
 ]
 
@@ -65,6 +49,7 @@ SCHEMA2: Final = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
+INDEX_MEDIA_TYPES: Final = frozenset({OCI_INDEX, DOCKER_LIST})
 
 # What docker/distribution's schema 1 References() calls a layer: schema 1 names no type.
 SCHEMA1_LAYER: Final = "application/vnd.docker.container.image.rootfs.diff+x-gzip"
@@ -72,14 +57,30 @@ SCHEMA1_LAYER: Final = "application/vnd.docker.container.image.rootfs.diff+x-gzi
 # Descriptor.size of a schema 1 layer: schema 1 does not declare sizes.
 UNKNOWN_SIZE: Final = -1
 
-# Preference order of issue #5: indexes first so that the registry never converts or picks a
-# platform for us (REGISTRY-NOTES.md), then single manifests, schema 1 last.
+# Indexes first, so that the registry never converts a manifest or picks a platform for us (a
+# registry that is not offered an index type answers with the manifest of its own platform),
+# then single manifests, schema 1 last.
 ACCEPT: Final = ",".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, SCHEMA2, SCHEMA1, SCHEMA1_SIGNED))
 
-# What containerd and skopeo allow; real manifests are a few KiB.
+# What containerd and skopeo allow for a manifest or an index; real ones are a few KiB.
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 
-_KNOWN: Final = frozenset({SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX})
+_KNOWN: Final = frozenset({SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, OCI_MANIFEST, *INDEX_MEDIA_TYPES})
+
+# The original's prefix for each kind of image manifest that fails to parse.
+_FAILED: Final = {
+    SCHEMA1: "Failed to parse the V2 Schema 1 image manifest: ",
+    SCHEMA1_SIGNED: "Failed to parse the V2 Schema 1 image manifest: ",
+    SCHEMA2: "Failed to parse the V2 Schema 2 image manifest: ",
+    OCI_MANIFEST: "Failed to parse the OCI image manifest: ",
+}
+_INVALID: Final = {
+    SCHEMA2: "Docker v2 s2 image manifest validation failed: ",
+    OCI_MANIFEST: "OCI image manifest validation failed: ",
+}
+
+# The longest piece of a server's text (a Content-Type, a digest) quoted in an error.
+_MAX_QUOTED: Final = 80
 
 
 @attrs.frozen
@@ -101,39 +102,19 @@ class ImageManifest:
     subject: Descriptor | None = None
 
 
-_DESCRIPTOR: Final = message(
-    required("mediaType"),
-    required("size", Kind.NUMBER),
-    required("digest"),
-    repeated("urls"),
-    optional("annotations", Kind.MAP),
-)
-
-_SCHEMA2: Final = message(
-    required("schemaVersion", Kind.NUMBER),
-    required("mediaType"),
-    required("config", Kind.MESSAGE, _DESCRIPTOR),
-    repeated("layers", Kind.MESSAGE, _DESCRIPTOR),
-)
-
-_OCI_MANIFEST: Final = message(
-    required("schemaVersion", Kind.NUMBER),
-    "mediaType",
-    required("config", Kind.MESSAGE, _DESCRIPTOR),
-    repeated("layers", Kind.MESSAGE, _DESCRIPTOR),
-    optional("annotations", Kind.MAP),
-    "artifactType",
-    optional("subject", Kind.MESSAGE, _DESCRIPTOR),
-)
-
-
 def media_type_of(content_type: str) -> str:
-    """The media type of a Content-Type value: parameters dropped, lower-cased (RFC 9110 §8.3.1)."""
+    """The media type of a Content-Type value: parameters dropped, lower-cased, as HTTP compares
+    media types."""
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def is_index(media_type: str) -> bool:
+    """Whether a Content-Type or descriptor media type names an index (parameters ignored)."""
+    return media_type_of(media_type) in INDEX_MEDIA_TYPES
+
+
 def check_size(body: bytes) -> None:
-    """Refuse a manifest larger than :data:`MAX_MANIFEST_BYTES`."""
+    """Refuse a manifest or index larger than :data:`MAX_MANIFEST_BYTES`."""
     if len(body) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             f"Manifest is larger than the {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit "
@@ -144,10 +125,9 @@ def check_size(body: bytes) -> None:
 def classify(content_type: str | None, body: bytes) -> str:
     """The media type of a manifest response, one of the constants of this module.
 
-    The original compared the Content-Type exactly and took ``application/json`` for schema 1
-    (SPEC.md §6.2). Here only the media type counts, in any case; a body served without a
-    Content-Type or as ``application/json`` is classified by its own ``schemaVersion`` and
-    ``mediaType`` fields.
+    The original compared the Content-Type exactly and took ``application/json`` for schema 1.
+    Here only the media type counts, in any case; a body served without a Content-Type or as
+    ``application/json`` is classified by its own ``schemaVersion`` and ``mediaType`` fields.
     """
     check_size(body)
     if content_type is not None:
@@ -155,28 +135,28 @@ def classify(content_type: str | None, body: bytes) -> str:
         if media_type in _KNOWN:
             return media_type
         if media_type not in ("", "application/json"):
-            raise ManifestError(f"Unsupported manifest MIME type: {shorten(content_type)}")
+            raise ManifestError(f"Unsupported manifest MIME type: {_quoted(content_type)}")
     return _sniff(content_type, body)
 
 
 def _sniff(content_type: str | None, body: bytes) -> str:
-    shown = "(none)" if content_type is None else shorten(content_type)
+    shown = "(none)" if content_type is None else _quoted(content_type)
     try:
         document = parse_object(body)
-    except ProtoError as exc:
+    except JSONError as exc:
         raise ManifestError(
             f"Unsupported manifest MIME type: {shown} (the body is not a JSON object: {exc})"
         ) from exc
     version = document.get("schemaVersion")
     declared = document.get("mediaType")
-    if _is_int(version, 1):
+    if type(version) is int and version == 1:
         return SCHEMA1_SIGNED if document.get("signatures") else SCHEMA1
     if isinstance(declared, str):
         media_type = media_type_of(declared)
         if media_type in _KNOWN:
             return media_type
-        raise ManifestError(f"Unsupported manifest MIME type: {shorten(declared)}")
-    if _is_int(version, 2):
+        raise ManifestError(f"Unsupported manifest MIME type: {_quoted(declared)}")
+    if type(version) is int and version == 2:
         # OCI makes mediaType optional; what the document holds tells an index from a manifest.
         if "manifests" in document:
             return OCI_INDEX
@@ -188,89 +168,76 @@ def _sniff(content_type: str | None, body: bytes) -> str:
     )
 
 
-def _is_int(value: object, expected: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value == expected
-
-
 def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | ImageManifest:
     """Parse and validate an image manifest of ``media_type`` (as :func:`classify` returns).
 
     Error texts carry the original's prefixes ("Failed to parse the V2 Schema 2 image manifest:
-    ..."), the OCI manifest its own.
+    ..."), the OCI manifest its own; a field of the wrong type or missing is named by its path.
     """
     check_size(body)
     kind = media_type_of(media_type)
-    if kind in (SCHEMA1, SCHEMA1_SIGNED):
-        try:
-            return parse_schema1(body)
-        except ManifestError as exc:
-            raise ManifestError(f"Failed to parse the V2 Schema 1 image manifest: {exc}") from exc
-    if kind == SCHEMA2:
-        try:
-            return _parse_schema2(body, _SCHEMA2, SCHEMA2, "Docker v2 s2 image manifest")
-        except ManifestError as exc:
-            raise ManifestError(f"Failed to parse the V2 Schema 2 image manifest: {exc}") from exc
-    if kind == OCI_MANIFEST:
-        try:
-            return _parse_schema2(body, _OCI_MANIFEST, OCI_MANIFEST, "OCI image manifest")
-        except ManifestError as exc:
-            raise ManifestError(f"Failed to parse the OCI image manifest: {exc}") from exc
-    if kind in (OCI_INDEX, DOCKER_LIST):
+    if kind in INDEX_MEDIA_TYPES:
         raise ManifestError(f"'{kind}' is an index of manifests, not an image manifest")
-    raise ManifestError(f"Unsupported manifest MIME type: {shorten(media_type)}")
-
-
-def _parse_schema2(body: bytes, spec: Message, media_type: str, what: str) -> ImageManifest:
-    """Schema 2 and OCI: the rules and texts of SPEC.md §6.4, in its order."""
+    failed = _FAILED.get(kind)
+    if failed is None:
+        raise ManifestError(f"Unsupported manifest MIME type: {_quoted(media_type)}")
     try:
-        document = parse_object(body)
-    except ProtoError as exc:
-        raise ManifestError(f"JSON parse failed: {exc}") from exc
-    try:
-        record = convert(document, spec)
-    except ProtoError as exc:
-        raise ManifestError(f"Protobuf parse failed: {exc}") from exc
+        try:
+            document = parse_object(body)
+        except JSONError as exc:
+            raise ManifestError(f"JSON parse failed: {exc}") from exc
+        if kind in (SCHEMA1, SCHEMA1_SIGNED):
+            from mesos_uri.docker.schema1 import parse_schema1
 
-    invalid = f"{what} validation failed: "
-    layers = record.children("layers")
+            return parse_schema1(document, body)
+        return _parse_schema2(document, body, kind)
+    except (JSONError, ManifestError) as exc:
+        raise ManifestError(failed + str(exc)) from exc
+
+
+def _parse_schema2(document: Fields, body: bytes, media_type: str) -> ImageManifest:
+    """Schema 2 and OCI: the original's rules for schema 2, checked in its order."""
+    is_oci = media_type == OCI_MANIFEST
+    version = document.count("schemaVersion")
+    # Schema 2 requires the field; OCI makes it optional, and checks it when present.
+    declared = document.optional_string("mediaType") if is_oci else document.string("mediaType")
+    config = document.child("config")
+    layers = document.children("layers")
+    invalid = _INVALID[media_type]
     if not layers:
         raise ManifestError(invalid + "'layers' field size must be at least one")
-    config = _descriptor(record.child("config"), invalid)
-    descriptors = tuple(_descriptor(layer, invalid) for layer in layers)
-    subject = record.optional_child("subject")
-    if record.number("schemaVersion") != 2:
+    descriptors = tuple(_descriptor(fields, invalid) for fields in (config, *layers))
+    subject = document.optional_child("subject") if is_oci else None
+    if version != 2:
         raise ManifestError(invalid + "'schemaVersion' field must be 2")
-    declared = record.optional_text("mediaType")
-    # Schema 2 requires the field (a required field above); OCI only checks it when present.
     if declared is not None and declared != media_type:
         raise ManifestError(invalid + f"'mediaType' field must be '{media_type}'")
-
     return ImageManifest(
         media_type=media_type,
-        schema_version=2,
-        config=config,
-        layers=descriptors,
+        schema_version=version,
+        config=descriptors[0],
+        layers=descriptors[1:],
         raw=body,
-        annotations=record.pairs("annotations"),
-        artifact_type=record.optional_text("artifactType"),
+        annotations=document.string_map("annotations") if is_oci else (),
+        artifact_type=document.optional_string("artifactType") if is_oci else None,
         subject=None if subject is None else _descriptor(subject, invalid),
     )
 
 
-def _descriptor(record: Record, invalid: str) -> Descriptor:
-    text = record.text("digest")
+def _descriptor(fields: Fields, invalid: str) -> Descriptor:
     try:
-        digest = parse_digest(text)
+        return read_descriptor(fields)
     except DigestError as exc:
         # The original only required a ':'; the digest names a file, so the grammar is checked.
-        raise ManifestError(invalid + f"Incorrect 'digest' format: {shorten(text)}: {exc}") from exc
-    return Descriptor(
-        media_type=record.text("mediaType"),
-        digest=digest,
-        size=record.number("size"),
-        urls=record.texts("urls"),
-        annotations=record.pairs("annotations"),
-    )
+        text = _quoted(fields.string("digest"))
+        raise ManifestError(invalid + f"Incorrect 'digest' format: {text}: {exc}") from exc
+
+
+def schema1_payload(raw: bytes) -> bytes:
+    """The bytes a schema 1 manifest's digest is taken over: ``raw`` without its signatures."""
+    from mesos_uri.docker import schema1
+
+    return schema1.schema1_payload(raw)
 
 
 def blob_descriptors(manifest: Schema1Manifest | ImageManifest) -> list[Descriptor]:
@@ -279,12 +246,10 @@ def blob_descriptors(manifest: Schema1Manifest | ImageManifest) -> list[Descript
     Schema 1 declares neither sizes nor types: its layers get :data:`UNKNOWN_SIZE` and
     :data:`SCHEMA1_LAYER`.
     """
-    if isinstance(manifest, Schema1Manifest):
-        candidates = [
-            Descriptor(SCHEMA1_LAYER, layer.blob_sum, UNKNOWN_SIZE) for layer in manifest.fs_layers
-        ]
-    else:
+    if isinstance(manifest, ImageManifest):
         candidates = [manifest.config, *manifest.layers]
+    else:
+        candidates = [Descriptor(SCHEMA1_LAYER, blob, UNKNOWN_SIZE) for blob in manifest.blob_sums]
     seen: set[Digest] = set()
     unique = []
     for descriptor in candidates:
@@ -292,3 +257,7 @@ def blob_descriptors(manifest: Schema1Manifest | ImageManifest) -> list[Descript
             seen.add(descriptor.digest)
             unique.append(descriptor)
     return unique
+
+
+def _quoted(text: str) -> str:
+    return excerpt(text, _MAX_QUOTED)

@@ -12,13 +12,13 @@ within its own origin, and a refresh token is never sent again after a redirect.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Final
 
 import attrs
 
 from mesos_uri import curl
+from mesos_uri._json import JSONError, parse_object
 from mesos_uri.curl import TLS, Timeouts
 from mesos_uri.docker.auth import (
     MAX_TOKEN_RESPONSE_BYTES,
@@ -36,7 +36,7 @@ from mesos_uri.docker.credentials import (
     identity_token_request,
     parse_oauth_response,
 )
-from mesos_uri.errors import AuthError, HTTPStatusError, UsageError, excerpt
+from mesos_uri.errors import AuthError, HTTPStatusError, excerpt
 from mesos_uri.http import Response
 from mesos_uri.retry import RetryPolicy, run_with_retries, transient_status
 from mesos_uri.urls import REDIRECT_CODES, Origin, follow_redirect, redact_url, same_origin
@@ -56,9 +56,12 @@ def registry_error_detail(body: bytes) -> str:
     server."), which is quoted too; an HTML page is not.
     """
     try:
-        first = json.loads(body)["errors"][0]
-        code, message = str(first.get("code", "")), str(first.get("message", ""))
-    except (ValueError, RecursionError, KeyError, IndexError, TypeError, AttributeError):
+        errors = parse_object(body).children("errors")
+        if not errors:
+            return ""
+        code = errors[0].optional_string("code") or ""
+        message = errors[0].optional_string("message") or ""
+    except JSONError:
         line = body[:_MAX_ERROR_MESSAGE].decode("utf-8", "replace").strip().split("\n", 1)[0]
         if not line or line.startswith(("<", "{", "[")):
             return ""
