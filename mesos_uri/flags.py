@@ -1,33 +1,20 @@
-"""Flag values as stout's flags read them: durations, ``file://`` values, JSON object flags.
+"""Flag values: Mesos durations, and docker configs given inline or as a file.
 
-SPEC.md §3. Durations are kept as stout keeps them, whole nanoseconds (``Duration``), so the
-truncations of the original (``value × unit`` cut to an integer, curl's ``-y`` cut to whole
-seconds) happen at the same places.
+Durations are read as stout reads them (``10secs``, ``1mins``, ``500ms``; the number times the
+unit truncated to whole nanoseconds), since the agent passes its own flags through.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
-from mesos_uri._json import JSONError, parse_object
 from mesos_uri.errors import UsageError
 
-__all__ = [
-    "Duration",
-    "curl_stall_seconds",
-    "parse_duration",
-    "parse_json_object",
-    "parse_json_object_flag",
-    "read_flag_value",
-    "world_readable",
-]
-
-_log = logging.getLogger(__name__)
+__all__ = ["Duration", "config_text", "parse_duration", "read_config", "world_readable"]
 
 NANOSECONDS_PER_SECOND: Final = 1_000_000_000
 
@@ -47,6 +34,7 @@ _NUMBER_CHARS: Final = frozenset("0123456789.")
 _MAX_NANOSECONDS: Final = 2**63 - 1
 
 _FILE_PREFIX: Final = "file://"
+_UNITS_TEXT: Final = ", ".join(_UNITS)
 
 
 @attrs.frozen(order=True)
@@ -67,10 +55,10 @@ class Duration:
 
 
 def parse_duration(text: str) -> Duration:
-    """Parse a Mesos duration such as ``10secs``, ``1mins``, ``500ms`` or ``1.5hrs`` (SPEC §3).
+    """Parse a Mesos duration such as ``10secs``, ``1mins``, ``500ms`` or ``1.5hrs``.
 
-    The leading run of digits and dots is the number, the rest must be exactly one unit; errors
-    carry stout's texts. Negative durations are not supported (``-1secs`` has no number).
+    The leading run of digits and dots is the number, the rest must be exactly one unit.
+    Negative durations are not supported (``-1secs`` has no number).
     """
     for index, char in enumerate(text):
         if char in _NUMBER_CHARS:
@@ -79,31 +67,37 @@ def parse_duration(text: str) -> Duration:
         try:
             value = float(number)
         except ValueError as exc:
-            raise UsageError(f"Failed to convert '{number}' to number") from exc
+            raise UsageError(
+                f"Invalid duration '{text}': '{number}' is not a number (e.g. 30secs)"
+            ) from exc
         unit = text[index:]
         factor = _UNITS.get(unit)
         if factor is None:
             raise UsageError(
-                f"Unknown duration unit '{unit}'; supported units are 'ns', 'us', 'ms', 'secs', "
-                "'mins', 'hrs', 'days', and 'weeks'"
+                f"Invalid duration '{text}': unknown unit '{unit}'; the units are {_UNITS_TEXT}"
             )
         # stout computes in double and truncates to int64 nanoseconds.
         nanoseconds = value * factor
         if not nanoseconds <= _MAX_NANOSECONDS:
-            raise UsageError(f"Duration '{text}' is too large")
+            raise UsageError(f"Invalid duration '{text}': too large")
         return Duration(int(nanoseconds))
-    raise UsageError(f"Invalid duration '{text}'")
+    raise UsageError(
+        f"Invalid duration '{text}': a number and a unit, one of {_UNITS_TEXT} (e.g. 30secs)"
+    )
 
 
-def curl_stall_seconds(duration: Duration) -> str:
-    """curl's ``-y`` argument: whole seconds, truncated (``1500ms`` -> ``1``, ``500ms`` -> ``0``).
+def config_text(value: str) -> str:
+    """A docker config flag's text: the value itself when it is inline JSON (starts with ``{``),
+    else the contents of the file it names (a path, with or without ``file://``)."""
+    if value.lstrip().startswith("{"):
+        return value
+    return read_config(value.removeprefix(_FILE_PREFIX))
 
-    curl takes 0 as "no stall check", so a sub-second timeout disables it, as in the original.
-    """
-    return str(duration.nanoseconds // NANOSECONDS_PER_SECOND)
 
-
-def _read_text(path: str) -> str:
+def read_config(path: str) -> str:
+    """The text of a docker config file, with a clear error for what cannot be one."""
+    if os.path.isdir(path):
+        raise UsageError(f"'{path}' is a directory, not a docker config file")
     try:
         # newline="": the value is the file's bytes, line endings included.
         with open(path, encoding="utf-8", newline="") as handle:
@@ -111,53 +105,12 @@ def _read_text(path: str) -> str:
     except OSError as exc:
         raise UsageError(f"Failed to read '{path}': {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
-        raise UsageError(f"Failed to read '{path}': {exc}") from exc
-
-
-def read_flag_value(value: str) -> str:
-    """A flag value, with a ``file://<path>`` value replaced by that file's contents (SPEC §3)."""
-    if value.startswith(_FILE_PREFIX):
-        return _read_text(value[len(_FILE_PREFIX) :])
-    return value
-
-
-def parse_json_object(text: str) -> dict[str, Any]:
-    """Parse ``text`` as one JSON object with stout's ``JSON::parse<JSON::Object>`` errors.
-
-    Texts: the parser's own syntax message; "Parsed JSON included non-whitespace trailing
-    characters: <rest>"; "Unexpected JSON type parsed" for a value that is not an object.
-    """
-    try:
-        return dict(parse_object(text).values)
-    except JSONError as exc:
-        raise UsageError(str(exc)) from exc
-
-
-def parse_json_object_flag(value: str) -> dict[str, Any]:
-    """A JSON object flag such as ``--docker_config``: inline JSON, ``file://<path>`` or ``/path``.
-
-    A value starting with ``/`` is read as a file (stout's deprecated path form, SPEC §3). The
-    contents of a file are always parsed as JSON: unlike stout, a file whose text starts with
-    ``/`` is not read as a path a second time.
-    """
-    if value.startswith(_FILE_PREFIX):
-        text = _read_text(value[len(_FILE_PREFIX) :])
-    elif value.startswith("/"):
-        _log.warning(
-            "Specifying an absolute filename to read a command line option out of without "
-            "using 'file://' is deprecated; prefix the path with 'file://'"
-        )
-        text = _read_text(value)
-    else:
-        text = value
-    return parse_json_object(text)
+        raise UsageError(f"Failed to read '{path}': not UTF-8 text") from exc
 
 
 def world_readable(path: str) -> bool:
-    """Whether users other than the owner and group may read ``path``.
-
-    Such a docker config is still used, but the caller warns: it holds credentials (issue #4).
-    """
+    """Whether users other than the owner and group may read ``path``: such a docker config is
+    still used, but the caller warns, since it holds credentials."""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:

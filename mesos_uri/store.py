@@ -39,18 +39,29 @@ class Store:
         self.directory = Path(directory)
         # fsync before rename, so that a crash cannot leave an empty file under a final name.
         self.durable = durable
+        self._created: list[Path] = []
 
     def create(self) -> bool:
-        """``mkdir -p`` the directory; whether it had to be made (the original's error text)."""
-        if self.directory.is_dir():
-            return False
+        """``mkdir -p`` the directory (the original's error text); whether it had to be made."""
+        missing = [self.directory, *self.directory.parents]
+        missing = missing[: next(i for i, path in enumerate(missing) if path.exists())]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FetchError(
                 f"Failed to create directory '{self.directory}': {exc.strerror or exc}"
             ) from exc
-        return True
+        self._created = missing
+        return bool(missing)
+
+    def remove_if_empty(self) -> None:
+        """Remove the directories :meth:`create` made, if nothing is in them: a fetch that
+        failed leaves nothing behind."""
+        for path in self._created:
+            try:
+                path.rmdir()
+            except OSError:
+                return
 
     def path(self, name: str) -> Path:
         # Names are digests validated against the OCI grammar, or basenames: no '/' in them.

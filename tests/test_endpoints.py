@@ -9,6 +9,7 @@ import pytest
 from mesos_uri.curl import TLS
 from mesos_uri.docker.endpoints import Endpoints, Mirror, parse_host_value, parse_mirror
 from mesos_uri.errors import UsageError
+from mesos_uri.urls import Origin
 
 # --- the flags -----------------------------------------------------------------------------------
 
@@ -153,12 +154,12 @@ MIRRORS = Endpoints(
     ],
 )
 def test_mirrors_for(host: str, port: int | None, mirrors: list[str]) -> None:
-    assert MIRRORS.mirrors_for(host, port) == mirrors
+    assert [str(origin) for origin in MIRRORS.mirrors_for(host, port)] == mirrors
 
 
 def test_mirrors_for_reads_no_port_over_the_registry_transport() -> None:
     endpoints = Endpoints(mirrors=(Mirror("plain:80", "http://cache"),))
-    assert endpoints.mirrors_for("plain", None, scheme="http") == ["http://cache"]
+    assert endpoints.mirrors_for("plain", None, scheme="http") == [Origin.of("http://cache")]
     assert endpoints.mirrors_for("plain", None) == []
 
 

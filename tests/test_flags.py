@@ -1,8 +1,7 @@
-"""Flag values: Mesos durations, curl's -y argument, file:// values and JSON object flags."""
+"""Flag values: Mesos durations, and docker configs given inline or as a file."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mesos_uri.errors import UsageError
-from mesos_uri.flags import (
-    Duration,
-    curl_stall_seconds,
-    parse_duration,
-    parse_json_object,
-    parse_json_object_flag,
-    read_flag_value,
-    world_readable,
-)
+from mesos_uri.flags import Duration, config_text, parse_duration, read_config, world_readable
 
-UNITS_TEXT = "supported units are 'ns', 'us', 'ms', 'secs', 'mins', 'hrs', 'days', and 'weeks'"
+UNITS = "ns, us, ms, secs, mins, hrs, days, weeks"
 
 
 @pytest.mark.parametrize(
@@ -53,18 +44,19 @@ def test_duration_seconds() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("10", "Invalid duration '10'"),
-        ("", "Invalid duration ''"),
-        ("1.5", "Invalid duration '1.5'"),
-        ("secs", "Failed to convert '' to number"),
-        ("-1secs", "Failed to convert '' to number"),
-        ("1.2.3secs", "Failed to convert '1.2.3' to number"),
-        (".secs", "Failed to convert '.' to number"),
-        ("10sec", f"Unknown duration unit 'sec'; {UNITS_TEXT}"),
-        ("10 secs", f"Unknown duration unit ' secs'; {UNITS_TEXT}"),
-        ("10Secs", f"Unknown duration unit 'Secs'; {UNITS_TEXT}"),
-        ("1e3secs", f"Unknown duration unit 'e3secs'; {UNITS_TEXT}"),
-        ("10secs ", f"Unknown duration unit 'secs '; {UNITS_TEXT}"),
+        # Every error says what a duration looks like, the units included.
+        ("10", f"Invalid duration '10': a number and a unit, one of {UNITS} (e.g. 30secs)"),
+        ("", f"Invalid duration '': a number and a unit, one of {UNITS} (e.g. 30secs)"),
+        ("1.5", f"Invalid duration '1.5': a number and a unit, one of {UNITS} (e.g. 30secs)"),
+        ("secs", "Invalid duration 'secs': '' is not a number (e.g. 30secs)"),
+        ("-1secs", "Invalid duration '-1secs': '' is not a number (e.g. 30secs)"),
+        ("1.2.3secs", "Invalid duration '1.2.3secs': '1.2.3' is not a number (e.g. 30secs)"),
+        (".secs", "Invalid duration '.secs': '.' is not a number (e.g. 30secs)"),
+        ("10sec", f"Invalid duration '10sec': unknown unit 'sec'; the units are {UNITS}"),
+        ("10 secs", f"Invalid duration '10 secs': unknown unit ' secs'; the units are {UNITS}"),
+        ("10Secs", f"Invalid duration '10Secs': unknown unit 'Secs'; the units are {UNITS}"),
+        ("1e3secs", f"Invalid duration '1e3secs': unknown unit 'e3secs'; the units are {UNITS}"),
+        ("10secs ", f"Invalid duration '10secs ': unknown unit 'secs '; the units are {UNITS}"),
     ],
 )
 def test_parse_duration_errors(text: str, message: str) -> None:
@@ -74,7 +66,7 @@ def test_parse_duration_errors(text: str, message: str) -> None:
 
 
 def test_parse_duration_refuses_what_int64_cannot_hold() -> None:
-    with pytest.raises(UsageError, match=r"^Duration '9+weeks' is too large$"):
+    with pytest.raises(UsageError, match=r"^Invalid duration '9+weeks': too large$"):
         parse_duration("9" * 30 + "weeks")
 
 
@@ -94,14 +86,6 @@ def test_whole_numbers_scale_exactly(value: int, unit: str) -> None:
     assert parse_duration(f"{value}{unit}").nanoseconds == value * factor[unit]
 
 
-@pytest.mark.parametrize(
-    ("text", "argument"),
-    [("1500ms", "1"), ("500ms", "0"), ("10secs", "10"), ("1mins", "60"), ("59999ms", "59")],
-)
-def test_curl_stall_seconds_truncates(text: str, argument: str) -> None:
-    assert curl_stall_seconds(parse_duration(text)) == argument
-
-
 def test_duration_refuses_negative_and_non_integers() -> None:
     with pytest.raises(UsageError, match="out of range"):
         Duration(-1)
@@ -109,108 +93,45 @@ def test_duration_refuses_negative_and_non_integers() -> None:
         Duration(1.5)  # type: ignore[arg-type]
 
 
-# --- file:// values -------------------------------------------------------------------------------
-
-
-def test_read_flag_value_passes_plain_values() -> None:
-    assert read_flag_value("10secs") == "10secs"
-    assert read_flag_value("/etc/hosts") == "/etc/hosts"
-
-
-def test_read_flag_value_reads_file_urls(tmp_path: Path) -> None:
-    path = tmp_path / "value"
-    path.write_bytes(b"1mins\r\n")
-    assert read_flag_value(f"file://{path}") == "1mins\r\n"
-
-
-def test_read_flag_value_names_the_missing_file(tmp_path: Path) -> None:
-    missing = tmp_path / "missing"
-    with pytest.raises(UsageError) as caught:
-        read_flag_value(f"file://{missing}")
-    assert str(caught.value) == f"Failed to read '{missing}': No such file or directory"
-
-
-def test_read_flag_value_refuses_undecodable_files(tmp_path: Path) -> None:
-    path = tmp_path / "binary"
-    path.write_bytes(b"\xff\xfe")
-    with pytest.raises(UsageError, match=rf"^Failed to read '{path}': .*utf-8"):
-        read_flag_value(f"file://{path}")
-
-
-# --- JSON object flags ----------------------------------------------------------------------------
+# --- docker configs, inline or in a file -----------------------------------------------------
 
 CONFIG = '{"auths": {"localhost:5000": {"auth": "dXNlcjpwYXNz"}}}'
-CONFIG_VALUE = {"auths": {"localhost:5000": {"auth": "dXNlcjpwYXNz"}}}
 
 
-def test_json_flag_inline() -> None:
-    assert parse_json_object_flag(CONFIG) == CONFIG_VALUE
+def test_inline_json_is_the_value_itself() -> None:
+    assert config_text(CONFIG) == CONFIG
+    assert config_text("  " + CONFIG) == "  " + CONFIG
 
 
-def test_json_flag_file_url(tmp_path: Path) -> None:
-    path = tmp_path / "config.json"
-    path.write_text(CONFIG)
-    assert parse_json_object_flag(f"file://{path}") == CONFIG_VALUE
-
-
-def test_json_flag_absolute_path_is_read_with_a_deprecation_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("form", ["{path}", "file://{path}", "./{name}", "{name}"])
+def test_anything_else_is_a_path_whatever_it_starts_with(
+    form: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "config.json"
-    path.write_text(CONFIG)
-    with caplog.at_level(logging.WARNING, logger="mesos_uri.flags"):
-        assert parse_json_object_flag(str(path)) == CONFIG_VALUE
-    assert "deprecated" in caplog.text
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "cfg.json"
+    path.write_bytes(CONFIG.encode() + b"\r\n")
+    assert config_text(form.format(path=path, name=path.name)) == CONFIG + "\r\n"
 
 
-def test_json_flag_missing_file(tmp_path: Path) -> None:
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.json"
     with pytest.raises(UsageError) as caught:
-        parse_json_object_flag(str(missing))
+        config_text(str(missing))
     assert str(caught.value) == f"Failed to read '{missing}': No such file or directory"
 
 
-def test_json_flag_file_contents_are_json_not_a_path(tmp_path: Path) -> None:
-    path = tmp_path / "config.json"
-    path.write_text("/etc/hosts")
-    with pytest.raises(UsageError, match=r"^Expecting value"):
-        parse_json_object_flag(f"file://{path}")
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("[]", "Unexpected JSON type parsed"),
-        ('"text"', "Unexpected JSON type parsed"),
-        ("null", "Unexpected JSON type parsed"),
-        ("{} x ", "Parsed JSON included non-whitespace trailing characters:  x"),
-        ('{"a": 1}{"b": 2}\n', 'Parsed JSON included non-whitespace trailing characters: {"b": 2}'),
-        ('{"a": NaN}', "'NaN' is not JSON"),
-        ("[" * 100_000, "JSON nested too deeply"),
-    ],
-)
-def test_json_object_errors(text: str, message: str) -> None:
+def test_a_directory_is_said_to_be_one(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
-        parse_json_object(text)
-    assert str(caught.value) == message
+        read_config(str(tmp_path))
+    assert str(caught.value) == f"'{tmp_path}' is a directory, not a docker config file"
 
 
-def test_json_object_syntax_errors_are_usage_errors() -> None:
-    with pytest.raises(UsageError, match=r"^Expecting property name"):
-        parse_json_object("{")
-
-
-def test_json_object_allows_surrounding_whitespace() -> None:
-    assert parse_json_object(' \t\r\n{"a": [1, 2]} \n') == {"a": [1, 2]}
-
-
-@given(st.text(max_size=30))
-def test_json_object_returns_or_raises_usage_error(text: str) -> None:
-    try:
-        value = parse_json_object(text)
-    except UsageError:
-        return
-    assert isinstance(value, dict)
+def test_an_undecodable_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "binary"
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(UsageError) as caught:
+        config_text(f"file://{path}")
+    assert str(caught.value) == f"Failed to read '{path}': not UTF-8 text"
 
 
 # --- permissions ----------------------------------------------------------------------------------

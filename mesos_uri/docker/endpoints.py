@@ -85,11 +85,11 @@ class Endpoints:
     insecure: frozenset[str] = attrs.field(default=frozenset(), validator=_insecure_names)
     certs_dir: str | None = DEFAULT_CERTS_DIR
 
-    def mirrors_for(self, host: str, port: int | None, *, scheme: str = "https") -> list[str]:
-        """Mirror base URLs for the registry at ``host[:port]``, in the order given."""
+    def mirrors_for(self, host: str, port: int | None, *, scheme: str = "https") -> list[Origin]:
+        """The mirrors of the registry at ``host[:port]``, in the order given."""
         registry = Origin.at(host, port, scheme=scheme)
         return [
-            mirror.url
+            Origin.of(mirror.url)
             for mirror in self.mirrors
             if names_registry(mirror.registry or DOCKER_HUB_KEY, registry)
         ]

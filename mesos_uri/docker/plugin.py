@@ -1,34 +1,29 @@
 """The Docker fetcher plugin: schemes ``docker``, ``docker-manifest`` and ``docker-blob``.
 
-``fetch`` is the chain of the original (SPEC.md §6-§7), step by step: check the URI, resolve the
-manifest (following an index to the wanted platform), commit it, then fetch the blobs it names in
-parallel. Every byte is verified against its digest before it appears under its final name.
+``fetch`` is the original's chain, step by step: check the URI, resolve the manifest (following
+an index to the wanted platform), commit it, and fetch the blobs it names in parallel. Every
+byte is verified against its digest before it appears under its final name.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 import attrs
 
 from mesos_uri import uri as uris
 from mesos_uri.docker import config as docker_config
-from mesos_uri.docker import index as indexes
 from mesos_uri.docker import manifest as manifests
 from mesos_uri.docker.auth import TokenCache
 from mesos_uri.docker.blobs import fetch_blob, fetch_blobs
 from mesos_uri.docker.descriptor import Descriptor
 from mesos_uri.docker.digest import Digest, digest_of, parse_digest
 from mesos_uri.docker.endpoints import Endpoints
-from mesos_uri.docker.platform import Platform, host_platform
 from mesos_uri.docker.session import Session, registry_error_detail
 from mesos_uri.errors import (
     CurlError,
@@ -40,30 +35,32 @@ from mesos_uri.errors import (
     UsageError,
 )
 from mesos_uri.fetcher import BlobResult, FetchSummary, Flags
+from mesos_uri.flags import config_text
 from mesos_uri.http import Response
 from mesos_uri.retry import RetryPolicy, run_with_retries
 from mesos_uri.store import Store
 from mesos_uri.transfers import Batcher
-from mesos_uri.uri import URI
+from mesos_uri.uri import DEFAULT_DOCKER_TRANSPORT, URI
 from mesos_uri.urls import Origin
 
 if TYPE_CHECKING:
     from mesos_uri.docker.credentials import RegistryCredentials
+    from mesos_uri.docker.platform import Platform
 
 __all__ = ["DockerFetcherPlugin"]
 
 _SCHEMES: Final = ("docker", "docker-manifest", "docker-blob")
 # Head room for the header block(s) that curl prints before a manifest's body.
 _HEADER_ROOM: Final = 256 * 1024
+# How many indexes deep an index entry that is itself an index is followed: registries nest
+# once at most; the bound stops an index that (indirectly) names itself.
+_MAX_INDEX_DEPTH: Final = 4
 _log = logging.getLogger(__name__)
-
-
-_SCHEMA1: Final = frozenset({manifests.SCHEMA1, manifests.SCHEMA1_SIGNED})
 
 
 @attrs.frozen
 class _Resolved:
-    manifest: manifests.Schema1Manifest | manifests.ImageManifest
+    manifest: manifests.ImageManifest | manifests.Schema1Manifest
     media_type: str
     raw: bytes
     digest: Digest
@@ -88,7 +85,9 @@ class DockerFetcherPlugin:
         self.flags = flags or Flags()
         self.durable = durable
         self.scope_fallback = scope_fallback
-        self.default_config = _default_config(self.flags.docker_config)
+        self.default_config = _config(
+            None if self.flags.docker_config is None else config_text(self.flags.docker_config)
+        )
         self.endpoints = self.flags.endpoints or Endpoints()
         self.retry = RetryPolicy(retries=self.flags.retries)
         # An endpoint with another behind it (a mirror, https before an insecure registry's
@@ -111,57 +110,56 @@ class DockerFetcherPlugin:
 
         ``output_file_name`` is accepted for the facade's sake and ignored, as in the original.
         """
+        store = Store(directory, durable=self.durable)
         try:
-            return await self._fetch(uri, Store(directory, durable=self.durable), data)
+            if uri.scheme not in _SCHEMES:
+                raise UsageError(
+                    f"Docker fetcher plugin does not support '{uri.scheme}' URI scheme"
+                )
+            store.create()
+            return await self._fetch(uri, store, data)
         except FetchError as exc:
             exc.uri = uri.redacted()
             exc.hint = exc.hint or _hint(exc, uri)
+            store.remove_if_empty()
             raise
 
     async def _fetch(self, uri: URI, store: Store, data: str | None) -> FetchSummary:
-        self._check(uri)
-        store.create()
-        candidates = self._candidates(uri)
-        for position, candidate in enumerate(candidates):
-            last = position == len(candidates) - 1
+        """Mirrors first, in order, then the registry; an insecure registry without an explicit
+        transport is tried over https without verification, then over plain http (Docker's
+        meaning of ``--insecure-registry``)."""
+        transport = uri.fragment or DEFAULT_DOCKER_TRANSPORT
+        candidates = [
+            attrs.evolve(uri, host=mirror.host, port=mirror.port, fragment=mirror.scheme)
+            for mirror in self.endpoints.mirrors_for(uri.host or "", uri.port, scheme=transport)
+        ]
+        candidates.append(uri)
+        if uri.fragment is None and self.endpoints.is_insecure(uris.registry_base(uri)):
+            candidates.append(attrs.evolve(uri, fragment="http"))
+        for candidate in candidates[:-1]:
             try:
-                retry = self.retry if last else self._fallback_retry
-                return await self._fetch_from(candidate, store, data, retry)
+                return await self._fetch_from(candidate, store, data, self._fallback_retry)
+            except UsageError:
+                raise
             except FetchError as exc:
-                if last or isinstance(exc, UsageError):
-                    raise
                 _log.warning(
                     "%s: %s failed, trying the next endpoint: %s",
                     uri.redacted(),
                     candidate.redacted(),
                     exc,
                 )
-        raise AssertionError("unreachable: the origin is always a candidate")
-
-    def _candidates(self, uri: URI) -> list[URI]:
-        """Mirrors first, in order, then the origin; an insecure registry without an explicit
-        transport is tried over https without verification, then over plain http (Docker's
-        meaning of ``--insecure-registry``)."""
-        endpoints = self.endpoints
-        mirrors = [
-            _on_endpoint(uri, url) for url in endpoints.mirrors_for(uri.host or "", uri.port)
-        ]
-        origin = [uri]
-        if uri.fragment is None and endpoints.is_insecure(uris.registry_base(uri)):
-            origin.append(attrs.evolve(uri, fragment="http"))
-        return mirrors + origin
+        return await self._fetch_from(candidates[-1], store, data, self.retry)
 
     async def _fetch_from(
         self, uri: URI, store: Store, data: str | None, retry: RetryPolicy
     ) -> FetchSummary:
         session = await self._session(uri, data, retry)
-        assert uri.query is not None  # a docker URI always has one (see _check)
+        assert uri.query is not None  # a docker URI always has one
         if uri.scheme == "docker-blob":
-            digest = _digest(uri.query, what="the blob URI")
             blob = await fetch_blob(
                 session,
                 store,
-                Descriptor("", digest, -1),
+                Descriptor("", _digest(uri.query, what="the blob URI"), -1),
                 batcher=self._batcher(),
                 observer=self.flags.observer,
             )
@@ -187,7 +185,6 @@ class DockerFetcherPlugin:
             await commit_manifest()
             return summary
         blobs: tuple[BlobResult, ...] = ()
-        failures: list[FetchError] = []
 
         async def fetch_all() -> None:
             nonlocal blobs
@@ -200,18 +197,8 @@ class DockerFetcherPlugin:
             )
 
         # The manifest is flushed to disk while the blobs download.
-        async with anyio.create_task_group() as group:
-            for step in (commit_manifest, fetch_all):
-                group.start_soon(_first_failure, step, failures, group.cancel_scope)
-        if failures:
-            raise failures[0]
+        await _together(commit_manifest, fetch_all)
         return attrs.evolve(summary, blobs=blobs)
-
-    def _check(self, uri: URI) -> None:
-        # The original's first precondition (SPEC.md §6.1); the other two, a host and a query,
-        # the URI class checks when a docker URI is made, with the original's texts.
-        if uri.scheme not in _SCHEMES:
-            raise UsageError(f"Docker fetcher plugin does not support '{uri.scheme}' URI scheme")
 
     async def _session(self, uri: URI, data: str | None, retry: RetryPolicy) -> Session:
         registry = uris.registry_base(uri)
@@ -234,12 +221,11 @@ class DockerFetcherPlugin:
         Per-fetch data wins; the defaults are asked only when it has nothing for this
         registry, so a default credential helper cannot override it.
         """
-        per_fetch = _per_fetch_config(data)
+        per_fetch = _config(data)
         if per_fetch is None and self.default_config is None:
             return None
         key = (data, uris.registry_base(uri))
-        lock = self._credential_locks.setdefault(key, anyio.Lock())
-        async with lock:
+        async with self._credential_locks.setdefault(key, anyio.Lock()):
             if key not in self._credentials:
                 from mesos_uri.docker.credentials import resolve_credentials
 
@@ -247,10 +233,23 @@ class DockerFetcherPlugin:
                 for config in (per_fetch, self.default_config):
                     if config is not None and found is None:
                         found = await resolve_credentials(
-                            config, uri.host or "", uri.port, scheme=uri.fragment or "https"
+                            config,
+                            uri.host or "",
+                            uri.port,
+                            scheme=uri.fragment or DEFAULT_DOCKER_TRANSPORT,
                         )
                 self._credentials[key] = found
             return self._credentials[key]
+
+    def _batcher(self) -> Batcher:
+        # A batcher belongs to one event loop; the agent's concurrent ``docker-blob`` fetches
+        # through one plugin share it, and so share curl processes and connections.
+        loop = anyio.lowlevel.current_token()
+        if loop not in self._batchers:
+            self._batchers[loop] = Batcher(
+                parallel=self.flags.jobs, timeouts=self.flags.docker_timeouts
+            )
+        return self._batchers[loop]
 
     # -- the manifest ---------------------------------------------------------------------------
 
@@ -261,16 +260,16 @@ class DockerFetcherPlugin:
         index_raw: bytes | None = None
         platform: Platform | None = None
         depth = 0
-        while indexes.is_index(media_type):
+        while manifests.is_index(media_type):
+            from mesos_uri.docker import index as indexes
+            from mesos_uri.docker.platform import host_platform
+
             depth += 1
-            if depth > indexes.MAX_INDEX_DEPTH:
-                raise ManifestError(
-                    f"Image indexes nested deeper than {indexes.MAX_INDEX_DEPTH} levels"
-                )
-            index = indexes.parse_index(media_type, raw)
+            if depth > _MAX_INDEX_DEPTH:
+                raise ManifestError(f"Image indexes nested deeper than {_MAX_INDEX_DEPTH} levels")
             index_raw = raw if index_raw is None else index_raw
             platform = self.flags.platform or host_platform()
-            child = indexes.choose(index, platform)
+            child = indexes.choose(indexes.parse_index(media_type, raw), platform)
             media_type, raw, digest = await self._get_manifest(
                 session, str(child.digest), child.digest
             )
@@ -280,71 +279,52 @@ class DockerFetcherPlugin:
     async def _get_manifest(
         self, session: Session, reference: str, expected: Digest | None
     ) -> tuple[str, bytes, Digest]:
+        url = session.manifest_url(reference)
+
         async def attempt(_: int) -> tuple[str, bytes, Digest]:
-            return await self._get_manifest_once(session, reference, expected)
+            try:
+                response = await session.get(
+                    url,
+                    accept=manifests.ACCEPT,
+                    max_bytes=manifests.MAX_MANIFEST_BYTES + _HEADER_ROOM,
+                )
+            except ResponseTooLargeError as exc:
+                # curl stopped at the limit plus header room: say the limit the user knows.
+                raise ManifestError(
+                    f"Manifest from '{url}' is larger than the "
+                    f"{manifests.MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit"
+                ) from exc
+            if response.code != 200:
+                raise HTTPStatusError(
+                    f"Unexpected HTTP response '{response.status}' when trying to get the "
+                    f"manifest{registry_error_detail(response.body)}",
+                    code=response.code,
+                    retry_after=response.headers.get("Retry-After"),
+                )
+            media_type = manifests.classify(response.headers.get("Content-Type"), response.body)
+            return media_type, response.body, _verify_manifest(response, media_type, expected)
 
         return await run_with_retries(
             attempt, policy=session.retry, describe=f"manifest {session.repository}:{reference}"
         )
 
-    async def _get_manifest_once(
-        self, session: Session, reference: str, expected: Digest | None
-    ) -> tuple[str, bytes, Digest]:
-        url = session.manifest_url(reference)
+
+async def _together(*steps: Callable[[], Awaitable[None]]) -> None:
+    """Run ``steps`` at once; the first failure stops the others and is raised as it is."""
+    failures: list[FetchError] = []
+
+    async def run(step: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
         try:
-            response = await session.get(
-                url,
-                accept=manifests.ACCEPT,
-                max_bytes=manifests.MAX_MANIFEST_BYTES + _HEADER_ROOM,
-            )
-        except ResponseTooLargeError as exc:
-            # curl stopped at the limit plus header room: say the limit the user knows.
-            raise ManifestError(
-                f"Manifest from '{url}' is larger than the "
-                f"{manifests.MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit"
-            ) from exc
-        if response.code != 200:
-            raise HTTPStatusError(
-                f"Unexpected HTTP response '{response.status}' when trying to get the manifest"
-                + registry_error_detail(response.body),
-                code=response.code,
-                retry_after=response.headers.get("Retry-After"),
-            )
-        if len(response.body) > manifests.MAX_MANIFEST_BYTES:
-            raise ManifestError(
-                f"Manifest is larger than the 4 MiB limit ({len(response.body)} bytes)"
-            )
-        media_type = manifests.classify(response.headers.get("Content-Type"), response.body)
-        return media_type, response.body, _verify_manifest(response, media_type, expected)
+            await step()
+        except FetchError as exc:
+            failures.append(exc)
+            scope.cancel()
 
-    # -- the blobs ------------------------------------------------------------------------------
-
-    def _batcher(self) -> Batcher:
-        # A batcher belongs to one event loop; the agent's concurrent ``docker-blob`` fetches
-        # through one plugin share it, and so share curl processes and connections.
-        loop = anyio.lowlevel.current_token()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            batcher = Batcher(parallel=self.flags.jobs, timeouts=self.flags.docker_timeouts)
-            self._batchers[loop] = batcher
-        return batcher
-
-
-def _on_endpoint(uri: URI, base: str) -> URI:
-    """``uri`` with its registry replaced by the endpoint at ``base`` (``scheme://host[:port]``)."""
-    parts = urllib.parse.urlsplit(base)
-    return attrs.evolve(uri, host=parts.hostname, port=parts.port, fragment=parts.scheme)
-
-
-async def _first_failure(
-    step: Callable[[], Awaitable[None]], failures: list[FetchError], scope: anyio.CancelScope
-) -> None:
-    """Run ``step``; its failure is recorded and stops the steps beside it."""
-    try:
-        await step()
-    except FetchError as exc:
-        failures.append(exc)
-        scope.cancel()
+    async with anyio.create_task_group() as group:
+        for step in steps:
+            group.start_soon(run, step, group.cancel_scope)
+    if failures:
+        raise failures[0]
 
 
 # curl's exit codes for a server certificate it could not verify, or a CA file it could not use.
@@ -375,28 +355,14 @@ def _hint(exc: FetchError, uri: URI) -> str | None:
     return None
 
 
-def _default_config(value: str | None) -> docker_config.DockerConfig | None:
-    """The ``--docker_config`` value (JSON, a path or ``file://path``), parsed once.
-
-    Unlike the original, an invalid one is an error rather than a silently missing plugin: an
-    agent that asked for credentials should not pull without them.
-    """
-    if value is None:
+def _config(text: str | None) -> docker_config.DockerConfig | None:
+    """A docker config's text, parsed; errors name the problem, never a value (it holds
+    secrets). Unlike the original, an invalid default config is an error rather than a
+    silently missing plugin: an agent that asked for credentials should not pull without."""
+    if text is None:
         return None
-    from mesos_uri.flags import parse_json_object_flag
-
     try:
-        text = json.dumps(parse_json_object_flag(value))
         return docker_config.parse_auth_config(text)
-    except FetchError as exc:
-        raise UsageError(f"Failed to parse docker config: {exc}") from exc
-
-
-def _per_fetch_config(data: str | None) -> docker_config.DockerConfig | None:
-    if data is None:
-        return None
-    try:
-        return docker_config.parse_auth_config(data)
     except UsageError as exc:
         raise UsageError(f"Failed to parse docker config: {exc}") from exc
 
@@ -411,10 +377,14 @@ def _digest(text: str, *, what: str) -> Digest:
 def _verify_manifest(response: Response, media_type: str, expected: Digest | None) -> Digest:
     """The manifest's digest, checked against the one asked for or the one the registry sent.
 
-    A signed schema 1 manifest is re-signed on every GET; its digest covers the payload without
-    the signatures (REGISTRY-NOTES.md), so that is what is hashed.
+    A signed schema 1 manifest is re-signed on every GET: its digest covers the payload without
+    the signatures, so that is what is hashed.
     """
-    content = manifests.schema1_payload(response.body) if media_type in _SCHEMA1 else response.body
+    content = response.body
+    if media_type in (manifests.SCHEMA1, manifests.SCHEMA1_SIGNED):
+        from mesos_uri.docker.schema1 import schema1_payload
+
+        content = schema1_payload(response.body)
     header = response.headers.get("Docker-Content-Digest")
     wanted = expected or (_digest(header.strip(), what="Docker-Content-Digest") if header else None)
     if wanted is None:

@@ -28,10 +28,12 @@ class CopyFetcherPlugin:
         data: str | None = None,
         output_file_name: str | None = None,
     ) -> FetchSummary:
+        store = Store(directory)
         try:
-            await self._fetch(uri, Store(directory))
+            await self._fetch(uri, store)
         except FetchError as exc:
             exc.uri = uri.redacted()
+            store.remove_if_empty()
             raise
         return FetchSummary(uri.redacted())
 

@@ -49,10 +49,12 @@ class CurlFetcherPlugin:
         data: str | None = None,
         output_file_name: str | None = None,
     ) -> FetchSummary:
+        store = Store(directory)
         try:
-            await self._fetch(uri, Store(directory), output_file_name)
+            await self._fetch(uri, store, output_file_name)
         except FetchError as exc:
             exc.uri = uri.redacted()
+            store.remove_if_empty()
             raise
         return FetchSummary(uri.redacted())
 
