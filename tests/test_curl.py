@@ -13,8 +13,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from httpserver import (
-    HTTPTestServer,
+from faults import (
+    FaultServer,
     echo_headers,
     raw,
     redirect,
@@ -32,8 +32,8 @@ SECRET = "s3cret-t0ken"
 
 
 @pytest.fixture
-def server() -> Iterator[HTTPTestServer]:
-    with HTTPTestServer() as running:
+def server() -> Iterator[FaultServer]:
+    with FaultServer() as running:
         yield running
 
 
@@ -117,7 +117,7 @@ def data_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[], 
 # Headers and argv
 
 
-async def test_request_sends_headers_with_quotes_and_backslashes(server: HTTPTestServer) -> None:
+async def test_request_sends_headers_with_quotes_and_backslashes(server: FaultServer) -> None:
     server.route("/echo", echo_headers())
     headers = {"Authorization": f"Bearer {SECRET}", "X-Odd": 'a "quoted" \\path\\ end'}
 
@@ -128,7 +128,7 @@ async def test_request_sends_headers_with_quotes_and_backslashes(server: HTTPTes
     assert received["X-Odd"] == 'a "quoted" \\path\\ end'
 
 
-async def test_download_sends_headers(server: HTTPTestServer) -> None:
+async def test_download_sends_headers(server: FaultServer) -> None:
     server.route("/echo", echo_headers())
     sink = Chunks()
 
@@ -137,7 +137,7 @@ async def test_download_sends_headers(server: HTTPTestServer) -> None:
     assert dict(json.loads(sink.data))["Authorization"] == f"Basic {SECRET}"
 
 
-async def test_empty_header_value_is_sent_empty(server: HTTPTestServer) -> None:
+async def test_empty_header_value_is_sent_empty(server: FaultServer) -> None:
     server.route("/echo", echo_headers())
 
     response = await curl.request(server.url("/echo"), headers={"X-Empty": ""})
@@ -147,7 +147,7 @@ async def test_empty_header_value_is_sent_empty(server: HTTPTestServer) -> None:
 
 @pytest.mark.parametrize("mode", ["request", "post", "download"])
 async def test_credentials_stay_out_of_curl_argv(
-    server: HTTPTestServer, mode: str, data_files: Callable[[], list[Path]]
+    server: FaultServer, mode: str, data_files: Callable[[], list[Path]]
 ) -> None:
     release = threading.Event()
     server.route("/slow", stall(release, then=respond(200, b"done")))
@@ -174,7 +174,7 @@ async def test_credentials_stay_out_of_curl_argv(
     assert server.requests_for("/slow")[0].header("Authorization") == f"Bearer {SECRET}"
 
 
-async def test_request_argv_asks_for_http11(server: HTTPTestServer) -> None:
+async def test_request_argv_asks_for_http11(server: FaultServer) -> None:
     # curl 7.88 knows --http1.1, so the probe succeeds and request mode forces it (SPEC §4.1).
     release = threading.Event()
     server.route("/slow", stall(release, then=respond(200)))
@@ -188,7 +188,7 @@ async def test_request_argv_asks_for_http11(server: HTTPTestServer) -> None:
 
 @pytest.mark.parametrize("mode", ["request", "download"])
 @pytest.mark.parametrize("bad", ["a\r\nX-Injected: 1", "a\nb", "a\rb"])
-async def test_header_with_cr_or_lf_is_refused(server: HTTPTestServer, mode: str, bad: str) -> None:
+async def test_header_with_cr_or_lf_is_refused(server: FaultServer, mode: str, bad: str) -> None:
     server.route("/", respond(200))
     headers = {"Authorization": SECRET + bad}
 
@@ -200,7 +200,7 @@ async def test_header_with_cr_or_lf_is_refused(server: HTTPTestServer, mode: str
     assert curl_children() == []
 
 
-async def test_header_with_nul_or_bad_name_is_refused(server: HTTPTestServer) -> None:
+async def test_header_with_nul_or_bad_name_is_refused(server: FaultServer) -> None:
     with pytest.raises(UsageError, match="'X-A': its value contains NUL"):
         await curl.request(server.url(), headers={"X-A": f"{SECRET}\0"})
     with pytest.raises(UsageError, match=r"'X\\nB': its name is not an HTTP token"):
@@ -210,7 +210,7 @@ async def test_header_with_nul_or_bad_name_is_refused(server: HTTPTestServer) ->
     assert server.requests == []
 
 
-async def test_url_with_newline_is_refused_without_its_password(server: HTTPTestServer) -> None:
+async def test_url_with_newline_is_refused_without_its_password(server: FaultServer) -> None:
     url = server.url("/a\nb", userinfo=f"u:{SECRET}")
 
     with pytest.raises(UsageError, match="contains CR, LF or NUL") as caught:
@@ -227,7 +227,7 @@ async def test_url_with_newline_is_refused_without_its_password(server: HTTPTest
 @pytest.mark.parametrize("framing", ["length", "chunked", "eof"])
 @pytest.mark.parametrize("body", [b"", b"<a href='/final'>moved</a>"])
 async def test_request_returns_the_response_after_redirects(
-    server: HTTPTestServer, framing: str, body: bytes
+    server: FaultServer, framing: str, body: bytes
 ) -> None:
     server.route("/first", redirect("/second", 301, body, framing=framing))
     server.route("/second", redirect(server.url("/final"), 307, body, framing=framing))
@@ -240,7 +240,7 @@ async def test_request_returns_the_response_after_redirects(
     assert [r.path for r in server.requests] == ["/first", "/second", "/final"]
 
 
-async def test_request_decodes_429(server: HTTPTestServer) -> None:
+async def test_request_decodes_429(server: FaultServer) -> None:
     body = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'
     server.route("/limited", respond(429, body, [("Retry-After", "7")]))
 
@@ -251,9 +251,9 @@ async def test_request_decodes_429(server: HTTPTestServer) -> None:
 
 
 async def test_request_does_not_carry_authorization_to_another_port(
-    server: HTTPTestServer,
+    server: FaultServer,
 ) -> None:
-    with HTTPTestServer() as storage:
+    with FaultServer() as storage:
         storage.route("/blob", echo_headers())
         server.route("/v2/blob", redirect(storage.url("/blob")))
 
@@ -268,7 +268,7 @@ async def test_request_does_not_carry_authorization_to_another_port(
 
 
 async def test_request_posts_data_from_a_file_it_removes(
-    server: HTTPTestServer, data_files: Callable[[], list[Path]]
+    server: FaultServer, data_files: Callable[[], list[Path]]
 ) -> None:
     server.route("/token", respond(200, b'{"token":"t"}'))
     data = b"grant_type=refresh_token&refresh_token=" + SECRET.encode() + b'\0\n"\\end'
@@ -281,7 +281,7 @@ async def test_request_posts_data_from_a_file_it_removes(
     assert data_files() == []
 
 
-async def test_request_sends_other_methods(server: HTTPTestServer) -> None:
+async def test_request_sends_other_methods(server: FaultServer) -> None:
     server.route("/thing", respond(202))
 
     response = await curl.request(server.url("/thing"), method="PUT", data=b"new")
@@ -290,7 +290,7 @@ async def test_request_sends_other_methods(server: HTTPTestServer) -> None:
     assert [(r.method, r.body) for r in server.requests] == [("PUT", b"new")]
 
 
-async def test_request_refuses_a_method_it_cannot_send(server: HTTPTestServer) -> None:
+async def test_request_refuses_a_method_it_cannot_send(server: FaultServer) -> None:
     with pytest.raises(UsageError, match="with a GET request"):
         await curl.request(server.url(), data=b"x")
     with pytest.raises(UsageError, match="is not an HTTP token"):
@@ -300,7 +300,7 @@ async def test_request_refuses_a_method_it_cannot_send(server: HTTPTestServer) -
     assert server.requests == []
 
 
-async def test_request_over_max_bytes_kills_curl(server: HTTPTestServer) -> None:
+async def test_request_over_max_bytes_kills_curl(server: FaultServer) -> None:
     # 8 KiB arrive, then the server holds the connection open: only killing curl ends the call.
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 8192
     server.route("/huge", stall(head=head))
@@ -315,7 +315,7 @@ async def test_request_over_max_bytes_kills_curl(server: HTTPTestServer) -> None
     assert curl_children() == []
 
 
-async def test_request_within_max_bytes_succeeds(server: HTTPTestServer) -> None:
+async def test_request_within_max_bytes_succeeds(server: FaultServer) -> None:
     server.route("/small", respond(200, b"y" * 1000))
 
     response = await curl.request(server.url("/small"), max_bytes=4096)
@@ -327,7 +327,7 @@ async def test_request_within_max_bytes_succeeds(server: HTTPTestServer) -> None
 # Download mode
 
 
-async def test_download_streams_the_body_while_it_arrives(server: HTTPTestServer) -> None:
+async def test_download_streams_the_body_while_it_arrives(server: FaultServer) -> None:
     release = threading.Event()
     first, second = b"a" * 50_000, b"b" * 70_000
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(first) + len(second)) + first
@@ -353,7 +353,7 @@ async def test_download_streams_the_body_while_it_arrives(server: HTTPTestServer
     assert result.response.headers.get("Content-Length") == str(len(first + second))
 
 
-async def test_download_streams_chunked_bodies_unchunked(server: HTTPTestServer) -> None:
+async def test_download_streams_chunked_bodies_unchunked(server: FaultServer) -> None:
     server.route("/blob", respond(200, b"0123456789abcdef", framing="chunked"))
     sink = Chunks()
 
@@ -362,7 +362,7 @@ async def test_download_streams_chunked_bodies_unchunked(server: HTTPTestServer)
     assert (sink.data, result.received) == (b"0123456789abcdef", 16)
 
 
-async def test_download_streams_a_partial_content_answer(server: HTTPTestServer) -> None:
+async def test_download_streams_a_partial_content_answer(server: FaultServer) -> None:
     server.route("/blob", respond(206, b"tail", [("Content-Range", "bytes 6-9/10")]))
     sink = Chunks()
 
@@ -378,7 +378,7 @@ async def test_download_streams_a_partial_content_answer(server: HTTPTestServer)
     [("/storage/blob?sig=1", "{base}/storage/blob?sig=1"), ("http://cdn.invalid/b", None)],
 )
 async def test_download_reports_redirects_without_following_them(
-    server: HTTPTestServer, code: int, location: str, expected: str | None
+    server: FaultServer, code: int, location: str, expected: str | None
 ) -> None:
     server.route("/v2/blob", redirect(location, code, b"<html>moved</html>"))
 
@@ -393,7 +393,7 @@ async def test_download_reports_redirects_without_following_them(
 
 
 async def test_download_captures_an_error_body_instead_of_sinking_it(
-    server: HTTPTestServer,
+    server: FaultServer,
 ) -> None:
     body = b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}'
     server.route("/blob", respond(404, body, [("Content-Type", "application/json")]))
@@ -406,7 +406,7 @@ async def test_download_captures_an_error_body_instead_of_sinking_it(
 
 
 async def test_download_keeps_only_the_start_of_a_large_error_body(
-    server: HTTPTestServer,
+    server: FaultServer,
 ) -> None:
     server.route("/blob", respond(500, bytes(range(256)) * 1024))
 
@@ -415,7 +415,7 @@ async def test_download_keeps_only_the_start_of_a_large_error_body(
     assert result.response.body == (bytes(range(256)) * 1024)[: curl.MAX_ERROR_BODY_BYTES]
 
 
-async def test_download_decodes_429(server: HTTPTestServer) -> None:
+async def test_download_decodes_429(server: FaultServer) -> None:
     server.route("/blob", respond(429, b"{}", [("Retry-After", "3")]))
 
     result = await curl.download(server.url("/blob"), never)
@@ -424,7 +424,7 @@ async def test_download_decodes_429(server: HTTPTestServer) -> None:
     assert result.response.headers.get("Retry-After") == "3"
 
 
-async def test_download_skips_interim_responses(server: HTTPTestServer) -> None:
+async def test_download_skips_interim_responses(server: FaultServer) -> None:
     server.route(
         "/blob",
         raw(
@@ -440,7 +440,7 @@ async def test_download_skips_interim_responses(server: HTTPTestServer) -> None:
     assert sink.data == b"hello"
 
 
-async def test_download_cut_short_is_a_curl_error(server: HTTPTestServer) -> None:
+async def test_download_cut_short_is_a_curl_error(server: FaultServer) -> None:
     server.route("/blob", raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 400))
     sink = Chunks()
 
@@ -451,7 +451,7 @@ async def test_download_cut_short_is_a_curl_error(server: HTTPTestServer) -> Non
     assert sink.data == b"x" * 400
 
 
-async def test_a_raising_sink_kills_curl_and_propagates_unchanged(server: HTTPTestServer) -> None:
+async def test_a_raising_sink_kills_curl_and_propagates_unchanged(server: FaultServer) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 1000
     server.route("/blob", stall(head=head))  # never finishes on its own
     problem = ValueError("size exceeded")
@@ -471,7 +471,7 @@ async def test_a_raising_sink_kills_curl_and_propagates_unchanged(server: HTTPTe
 
 
 @pytest.mark.parametrize("mode", ["request", "download"])
-async def test_stall_timeout_aborts_with_exit_28(server: HTTPTestServer, mode: str) -> None:
+async def test_stall_timeout_aborts_with_exit_28(server: FaultServer, mode: str) -> None:
     # No body byte at all: curl averages its speed over the last seconds, so bytes sent before
     # the stall would delay the abort by that window.
     server.route("/slow", stall(head=b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"))
@@ -484,7 +484,7 @@ async def test_stall_timeout_aborts_with_exit_28(server: HTTPTestServer, mode: s
     assert "curl: (28)" in caught.value.stderr
 
 
-async def test_slow_but_moving_body_is_not_a_stall(server: HTTPTestServer) -> None:
+async def test_slow_but_moving_body_is_not_a_stall(server: FaultServer) -> None:
     server.route("/slow", slow_body([b"a", b"b", b"c"], delay=0.6))
 
     response = await curl.request(server.url("/slow"), stall_timeout=1)
@@ -493,7 +493,7 @@ async def test_slow_but_moving_body_is_not_a_stall(server: HTTPTestServer) -> No
 
 
 async def test_refused_connection_names_the_url_without_password() -> None:
-    with HTTPTestServer() as gone:
+    with FaultServer() as gone:
         url = gone.url("/x", userinfo=f"user:{SECRET}")
     # The server is closed, so nothing listens on its port any more.
 
@@ -531,7 +531,7 @@ async def test_missing_curl_binary_is_a_clear_error(
 
 @pytest.mark.parametrize("mode", ["request", "post", "download"])
 async def test_cancellation_kills_and_reaps_curl(
-    server: HTTPTestServer, mode: str, data_files: Callable[[], list[Path]]
+    server: FaultServer, mode: str, data_files: Callable[[], list[Path]]
 ) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 1000
     server.route("/slow", stall(head=head))
@@ -549,7 +549,7 @@ async def test_cancellation_kills_and_reaps_curl(
 
 @pytest.mark.parametrize("mode", ["request", "post", "download"])
 async def test_cancellation_at_any_moment_leaves_no_child(
-    server: HTTPTestServer, mode: str, data_files: Callable[[], list[Path]]
+    server: FaultServer, mode: str, data_files: Callable[[], list[Path]]
 ) -> None:
     # Deadlines from "before curl starts" to "while its config is written or its answer read".
     server.route("/", slow_body([b"a", b"b"], delay=0.05))
