@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -145,46 +146,85 @@ class _SignalGate:
 
     The first one stops the CLI: before the fetch it is raised as :class:`_Interrupted` where the
     CLI stands; during the fetch it cancels the fetch, whose cleanup (curl children killed and
-    reaped, temporary files removed) then runs to its end. Every later one is absorbed, so that
+    reaped, temporary files removed) then runs to its end. Every later one is ignored, so that
     a second Ctrl-C or a supervisor's repeated SIGTERM can interrupt neither that cleanup nor the
-    exit, and the exit status stays the first signal's. A signal after the fetch has ended
-    changes nothing. Python's own handler would raise KeyboardInterrupt wherever it lands;
-    asyncio's would restore the default one as soon as its receiver closed.
+    exit, and the exit status stays the first signal's. Once the fetch has ended, signals are
+    ignored too. (Python's own handler would raise KeyboardInterrupt wherever it lands, asyncio's
+    would give way to the default as soon as its receiver closed, and the interpreter's shutdown
+    puts every default back but SIG_IGN.)
     """
 
     def __init__(self) -> None:
         self.first: int | None = None
         self._cancel: Callable[[], object] | None = None
         self._ended = False
+        # The wakeup fd's reading end: the signal numbers in the order they arrived.
+        self._arrivals: socket.socket | None = None
 
     def install(self, early: Sequence[int] = ()) -> None:
         """Take SIGINT and SIGTERM over; ``early`` are those that came before (the first of
         them is raised now). Only the main thread may set handlers: elsewhere the caller keeps
         its own."""
-        if threading.current_thread() is threading.main_thread():
+        if _in_main_thread():
+            self._arrivals, wakeup = socket.socketpair()
+            for end in (self._arrivals, wakeup):
+                end.setblocking(False)
+            signal.set_wakeup_fd(wakeup.detach(), warn_on_full_buffer=False)
+            sys.unraisablehook = _quiet_signal_races
             for signum in _SIGNALS:
                 signal.signal(signum, self._received)
         if early and self.first is None:
             self.first = early[0]
+            self.close()
             raise _Interrupted(early[0])
 
     def _received(self, signum: int, frame: FrameType | None) -> None:
         if self.first is not None or self._ended:
             return
-        self.first = signum
+        self.first = self._first_arrived(default=signum)
+        self.close()
         if self._cancel is None:
-            raise _Interrupted(signum)
+            raise _Interrupted(self.first)
         self._cancel()
+
+    def _first_arrived(self, *, default: int) -> int:
+        """Python runs the handlers of signals that are pending together in numeric order
+        (SIGINT before SIGTERM); the wakeup fd has them in the order they came."""
+        try:
+            arrived = self._arrivals.recv(4096) if self._arrivals is not None else b""
+        except OSError:  # nothing to read
+            arrived = b""
+        return next((byte for byte in arrived if byte in _SIGNALS), default)
 
     @contextlib.contextmanager
     def fetching(self, cancel: Callable[[], object]) -> Iterator[None]:
         """While the fetch runs, the first signal calls ``cancel``, which must be safe to call
-        from a signal handler, and raises nothing; when it has ended, signals change nothing."""
+        from a signal handler, and raises nothing; once it has ended, signals are ignored."""
         self._cancel = cancel
         try:
             yield
         finally:
-            self._ended = True
+            self.close()
+
+    def close(self) -> None:
+        """Ignore both signals from now on."""
+        self._ended = True
+        if _in_main_thread():
+            for signum in _SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _quiet_signal_races(unraisable: Any) -> None:
+    """Python's report of a signal that arrived just before its handler became SIG_IGN: the
+    ignoring was meant, and the report (a traceback) is noise; anything else is reported."""
+    error = unraisable.exc_value
+    if isinstance(error, OSError) and "ignored due to race condition" in str(error):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -437,6 +477,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The CLI. It owns SIGINT and SIGTERM from its first line to the process's end: run it as
     the program, not from a process that has other plans for those signals."""
     gate = _SignalGate()
+    try:
+        try:
+            return _main(argv, gate)
+        finally:
+            gate.close()
+    except _Interrupted as stop:  # came as _main returned: nothing was left to stop
+        return _interrupted(stop.signum, None, _Secrets(""))
+
+
+def _main(argv: Sequence[str] | None, gate: _SignalGate) -> int:
     uri: URI | None = None
     secrets = _Secrets("")
     try:
