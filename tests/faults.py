@@ -729,6 +729,7 @@ def tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:
     it with (``curl --cacert``, the CLI's ``--cacert``): a throw-away CA in ``directory``."""
     from localregistry import CertificateAuthority  # scripts/, on the path (tests/conftest.py)
 
+    directory.mkdir(parents=True, exist_ok=True)
     authority = CertificateAuthority(directory)
     cert, key = authority.issue("faults")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
