@@ -737,7 +737,6 @@ def tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:
     return context, authority.ca_bundle
 
 
-
 @attrs.define
 class _Script:
     acts: tuple[Act, ...]
