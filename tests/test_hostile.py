@@ -404,19 +404,19 @@ def target(tmp_path: Path) -> Path:
 
 
 def hostile_urls(canary: Canary) -> dict[str, str]:
-    """Where an attacker points a redirect or a URL: a local file, and other services on
-    loopback through every protocol curl speaks besides HTTP."""
+    """Where an attacker points a redirect or a URL: a local file, and another service on
+    loopback through protocols curl speaks besides HTTP (gopher and dict deliver the bytes an
+    attacker chooses, here a Redis command; ftp and telnet wait for a greeting)."""
     return {
         "file": f"file://{PASSWD}",
         "gopher": canary.url("gopher", "/_SET%20pwned%201%0D%0AQUIT"),
         "dict": canary.url("dict", "/SET:pwned:1"),
         "ftp": canary.url("ftp", "/pub/x"),
         "telnet": canary.url("telnet"),
-        "smtp": canary.url("smtp"),
     }
 
 
-HOSTILE_SCHEMES: Final = ("file", "gopher", "dict", "ftp", "telnet", "smtp")
+HOSTILE_SCHEMES: Final = ("file", "gopher", "dict", "ftp", "telnet")
 # Every redirect status to a local file, and one of them to every other protocol.
 HOSTILE_REDIRECTS: Final = (
     *((status, "file") for status in REDIRECTS),
@@ -1109,7 +1109,7 @@ async def test_cancelled_fetch_leaves_no_curl_within_3_seconds_and_no_temp_file(
                 seen.append(True)
             await anyio.sleep(0.005)
 
-    with anyio.move_on_after(2.0) as scope:
+    with anyio.move_on_after(1.0) as scope:
         async with anyio.create_task_group() as group:
             group.start_soon(watch)
             await create(FAST).fetch(image.uri(server.host), target)
