@@ -360,7 +360,7 @@ class _Command:
 
 
 def _warn_if_world_readable(path: str, warn: Callable[[str], None]) -> None:
-    """Credentials files are used as they are, but a file others can read is said (issue #4)."""
+    """A credentials file is used as it is, but one that every user can read gets a warning."""
     if world_readable(path):
         warn(f"'{path}' holds credentials and is readable by every user (chmod 600 it)")
 
@@ -428,7 +428,8 @@ def _command(args: argparse.Namespace, secrets: _Secrets) -> _Command:
 
 
 def _uri_or_reference(text: str, default_registry: str) -> URI:
-    """A URI as given, or an image reference normalised as the agent does (SPEC.md §1.3)."""
+    """A URI as given, or an image reference normalised as the Mesos agent normalises it (in
+    ``default_registry`` when it names no registry of its own)."""
     if "://" in text:
         return parse_uri(text)
     reference = validate_reference(text)
