@@ -97,11 +97,11 @@ wrong; 130 or 143 interrupted by SIGINT or SIGTERM.
 
 
 def printable(text: str, *, limit: int = MAX_LINE) -> str:
-    """``text`` as one line that a terminal shows as it is: line breaks and tabs become single
-    spaces, every other control character (ESC, and so every escape sequence, BEL, NUL, DEL, C1,
-    bidirectional overrides) is written as its ``\\xNN`` or ``\\uNNNN`` escape, and the line is
-    cut to ``limit`` characters."""
-    one_line = " ".join(text.replace("\t", " ").split())
+    """``text`` as one line that a terminal shows as it is: every run of whitespace (line
+    breaks and tabs included) becomes one space, every other control character (ESC, and so
+    every escape sequence, BEL, NUL, DEL, C1, bidirectional overrides) is written as its
+    ``\\xNN`` or ``\\uNNNN`` escape, and the line is cut to ``limit`` characters."""
+    one_line = " ".join(text.split())
     shown = _CONTROL.sub(_escape, one_line)
     if len(shown) > limit:
         shown = shown[: limit - 3] + "..."
