@@ -46,7 +46,7 @@ from mesos_uri.docker.endpoints import (
     parse_mirror,
 )
 from mesos_uri.docker.platform import parse_platform
-from mesos_uri.docker.plugin import DEFAULT_CONNECT_TIMEOUT, DEFAULT_JOBS, FetchSummary
+from mesos_uri.docker.plugin import DEFAULT_JOBS, FetchSummary
 from mesos_uri.docker.reference import DEFAULT_REGISTRY_URL, normalize, validate_reference
 from mesos_uri.errors import FetchError, UsageError
 from mesos_uri.fetcher import Fetcher, Flags, create
@@ -398,20 +398,10 @@ def _command(args: argparse.Namespace, secrets: _Secrets) -> _Command:
     if config is not None and config.startswith(("/", "file://")):
         _warn_if_world_readable(config.removeprefix("file://"), warn)
 
-    def seconds(value: str | None) -> float | None:
-        return None if value is None else parse_duration(value).seconds
-
     show = not args.quiet and not args.verbose and sys.stderr.isatty()
     progress = TerminalProgress(sys.stderr) if show else None
     flags = Flags(
         docker_config=config,
-        docker_stall_timeout=seconds(args.docker_stall_timeout),
-        curl_stall_timeout=seconds(args.curl_stall_timeout),
-        connect_timeout=(
-            DEFAULT_CONNECT_TIMEOUT
-            if args.connect_timeout is None
-            else parse_duration(args.connect_timeout).seconds
-        ),
         jobs=args.jobs,
         retries=args.retries,
         observer=progress,
@@ -423,6 +413,17 @@ def _command(args: argparse.Namespace, secrets: _Secrets) -> _Command:
         ),
         platform=parse_platform(args.platform) if args.platform else None,
     )
+    # The durations given; one not given keeps its default, which Flags owns.
+    durations: dict[str, Any] = {
+        name: parse_duration(text).seconds
+        for name, text in (
+            ("docker_stall_timeout", args.docker_stall_timeout),
+            ("curl_stall_timeout", args.curl_stall_timeout),
+            ("connect_timeout", args.connect_timeout),
+        )
+        if text is not None
+    }
+    flags = attrs.evolve(flags, **durations)
     data = _read_data(args.data, warn)
     return _Command(uri, args.directory, flags, data, args.json, progress, secrets)
 
