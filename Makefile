@@ -24,7 +24,7 @@ test: install
 lint: install
 	$(PYTHON) -m ruff check $(SOURCES)
 	$(PYTHON) -m ruff format --check $(SOURCES)
-	$(PYTHON) -m mypy --strict mesos_uri
+	$(PYTHON) -m mypy --strict mesos_uri tests
 
 demo: install
 	$(PYTHON) scripts/demo.py

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from httpserver import (
-    HTTPTestServer,
+from faults import (
+    FaultServer,
     echo_headers,
     redirect,
     respond,
@@ -37,8 +37,8 @@ LIMIT = 1024 * 1024
 
 
 @pytest.fixture
-def server() -> Iterator[HTTPTestServer]:
-    with HTTPTestServer() as running:
+def server() -> Iterator[FaultServer]:
+    with FaultServer() as running:
         yield running
 
 
@@ -112,7 +112,7 @@ def data_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[], 
 # Headers and argv
 
 
-async def test_request_sends_headers_with_quotes_and_backslashes(server: HTTPTestServer) -> None:
+async def test_request_sends_headers_with_quotes_and_backslashes(server: FaultServer) -> None:
     server.route("/echo", echo_headers())
     headers = {"Authorization": f"Bearer {SECRET}", "X-Odd": 'a "quoted" \\path\\ end'}
 
@@ -123,7 +123,7 @@ async def test_request_sends_headers_with_quotes_and_backslashes(server: HTTPTes
     assert received["X-Odd"] == 'a "quoted" \\path\\ end'
 
 
-async def test_empty_header_value_is_sent_empty(server: HTTPTestServer) -> None:
+async def test_empty_header_value_is_sent_empty(server: FaultServer) -> None:
     server.route("/echo", echo_headers())
 
     response = await request(server.url("/echo"), headers={"X-Empty": ""})
@@ -133,7 +133,7 @@ async def test_empty_header_value_is_sent_empty(server: HTTPTestServer) -> None:
 
 @pytest.mark.parametrize("mode", ["request", "post", "transfer"])
 async def test_credentials_stay_out_of_curl_argv(
-    server: HTTPTestServer, mode: str, data_files: Callable[[], list[Path]]
+    server: FaultServer, mode: str, data_files: Callable[[], list[Path]]
 ) -> None:
     release = threading.Event()
     server.route("/slow", stall(release, then=respond(200, b"done")))
@@ -160,7 +160,7 @@ async def test_credentials_stay_out_of_curl_argv(
     assert server.requests_for("/slow")[0].header("Authorization") == f"Bearer {SECRET}"
 
 
-async def test_request_argv_is_fixed_and_follows_nothing(server: HTTPTestServer) -> None:
+async def test_request_argv_is_fixed_and_follows_nothing(server: FaultServer) -> None:
     release = threading.Event()
     server.route("/slow", stall(release, then=respond(200)))
     async with anyio.create_task_group() as group:
@@ -173,7 +173,7 @@ async def test_request_argv_is_fixed_and_follows_nothing(server: HTTPTestServer)
 
 @pytest.mark.parametrize("mode", ["request", "transfer"])
 @pytest.mark.parametrize("bad", ["a\r\nX-Injected: 1", "a\nb", "a\rb"])
-async def test_header_with_cr_or_lf_is_refused(server: HTTPTestServer, mode: str, bad: str) -> None:
+async def test_header_with_cr_or_lf_is_refused(server: FaultServer, mode: str, bad: str) -> None:
     server.route("/", respond(200))
     headers = {"Authorization": SECRET + bad}
 
@@ -185,7 +185,7 @@ async def test_header_with_cr_or_lf_is_refused(server: HTTPTestServer, mode: str
     assert curl_children() == []
 
 
-async def test_header_with_nul_or_bad_name_is_refused(server: HTTPTestServer) -> None:
+async def test_header_with_nul_or_bad_name_is_refused(server: FaultServer) -> None:
     with pytest.raises(UsageError, match="'X-A': its value contains CR, LF or NUL"):
         await request(server.url(), headers={"X-A": f"{SECRET}\0"})
     with pytest.raises(UsageError, match=r"'X\\nB': its name is not an HTTP token"):
@@ -195,7 +195,7 @@ async def test_header_with_nul_or_bad_name_is_refused(server: HTTPTestServer) ->
     assert server.requests == []
 
 
-async def test_url_with_newline_is_refused_without_its_password(server: HTTPTestServer) -> None:
+async def test_url_with_newline_is_refused_without_its_password(server: FaultServer) -> None:
     url = server.url("/a\nb", userinfo=f"u:{SECRET}")
 
     with pytest.raises(UsageError, match="contains CR, LF or NUL") as caught:
@@ -213,7 +213,7 @@ async def test_url_with_newline_is_refused_without_its_password(server: HTTPTest
 @pytest.mark.parametrize("body", [b"", b"<a href='/final'>moved</a>"])
 @pytest.mark.parametrize("location", ["/second", "file:///etc/passwd", "gopher://127.0.0.1:1/"])
 async def test_request_returns_a_redirect_without_following_it(
-    server: HTTPTestServer, framing: str, body: bytes, location: str
+    server: FaultServer, framing: str, body: bytes, location: str
 ) -> None:
     """Whoever asked decides where a redirect may lead (and with which headers)."""
     server.route("/first", redirect(location, 301, body, framing=framing))
@@ -225,7 +225,7 @@ async def test_request_returns_a_redirect_without_following_it(
     assert [r.path for r in server.requests] == ["/first"]
 
 
-async def test_request_decodes_429(server: HTTPTestServer) -> None:
+async def test_request_decodes_429(server: FaultServer) -> None:
     body = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'
     server.route("/limited", respond(429, body, [("Retry-After", "7")]))
 
@@ -236,7 +236,7 @@ async def test_request_decodes_429(server: HTTPTestServer) -> None:
 
 
 async def test_request_posts_data_from_a_file_it_removes(
-    server: HTTPTestServer, data_files: Callable[[], list[Path]]
+    server: FaultServer, data_files: Callable[[], list[Path]]
 ) -> None:
     server.route("/token", respond(200, b'{"token":"t"}'))
     data = b"grant_type=refresh_token&refresh_token=" + SECRET.encode() + b'\0\n"\\end'
@@ -249,7 +249,7 @@ async def test_request_posts_data_from_a_file_it_removes(
     assert data_files() == []
 
 
-async def test_request_sends_other_methods(server: HTTPTestServer) -> None:
+async def test_request_sends_other_methods(server: FaultServer) -> None:
     server.route("/thing", respond(202))
 
     response = await request(server.url("/thing"), method="PUT", data=b"new")
@@ -258,7 +258,7 @@ async def test_request_sends_other_methods(server: HTTPTestServer) -> None:
     assert [(r.method, r.body) for r in server.requests] == [("PUT", b"new")]
 
 
-async def test_request_refuses_a_method_it_cannot_send(server: HTTPTestServer) -> None:
+async def test_request_refuses_a_method_it_cannot_send(server: FaultServer) -> None:
     with pytest.raises(UsageError, match="with a GET request"):
         await request(server.url(), data=b"x")
     with pytest.raises(UsageError, match="is not an HTTP token"):
@@ -268,7 +268,7 @@ async def test_request_refuses_a_method_it_cannot_send(server: HTTPTestServer) -
     assert server.requests == []
 
 
-async def test_request_over_max_bytes_kills_curl(server: HTTPTestServer) -> None:
+async def test_request_over_max_bytes_kills_curl(server: FaultServer) -> None:
     # 8 KiB arrive, then the server holds the connection open: only killing curl ends the call.
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 8192
     server.route("/huge", stall(head=head))
@@ -283,7 +283,7 @@ async def test_request_over_max_bytes_kills_curl(server: HTTPTestServer) -> None
     assert curl_children() == []
 
 
-async def test_request_within_max_bytes_succeeds(server: HTTPTestServer) -> None:
+async def test_request_within_max_bytes_succeeds(server: FaultServer) -> None:
     server.route("/small", respond(200, b"y" * 1000))
 
     response = await curl.request(server.url("/small"), max_bytes=4096)
@@ -296,7 +296,7 @@ async def test_request_within_max_bytes_succeeds(server: HTTPTestServer) -> None
 
 
 @pytest.mark.parametrize("mode", ["request", "transfer"])
-async def test_stall_timeout_aborts_with_exit_28(server: HTTPTestServer, mode: str) -> None:
+async def test_stall_timeout_aborts_with_exit_28(server: FaultServer, mode: str) -> None:
     # No body byte at all: curl averages its speed over the last seconds, so bytes sent before
     # the stall would delay the abort by that window.
     server.route("/slow", stall(head=b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"))
@@ -307,7 +307,7 @@ async def test_stall_timeout_aborts_with_exit_28(server: HTTPTestServer, mode: s
     assert caught.value.exit_code == 28
 
 
-async def test_slow_but_moving_body_is_not_a_stall(server: HTTPTestServer) -> None:
+async def test_slow_but_moving_body_is_not_a_stall(server: FaultServer) -> None:
     server.route("/slow", slow_body([b"a", b"b", b"c"], delay=0.6))
 
     response = await request(server.url("/slow"), timeouts=Timeouts(stall=1))
@@ -316,7 +316,7 @@ async def test_slow_but_moving_body_is_not_a_stall(server: HTTPTestServer) -> No
 
 
 async def test_refused_connection_names_the_url_without_password() -> None:
-    with HTTPTestServer() as gone:
+    with FaultServer() as gone:
         url = gone.url("/x", userinfo=f"user:{SECRET}")
     # The server is closed, so nothing listens on its port any more.
 
@@ -355,7 +355,7 @@ async def test_missing_curl_binary_is_a_clear_error(
 
 @pytest.mark.parametrize("mode", ["request", "post", "transfer"])
 async def test_cancellation_kills_and_reaps_curl(
-    server: HTTPTestServer, mode: str, data_files: Callable[[], list[Path]]
+    server: FaultServer, mode: str, data_files: Callable[[], list[Path]]
 ) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 1000
     server.route("/slow", stall(head=head))
@@ -373,7 +373,7 @@ async def test_cancellation_kills_and_reaps_curl(
 
 @pytest.mark.parametrize("mode", ["request", "post", "transfer"])
 async def test_cancellation_at_any_moment_leaves_no_child(
-    server: HTTPTestServer, mode: str, data_files: Callable[[], list[Path]]
+    server: FaultServer, mode: str, data_files: Callable[[], list[Path]]
 ) -> None:
     # Deadlines from "before curl starts" to "while its config is written or its answer read".
     server.route("/", slow_body([b"a", b"b"], delay=0.05))

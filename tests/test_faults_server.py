@@ -1,4 +1,4 @@
-"""The fault server does what it says, seen through curl."""
+"""The tests' server and listeners do what they say, seen through curl."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
 
 import attrs
 import pytest
 from faults import (
     Act,
     BadChallenge,
+    Blackhole,
+    Canary,
     Drop,
+    Endless,
     FaultServer,
     Hangup,
+    Huge,
     MalformedHeader,
     Oversized,
     RateLimited,
@@ -28,7 +34,10 @@ from faults import (
     blob_path,
     http_date,
     manifest_path,
+    respond,
+    sequence,
     sha256_digest,
+    tls_context,
 )
 
 from mesos_uri.retry import parse_retry_after
@@ -217,3 +226,91 @@ def test_close_while_stalling_leaves_no_thread_and_frees_the_port() -> None:
     finally:
         client.kill()
         client.wait()
+
+
+def test_a_route_answers_every_request_and_a_query_route_wins(server: FaultServer) -> None:
+    server.route("/r", sequence(respond(503), respond(200, b"then")))
+    server.route("/r?exact=1", respond(200, b"exact"))
+    assert [curl(server.url("/r?any")).status for _ in range(3)] == [503, 200, 200]
+    assert curl(server.url("/r?exact=1")).body == b"exact"
+    # A script replaces a route, and the other way round.
+    server.script("/r", [Status(418)])
+    assert curl(server.url("/r")).status == 418
+
+
+def test_requests_are_timed_and_bytes_sent_are_counted(server: FaultServer) -> None:
+    before = time.monotonic()
+    answer = curl(server.url(BLOB_PATH))
+    (request,) = server.requests_for(BLOB_PATH)
+    assert before <= request.at <= time.monotonic()
+    assert not request.tls
+    assert server.sent_for(BLOB_PATH) == len(answer.head) + 4 + len(BLOB)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_an_endless_body_runs_past_any_size_then_stalls_at_its_limit(
+    server: FaultServer, framing: Literal["chunked", "close"]
+) -> None:
+    limit = 1024 * 1024
+    server.script(BLOB_PATH, [Endless(framing, limit=limit)])
+    answer = curl(server.url(BLOB_PATH), "-m", "2")
+    assert answer.exit_code == 28  # it never ended: curl gave up waiting
+    assert answer.status == 200
+    assert "Content-Length" not in answer.head
+    assert answer.body == b"A" * limit
+
+
+def test_a_huge_answer_is_framed_and_stops_when_the_client_goes(server: FaultServer) -> None:
+    size = 1024 * 1024 * 1024
+    server.script(BLOB_PATH, [Huge(size, status=500)])
+    answer = curl(server.url(BLOB_PATH), "--max-filesize", "1000")
+    assert answer.exit_code == 63  # CURLE_FILESIZE_EXCEEDED, from the Content-Length alone
+    assert answer.status == 500
+    assert f"Content-Length: {size}" in answer.head
+    sent = -1
+    while sent != server.sent_for(BLOB_PATH):  # until the handler has stopped writing
+        sent = server.sent_for(BLOB_PATH)
+        time.sleep(0.1)
+    assert sent < size // 8
+
+
+def test_the_canary_records_every_byte_and_answers_none() -> None:
+    with Canary() as canary:
+        assert (canary.connections, canary.received) == (0, b"")
+        gopher = curl(canary.url("gopher", "/_SET%20pwned%201"), "-m", "1")
+        assert canary.connections == 1
+        # gopher sends the path (without its type character) and a CRLF, nothing else.
+        assert canary.received == b"SET pwned 1\r\n"
+        assert gopher.exit_code == 28  # it waited for an answer that never came
+        curl(canary.url("http", "/x"), "-m", "1")
+        assert canary.connections == 2
+        assert b"GET /x HTTP/1.1" in canary.received
+
+
+def test_the_blackhole_lets_no_connection_through() -> None:
+    with Blackhole() as hole:
+        run = subprocess.run(
+            ["curl", "-q", "-sS", "--connect-timeout", "1", f"http://{hole.host}/"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert run.returncode == 28
+        assert "Failed to connect" in run.stderr
+
+
+def test_a_tls_server_may_answer_plain_http_on_the_same_port(tmp_path: Path) -> None:
+    context, ca_bundle = tls_context(tmp_path)
+    with FaultServer(tls=context, plain=True) as mixed:
+        mixed.route("/x", respond(200, b"either"))
+        secure = curl(mixed.url("/x"), "--cacert", str(ca_bundle))
+        plain = curl(mixed.url("/x", scheme="http", host="localhost"))
+        assert (secure.status, secure.body) == (200, b"either")
+        assert (plain.status, plain.body) == (200, b"either")
+        assert [r.tls for r in mixed.requests] == [True, False]
+        assert mixed.requests[1].header("Host") == f"localhost:{mixed.port}"
+    with FaultServer(tls=context) as strict:
+        strict.route("/x", respond(200, b"tls only"))
+        assert curl(strict.url("/x", scheme="http")).exit_code == 52  # no answer over http
+        assert curl(strict.url("/x"), "--cacert", str(ca_bundle)).body == b"tls only"

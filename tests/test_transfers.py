@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from httpserver import Exchange, HTTPTestServer, drop_after, redirect, respond, stall
+from faults import Exchange, FaultServer, drop_after, redirect, respond, stall
 
 from mesos_uri import curl
 from mesos_uri.curl import Timeouts
@@ -30,8 +30,8 @@ FAST = Timeouts(stall=5, connect=5)
 
 
 @pytest.fixture
-def server() -> Iterator[HTTPTestServer]:
-    with HTTPTestServer() as running:
+def server() -> Iterator[FaultServer]:
+    with FaultServer() as running:
         yield running
 
 
@@ -58,14 +58,14 @@ def blank(directory: Path, name: str, content: bytes = b"") -> Path:
 
 def endless(exchange: Exchange) -> None:
     """A 200 with a chunked body that never ends (until the client goes away)."""
-    exchange.send_head(200, [("Transfer-Encoding", "chunked")])
+    exchange.head(200, [("Transfer-Encoding", "chunked")])
     piece = b"x" * 65536
     while exchange.connected and not exchange.server.closing.is_set():
-        exchange.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        exchange.raw(b"%x\r\n%s\r\n" % (len(piece), piece))
 
 
 async def test_a_batch_writes_each_body_to_its_file_and_hashes_it(
-    server: HTTPTestServer, tmp_path: Path, spawns: Path
+    server: FaultServer, tmp_path: Path, spawns: Path
 ) -> None:
     bodies = {f"/b{i}": BODY[i * 1000 :] for i in range(5)}
     for path, body in bodies.items():
@@ -85,7 +85,7 @@ async def test_a_batch_writes_each_body_to_its_file_and_hashes_it(
 
 
 async def test_each_transfer_sends_its_own_headers_and_no_secret_reaches_argv(
-    server: HTTPTestServer, tmp_path: Path, spawns: Path
+    server: FaultServer, tmp_path: Path, spawns: Path
 ) -> None:
     server.route("/a", respond(200, b"a"))
     server.route("/b", respond(200, b"b"))
@@ -105,7 +105,7 @@ async def test_each_transfer_sends_its_own_headers_and_no_secret_reaches_argv(
 
 
 async def test_an_error_status_is_reported_with_its_body_in_the_file(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     server.route(
         "/e", respond(429, b'{"errors":[]}', [("Retry-After", "7"), ("Content-Type", "x/y")])
@@ -119,9 +119,7 @@ async def test_an_error_status_is_reported_with_its_body_in_the_file(
     assert (tmp_path / "e").read_bytes() == b'{"errors":[]}'
 
 
-async def test_a_redirect_is_reported_and_not_followed(
-    server: HTTPTestServer, tmp_path: Path
-) -> None:
+async def test_a_redirect_is_reported_and_not_followed(server: FaultServer, tmp_path: Path) -> None:
     server.route("/r", redirect("file:///etc/passwd", 307))
     [outcome] = await run_batch(
         [Transfer(server.url("/r"), blank(tmp_path, "r"))], parallel=1, timeouts=FAST
@@ -131,7 +129,7 @@ async def test_a_redirect_is_reported_and_not_followed(
     assert (tmp_path / "r").read_bytes() == b""
 
 
-async def test_a_cut_body_keeps_what_arrived(server: HTTPTestServer, tmp_path: Path) -> None:
+async def test_a_cut_body_keeps_what_arrived(server: FaultServer, tmp_path: Path) -> None:
     server.route("/c", drop_after(BODY, 5000))
     hasher = hashlib.sha256()
     [outcome] = await run_batch(
@@ -144,7 +142,7 @@ async def test_a_cut_body_keeps_what_arrived(server: HTTPTestServer, tmp_path: P
 
 
 async def test_a_declared_length_past_the_limit_writes_nothing(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     server.route("/big", respond(200, BODY))
     [outcome] = await run_batch(
@@ -157,7 +155,7 @@ async def test_a_declared_length_past_the_limit_writes_nothing(
 
 
 async def test_an_endless_body_stops_one_byte_past_the_limit(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     """A chunked body announces no length: the kernel stops curl at the batch's largest limit,
     so the file never holds more than one byte beyond it."""
@@ -177,7 +175,7 @@ async def test_an_endless_body_stops_one_byte_past_the_limit(
 
 
 async def test_the_follower_stops_a_file_past_its_own_limit(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     """With a larger limit beside it, an endless small transfer is stopped by the follower."""
     server.route("/endless", endless)
@@ -192,9 +190,7 @@ async def test_the_follower_stops_a_file_past_its_own_limit(
     assert not outcomes[1].finished  # curl was stopped before the other transfer ended
 
 
-async def test_a_stall_ends_only_the_stalled_transfer(
-    server: HTTPTestServer, tmp_path: Path
-) -> None:
+async def test_a_stall_ends_only_the_stalled_transfer(server: FaultServer, tmp_path: Path) -> None:
     server.route("/slow", stall(head=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab"))
     server.route("/ok", respond(200, b"fine"))
     started = time.monotonic()
@@ -211,9 +207,7 @@ async def test_a_stall_ends_only_the_stalled_transfer(
     assert (outcomes[1].exit_code, outcomes[1].code) == (0, 200)
 
 
-async def test_progress_reports_the_bytes_in_the_file(
-    server: HTTPTestServer, tmp_path: Path
-) -> None:
+async def test_progress_reports_the_bytes_in_the_file(server: FaultServer, tmp_path: Path) -> None:
     server.route("/p", respond(200, BODY))
     seen: list[int] = []
     await run_batch(
@@ -226,7 +220,7 @@ async def test_progress_reports_the_bytes_in_the_file(
 
 
 async def test_control_characters_in_a_path_are_quoted_for_curl(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     server.route("/n", respond(200, b"data"))
     directory = tmp_path / 'a\nb\t"c\\'
@@ -238,7 +232,7 @@ async def test_control_characters_in_a_path_are_quoted_for_curl(
 
 
 async def test_concurrent_transfers_share_one_curl(
-    server: HTTPTestServer, tmp_path: Path, spawns: Path
+    server: FaultServer, tmp_path: Path, spawns: Path
 ) -> None:
     for index in range(10):
         server.route(f"/{index}", respond(200, b"%d" % index))
@@ -259,7 +253,7 @@ async def test_concurrent_transfers_share_one_curl(
 
 
 async def test_a_leader_cancelled_while_gathering_leaves_the_others_served(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     for index in range(3):
         server.route(f"/{index}", respond(200, b"ok"))
@@ -295,7 +289,7 @@ def curl_processes() -> list[int]:
     return found
 
 
-async def test_cancellation_kills_curl_at_once(server: HTTPTestServer, tmp_path: Path) -> None:
+async def test_cancellation_kills_curl_at_once(server: FaultServer, tmp_path: Path) -> None:
     release = threading.Event()
     server.route("/s", stall(release, head=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"))
     try:
@@ -312,7 +306,7 @@ async def test_cancellation_kills_curl_at_once(server: HTTPTestServer, tmp_path:
 
 
 async def test_the_record_survives_header_values_with_tabs(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     server.route("/t", respond(401, b"", [("WWW-Authenticate", 'Bearer realm="a\tb",x="y"')]))
     [outcome] = await run_batch(
@@ -322,7 +316,7 @@ async def test_the_record_survives_header_values_with_tabs(
     assert outcome.headers.get("www-authenticate") == 'Bearer realm="a\tb",x="y"'
 
 
-async def test_files_keep_their_private_mode(server: HTTPTestServer, tmp_path: Path) -> None:
+async def test_files_keep_their_private_mode(server: FaultServer, tmp_path: Path) -> None:
     server.route("/m", respond(200, b"m"))
     path = blank(tmp_path, "m")
     path.chmod(0o600)

@@ -9,7 +9,6 @@ skipped them would pass without having tested the main job.
 from __future__ import annotations
 
 import hashlib
-import sys
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
-
-from localregistry import (  # noqa: E402  (importable only once scripts/ is on the path)
+from localregistry import (  # scripts/, put on the path by tests/conftest.py
     DEFAULT_ADMIN,
     INSTALL_HINT,
     ImageFormat,

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import ThreadedFTPServer
+from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
+from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
+from pyftpdlib.servers import ThreadedFTPServer  # type: ignore[import-untyped]
 
 from .helpers import run_cli
 

@@ -23,8 +23,7 @@ from typing import Final
 
 import anyio
 import pytest
-from faults import FaultServer, Serve, manifest_path
-from httpserver import HTTPTestServer, respond
+from faults import FaultServer, Serve, manifest_path, respond
 from localregistry import (
     INSTALL_HINT,
     SCHEMA1_SIGNED,
@@ -35,9 +34,8 @@ from localregistry import (
 )
 
 from mesos_uri.docker.platform import host_platform, parse_platform
-from mesos_uri.docker.plugin import FetchSummary
 from mesos_uri.errors import DigestMismatchError, FetchError, ManifestError
-from mesos_uri.fetcher import Flags, create
+from mesos_uri.fetcher import FetchSummary, Flags, create
 
 from .conftest import PRIVATE, USERS, TokenRegistry
 from .images import (
@@ -602,9 +600,9 @@ def foreign_registry() -> Iterator[TokenRegistry]:
 
 
 @pytest.fixture
-def layer_server() -> Iterator[HTTPTestServer]:
+def layer_server() -> Iterator[FaultServer]:
     """The second loopback server, standing in for the foreign layer's own host."""
-    with HTTPTestServer() as server:
+    with FaultServer() as server:
         yield server
 
 
@@ -617,7 +615,7 @@ def alice_config(target: TokenRegistry) -> dict[str, object]:
 
 def push_with_foreign_layer(
     foreign_registry: TokenRegistry,
-    layer_server: HTTPTestServer,
+    layer_server: FaultServer,
     repo: str,
     image_format: ImageFormat,
 ) -> Image:
@@ -635,7 +633,7 @@ def push_with_foreign_layer(
 async def test_foreign_layer_is_fetched_from_its_urls_without_credentials(
     fetch: Fetch,
     foreign_registry: TokenRegistry,
-    layer_server: HTTPTestServer,
+    layer_server: FaultServer,
     directory: Path,
     image_format: ImageFormat,
 ) -> None:
@@ -663,7 +661,7 @@ async def test_foreign_layer_is_fetched_from_its_urls_without_credentials(
 async def test_foreign_layer_with_wrong_bytes_is_rejected(
     fetch: Fetch,
     foreign_registry: TokenRegistry,
-    layer_server: HTTPTestServer,
+    layer_server: FaultServer,
     directory: Path,
 ) -> None:
     """A foreign layer's host that serves other bytes (same length) fails the fetch with a

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from httpserver import HTTPTestServer, redirect, respond, stall
+from faults import FaultServer, redirect, respond, stall
 
 from mesos_uri import fetcher
 from mesos_uri.errors import FetchError, HTTPStatusError
@@ -34,9 +34,9 @@ WAIT = 30.0
 
 
 @pytest.fixture
-def server() -> Iterator[HTTPTestServer]:
+def server() -> Iterator[FaultServer]:
     """``/TestHttpServer/test`` answers ``200 test``, as the original's test server does."""
-    with HTTPTestServer() as started:
+    with FaultServer() as started:
         started.route("/TestHttpServer/test", respond(200, BODY))
         yield started
 
@@ -57,7 +57,7 @@ def _names(directory: Path) -> list[str]:
 # -- the curl plugin through the CLI -------------------------------------------------------------
 
 
-def test_http_uri_is_fetched_to_its_basename(server: HTTPTestServer, tmp_path: Path) -> None:
+def test_http_uri_is_fetched_to_its_basename(server: FaultServer, tmp_path: Path) -> None:
     done = run_cli(server.url("/TestHttpServer/test"), str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("", "")
@@ -66,7 +66,7 @@ def test_http_uri_is_fetched_to_its_basename(server: HTTPTestServer, tmp_path: P
 
 
 def test_http_404_fails_with_the_originals_text_and_leaves_nothing(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     server.route("/missing", respond(404, b"<html>not here</html>"))
     uri = server.url("/missing")
@@ -88,7 +88,7 @@ def test_http_404_fails_with_the_originals_text_and_leaves_nothing(
     ],
 )
 def test_redirects_are_followed_and_the_file_keeps_the_uris_name(
-    hops: list[tuple[int, bytes]], server: HTTPTestServer, tmp_path: Path
+    hops: list[tuple[int, bytes]], server: FaultServer, tmp_path: Path
 ) -> None:
     target = "/TestHttpServer/test"
     for number, (status, body) in reversed(list(enumerate(hops))):
@@ -102,7 +102,7 @@ def test_redirects_are_followed_and_the_file_keeps_the_uris_name(
 
 
 def test_curl_stall_timeout_aborts_a_transfer_that_stops_moving(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome"
     server.route("/stalls", stall(head=head))
@@ -115,7 +115,7 @@ def test_curl_stall_timeout_aborts_a_transfer_that_stops_moving(
 
 
 def test_a_cli_fetch_killed_by_sigterm_leaves_no_temp_file_and_no_curl(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     release = threading.Event()
     server.route("/slow", stall(release, head=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1"))
@@ -174,7 +174,7 @@ def test_a_missing_file_fails_with_the_originals_text(tmp_path: Path) -> None:
 
 
 async def test_curl_valid_uri(
-    server: HTTPTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CURL_ValidUri: fetched into the current directory as ``test``."""
     monkeypatch.chdir(tmp_path)
@@ -182,7 +182,7 @@ async def test_curl_valid_uri(
     assert (tmp_path / "test").read_bytes() == BODY
 
 
-async def test_curl_valid_uri_with_output_file_name(server: HTTPTestServer, tmp_path: Path) -> None:
+async def test_curl_valid_uri_with_output_file_name(server: FaultServer, tmp_path: Path) -> None:
     """CURL_ValidUriWithOutputFileName."""
     await fetcher.create().fetch(
         server.url("/TestHttpServer/test"), tmp_path, output_file_name="file"
@@ -191,7 +191,7 @@ async def test_curl_valid_uri_with_output_file_name(server: HTTPTestServer, tmp_
     assert (tmp_path / "file").read_bytes() == BODY
 
 
-async def test_curl_invalid_uri(server: HTTPTestServer, tmp_path: Path) -> None:
+async def test_curl_invalid_uri(server: FaultServer, tmp_path: Path) -> None:
     """CURL_InvalidUri: a 404 fails the fetch."""
     server.route("/TestHttpServer/test", respond(404))
     with pytest.raises(HTTPStatusError) as caught:
@@ -200,7 +200,7 @@ async def test_curl_invalid_uri(server: HTTPTestServer, tmp_path: Path) -> None:
     assert _names(tmp_path) == []
 
 
-async def test_curl_invoke_fetch_by_name(server: HTTPTestServer, tmp_path: Path) -> None:
+async def test_curl_invoke_fetch_by_name(server: FaultServer, tmp_path: Path) -> None:
     """CURL_InvokeFetchByName."""
     await fetcher.create().fetch(server.url("/TestHttpServer/test"), tmp_path, plugin="curl")
     assert (tmp_path / "test").read_bytes() == BODY
@@ -230,7 +230,7 @@ async def test_copy_invoke_fetch_by_name(tmp_path: Path) -> None:
 
 
 async def test_a_cancelled_curl_fetch_leaves_no_temp_file_and_no_curl(
-    server: HTTPTestServer, tmp_path: Path
+    server: FaultServer, tmp_path: Path
 ) -> None:
     release = threading.Event()
     server.route("/slow", stall(release, head=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n1"))
