@@ -1,7 +1,5 @@
 """``python -m mesos_uri`` is ``python -m mesos_uri.fetch``."""
 
-import sys
+from mesos_uri.fetch import run
 
-from mesos_uri.fetch import main
-
-sys.exit(main())
+run()

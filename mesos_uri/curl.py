@@ -107,9 +107,13 @@ class Timeouts:
         if self.stall:
             # speed-limit defaults to 1 byte/s: slower than that for this long is a stall.
             lines.append(f"speed-time = {max(1, math.ceil(self.stall))}")
-        if self.connect:
+        # The stall check starts with the transfer: a server that accepts the connection and
+        # says nothing (an FTP server that never greets, a TLS handshake that hangs) is caught
+        # by the connect timeout, which is therefore never longer than the stall timeout.
+        connect = min((t for t in (self.connect, self.stall) if t), default=None)
+        if connect:
             # curl reads milliseconds; less than one would be 0, its 300 s default.
-            lines.append(f"connect-timeout = {max(self.connect, 0.001):.3f}")
+            lines.append(f"connect-timeout = {max(connect, 0.001):.3f}")
         return lines
 
 

@@ -1,12 +1,11 @@
-"""``python -m mesos_uri.fetch [FLAGS] URI DIRECTORY``: one fetch from the command line.
+"""``python -m mesos_uri.fetch [FLAGS] URI DIRECTORY`` (or ``mesos-uri-fetch``): one fetch.
 
 Exit status: 0 fetched; 1 the fetch failed (one line ``Failed to fetch '<URI>': <reason>`` on
 stderr); 2 the command line is wrong; 130/143 interrupted by SIGINT/SIGTERM (curl children killed,
 temporary files removed).
 
-Everything printed may hold text a registry chose (an error message, a header, a redirect target),
-so every line goes through :func:`printable` on its way out, and the URI's password through
-:class:`_Secrets`.
+The command line is read before anything heavy is imported, so that a mistake is reported at
+once, and the process ends as soon as its output is flushed and its children are reaped.
 """
 
 from __future__ import annotations
@@ -14,66 +13,38 @@ from __future__ import annotations
 import signal
 
 # ruff: noqa: E402  (the imports below come after these handlers on purpose)
-# ``python -m mesos_uri.fetch`` spends a quarter of a second importing what follows. A SIGINT or
-# SIGTERM meanwhile is noted here, and main() acts on it, instead of meeting Python's defaults:
-# a KeyboardInterrupt traceback from inside an import, or an end without a word.
+# A SIGINT or SIGTERM while the modules below load is noted here, and main() acts on it,
+# instead of meeting Python's defaults: a KeyboardInterrupt traceback from inside an import.
 _EARLY_SIGNALS: list[int] = []
 if __name__ == "__main__":
     for _signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(_signum, lambda signum, frame: _EARLY_SIGNALS.append(signum))
 
 import argparse
-import asyncio
-import contextlib
-import json
+import difflib
 import logging
-import re
-import socket
+import os
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from types import FrameType
-from typing import Any, Final, NoReturn
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-import anyio
-import attrs
-
-from mesos_uri.docker.digest import parse_digest
-from mesos_uri.docker.endpoints import (
-    DEFAULT_CERTS_DIR,
-    Endpoints,
-    parse_host_value,
-    parse_mirror,
-)
-from mesos_uri.docker.platform import parse_platform
-from mesos_uri.docker.reference import DEFAULT_REGISTRY_URL, normalize, validate_reference
+from mesos_uri._console import Interrupted, PrintableFormatter, Secrets, SignalGate, printable
 from mesos_uri.errors import FetchError, UsageError
-from mesos_uri.fetcher import DEFAULT_JOBS, Fetcher, FetchSummary, Flags, create
-from mesos_uri.flags import parse_duration, world_readable
-from mesos_uri.progress import TerminalProgress, terminal_progress
-from mesos_uri.retry import DEFAULT_RETRIES
-from mesos_uri.uri import URI, parse_uri
 
-__all__ = ["main", "printable"]
+if TYPE_CHECKING:
+    from mesos_uri.fetcher import Fetcher, FetchSummary, Flags
+    from mesos_uri.progress import TerminalProgress
+    from mesos_uri.uri import URI
+
+__all__ = ["main", "run"]
 
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
-PROGRAM: Final = "python -m mesos_uri.fetch"
-
-# The longest line the CLI prints: room for any error of ours with its URI and a short excerpt
-# of a registry's own message; a hostile registry's kilobytes of text end here.
-MAX_LINE: Final = 1000
-# Stands for a password in what the CLI prints.
-_MASK: Final = "***"
-# A password shorter than this is masked only where it stands in a URI's userinfo: masking every
-# occurrence of a letter or two would make the text unreadable, not safer.
-_MIN_BARE_SECRET: Final = 4
-# The password of a ``scheme://user:password@host`` argument, found before any parsing.
-_USERINFO_PASSWORD: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:([^/?#]*)@")
-# Characters a terminal acts on instead of showing: C0 (ESC starts every escape sequence), DEL,
-# C1, and the bidirectional overrides that reorder what is shown.
-_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+CONSOLE_SCRIPT: Final = "mesos-uri-fetch"
+MODULE: Final = "python -m mesos_uri.fetch"
+# The defaults --help names (the values live in the modules that use them).
+_DEFAULT_REGISTRY: Final = "https://registry-1.docker.io"
+_DEFAULT_CERTS_DIR: Final = "/etc/docker/certs.d"
 
 _DESCRIPTION = """\
 Fetch a URI into DIRECTORY, as the Apache Mesos URI fetcher does.
@@ -88,142 +59,17 @@ normalised as the Mesos agent does; --docker_registry names the registry when it
 The fragment chooses the registry's transport (default https). An image index or manifest list is
 resolved to the platform of --platform (default: this host's); DIRECTORY/index then holds the index.
 
-Every blob is verified against its digest before it appears as DIRECTORY/<digest>.
+Every blob is verified against its digest before it appears as DIRECTORY/<digest>. Flags may be
+spelt with dashes too (--docker-registry).
 
 Exit status: 0 fetched; 1 the fetch failed (one line on stderr saying why); 2 the command line is
 wrong; 130 or 143 interrupted by SIGINT or SIGTERM.
 """
 
 
-def printable(text: str, *, limit: int = MAX_LINE) -> str:
-    """``text`` as one line that a terminal shows as it is: every run of whitespace (line
-    breaks and tabs included) becomes one space, every other control character (ESC, and so
-    every escape sequence, BEL, NUL, DEL, C1, bidirectional overrides) is written as its
-    ``\\xNN`` or ``\\uNNNN`` escape, and the line is cut to ``limit`` characters."""
-    one_line = " ".join(text.split())
-    shown = _CONTROL.sub(_escape, one_line)
-    if len(shown) > limit:
-        shown = shown[: limit - 3] + "..."
-    return shown
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match[0])
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-
-class _Secrets:
-    """The URI's password, masked in everything the CLI prints (errors, logs, ``--json``)."""
-
-    def __init__(self, uri_text: str) -> None:
-        match = _USERINFO_PASSWORD.match(uri_text)
-        self.password = match[1] if match else ""
-
-    def mask(self, text: str) -> str:
-        if not self.password:
-            return text
-        text = text.replace(f":{self.password}@", f":{_MASK}@")
-        if len(self.password) >= _MIN_BARE_SECRET:
-            text = text.replace(self.password, _MASK)
-        return text
-
-    def line(self, text: str) -> str:
-        """``text`` masked and :func:`printable`: what may be printed."""
-        return printable(self.mask(text))
-
-
-class _Interrupted(BaseException):
-    """The first SIGINT or SIGTERM, raised where the CLI stood before its fetch began."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-class _SignalGate:
-    """SIGINT and SIGTERM for the CLI's whole life.
-
-    The first one stops the CLI: before the fetch it is raised as :class:`_Interrupted` where the
-    CLI stands; during the fetch it cancels the fetch, whose cleanup (curl children killed and
-    reaped, temporary files removed) then runs to its end. Every later one is ignored, so that
-    a second Ctrl-C or a supervisor's repeated SIGTERM can interrupt neither that cleanup nor the
-    exit, and the exit status stays the first signal's. Once the fetch has ended, signals are
-    ignored too. (Python's own handler would raise KeyboardInterrupt wherever it lands, asyncio's
-    would give way to the default as soon as its receiver closed, and the interpreter's shutdown
-    puts every default back but SIG_IGN.)
-    """
-
-    def __init__(self) -> None:
-        self.first: int | None = None
-        self._cancel: Callable[[], object] | None = None
-        self._ended = False
-        # The wakeup fd's reading end: the signal numbers in the order they arrived.
-        self._arrivals: socket.socket | None = None
-
-    def install(self, early: Sequence[int] = ()) -> None:
-        """Take SIGINT and SIGTERM over; ``early`` are those that came before (the first of
-        them is raised now). Only the main thread may set handlers: elsewhere the caller keeps
-        its own."""
-        if _in_main_thread():
-            self._arrivals, wakeup = socket.socketpair()
-            for end in (self._arrivals, wakeup):
-                end.setblocking(False)
-            signal.set_wakeup_fd(wakeup.detach(), warn_on_full_buffer=False)
-            sys.unraisablehook = _quiet_signal_races
-            for signum in _SIGNALS:
-                signal.signal(signum, self._received)
-        if early and self.first is None:
-            self.first = early[0]
-            self.close()
-            raise _Interrupted(early[0])
-
-    def _received(self, signum: int, frame: FrameType | None) -> None:
-        if self.first is not None or self._ended:
-            return
-        self.first = self._first_arrived(default=signum)
-        self.close()
-        if self._cancel is None:
-            raise _Interrupted(self.first)
-        self._cancel()
-
-    def _first_arrived(self, *, default: int) -> int:
-        """Python runs the handlers of signals that are pending together in numeric order
-        (SIGINT before SIGTERM); the wakeup fd has them in the order they came."""
-        try:
-            arrived = self._arrivals.recv(4096) if self._arrivals is not None else b""
-        except OSError:  # nothing to read
-            arrived = b""
-        return next((byte for byte in arrived if byte in _SIGNALS), default)
-
-    @contextlib.contextmanager
-    def fetching(self, cancel: Callable[[], object]) -> Iterator[None]:
-        """While the fetch runs, the first signal calls ``cancel``, which must be safe to call
-        from a signal handler, and raises nothing; once it has ended, signals are ignored."""
-        self._cancel = cancel
-        try:
-            yield
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        """Ignore both signals from now on."""
-        self._ended = True
-        if _in_main_thread():
-            for signum in _SIGNALS:
-                signal.signal(signum, signal.SIG_IGN)
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def _quiet_signal_races(unraisable: Any) -> None:
-    """Python's report of a signal that arrived just before its handler became SIG_IGN: the
-    ignoring was meant, and the report (a traceback) is noise; anything else is reported."""
-    error = unraisable.exc_value
-    if isinstance(error, OSError) and "ignored due to race condition" in str(error):
-        return
-    sys.__unraisablehook__(unraisable)
+def _program() -> str:
+    """The name the user typed: the console script's, or the module's."""
+    return CONSOLE_SCRIPT if os.path.basename(sys.argv[0]) == CONSOLE_SCRIPT else MODULE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,60 +77,84 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {printable(message)}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """``--version``; the installed package is only asked when the flag is given."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import version
+
+        parser.exit(0, f"{parser.prog} {version('mesos_uri')}\n")
+
+
+def _parser() -> _Parser:
     parser = _Parser(
-        prog=PROGRAM,
+        prog=_program(),
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument(
-        "uri", metavar="URI|IMAGE", help="what to fetch: a URI (forms above) or an image reference"
-    )
-    parser.add_argument("directory", metavar="DIRECTORY", help="created if missing")
-    parser.add_argument(
+    add = parser.add_argument
+    add("uri", metavar="URI|IMAGE", help="what to fetch: a URI (forms above) or an image reference")
+    add("directory", metavar="DIRECTORY", help="created if missing")
+    add(
         "--docker_registry",
         metavar="URL",
-        default=DEFAULT_REGISTRY_URL,
+        default=_DEFAULT_REGISTRY,
         help="registry for image references that name none, as the agent's flag "
-        f"(default {DEFAULT_REGISTRY_URL})",
+        f"(default {_DEFAULT_REGISTRY})",
     )
-    parser.add_argument(
+    add(
+        "--https_registry",
+        metavar="HOST[:PORT]",
+        action="append",
+        default=[],
+        help="image references naming this registry use https on any port (the agent's rule "
+        "is plain http for localhost and 127.0.0.1 on ports but 443) (repeatable)",
+    )
+    add(
         "--docker_config",
-        metavar="JSON|/PATH|file://PATH",
-        help="default registry credentials: a docker config.json (or old .dockercfg), inline "
-        "or as a file",
+        metavar="JSON|PATH",
+        help="default registry credentials: a docker config.json (or old .dockercfg) as a file, "
+        "or inline when it starts with '{'",
     )
-    parser.add_argument(
+    add(
         "--data",
         metavar="PATH|-",
         help="per-fetch docker config, read from PATH or from stdin with '-'; its entries win "
         "over --docker_config (never pass secrets in argv: every user can read it)",
     )
-    parser.add_argument(
+    add(
         "--docker_stall_timeout",
         metavar="DURATION",
-        help="abort a registry transfer that moves no bytes for this long, e.g. 30secs, 1mins",
+        help="abort (and retry) a registry transfer that moves no bytes for this long; 0secs "
+        "turns the check off (default 1mins, as the agent's --fetcher_stall_timeout)",
     )
-    parser.add_argument(
+    add(
         "--curl_stall_timeout",
         metavar="DURATION",
-        help="the same for http(s)/ftp(s) URIs",
+        help="the same for http(s)/ftp(s) URIs (default 1mins)",
     )
-    parser.add_argument(
+    add(
         "--connect_timeout",
         metavar="DURATION",
         help="give up connecting to a server after this long (default 30secs)",
     )
-    parser.add_argument(
+    add(
+        "--max_blob_size",
+        metavar="BYTES",
+        type=int,
+        help="the most bytes a blob of undeclared size may have (a docker-blob URI; a schema 1 "
+        "layer); a larger one is stopped (default: no limit)",
+    )
+    add(
         "--retries",
         metavar="N",
         type=int,
-        default=DEFAULT_RETRIES,
+        default=4,
         help="retries of a transient failure (refused or dropped connection, stall, 408, 429, "
-        f"5xx) with exponential backoff; 0 means one attempt (default {DEFAULT_RETRIES})",
+        "5xx) with exponential backoff; 0 means one attempt (default 4)",
     )
-    parser.add_argument(
+    add(
         "--registry_mirror",
         metavar="[REGISTRY=]URL",
         action="append",
@@ -292,128 +162,97 @@ def _parser() -> argparse.ArgumentParser:
         help="a mirror or pull-through cache, tried before the registry (repeatable, in order); "
         "without REGISTRY= it mirrors Docker Hub, as dockerd's registry-mirrors",
     )
-    parser.add_argument(
+    add(
         "--cacert",
         metavar="[HOST[:PORT]=]PEM",
         action="append",
         default=[],
         help="CA bundle to verify registries with (repeatable; per host, or for every host)",
     )
-    parser.add_argument(
+    add(
         "--certs_dir",
         metavar="DIR",
-        default=DEFAULT_CERTS_DIR,
+        default=_DEFAULT_CERTS_DIR,
         help="Docker's per-host TLS directory: DIR/HOST[:PORT]/*.crt (CA), *.cert + *.key "
-        f"(client certificate for mutual TLS) (default {DEFAULT_CERTS_DIR})",
+        f"(client certificate for mutual TLS) (default {_DEFAULT_CERTS_DIR})",
     )
-    parser.add_argument(
+    add(
         "--insecure_registry",
         metavar="HOST[:PORT]",
         action="append",
         default=[],
         help="allow plain HTTP or unverified TLS for this registry only (repeatable)",
     )
-    parser.add_argument(
+    add(
         "--platform",
         metavar="OS/ARCH[/VARIANT]",
         help="platform to pick from an image index, e.g. linux/arm64 (default: this host's)",
     )
-    parser.add_argument(
-        "--jobs",
-        metavar="N",
-        type=int,
-        default=DEFAULT_JOBS,
-        help=f"blob downloads at once (default {DEFAULT_JOBS})",
-    )
-    parser.add_argument(
+    add("--jobs", metavar="N", type=int, default=8, help="blob downloads at once (default 8)")
+    add(
         "--json",
         action="store_true",
         help="print one JSON summary on stdout: image, platform, manifest digest, every blob "
         "with its size, time and whether it was downloaded or already present",
     )
-    parser.add_argument(
+    add(
         "-q",
         "--quiet",
         action="store_true",
-        help="print nothing at all on success (no progress, no warnings)",
+        help="no progress display and no warnings: on success nothing is printed but what "
+        "--json asks for",
     )
-    parser.add_argument(
+    add(
         "-v",
         "--verbose",
         action="count",
         default=0,
-        help="log what happens on stderr (-vv for debug detail); credentials are never logged",
+        help="log each step on stderr (-vv: each HTTP exchange too); credentials are never logged",
     )
+    add("--version", action=_Version, nargs=0, help="print the version and exit")
     return parser
 
 
-@attrs.frozen
-class _Command:
-    uri: URI
-    directory: str
-    flags: Flags
-    data: str | None
-    json: bool
-    progress: TerminalProgress | None
-    secrets: _Secrets
+def _spelled_out(parser: _Parser, argv: Sequence[str]) -> list[str]:
+    """``argv`` with dashed flags (``--docker-registry``) spelt as declared, and an unknown flag
+    refused with the closest known one, before argparse would take it for a positional."""
+    known = [name for name in parser._option_string_actions if name.startswith("--")]
+    spelled: list[str] = []
+    for position, arg in enumerate(argv):
+        if arg == "--":
+            return spelled + list(argv[position:])
+        name, equals, value = arg.partition("=")
+        if arg.startswith("--") and name not in known:
+            underscored = "--" + name[2:].replace("-", "_")
+            if underscored not in known:
+                close = difflib.get_close_matches(underscored, known, n=1, cutoff=0.6)
+                hint = f": did you mean {close[0]}?" if close else " (--help lists them)"
+                parser.error(f"unknown flag '{name}'{hint}")
+            arg = underscored + equals + value
+        spelled.append(arg)
+    return spelled
 
 
-def _warn_if_world_readable(path: str, warn: Callable[[str], None]) -> None:
-    """A credentials file is used as it is, but one that every user can read gets a warning."""
-    if world_readable(path):
-        warn(f"'{path}' holds credentials and is readable by every user (chmod 600 it)")
-
-
-def _read_data(value: str | None, warn: Callable[[str], None]) -> str | None:
-    if value is None:
-        return None
-    if value == "-":
-        return sys.stdin.read()
-    _warn_if_world_readable(value, warn)
-    try:
-        with open(value, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise UsageError(f"Failed to read '{value}': {exc.strerror or exc}") from exc
-
-
-def _command(args: argparse.Namespace, secrets: _Secrets) -> _Command:
-    _configure_logging(args.verbose, args.quiet, secrets)
-
-    def warn(message: str) -> None:
-        if not args.quiet:
-            print(f"warning: {secrets.line(message)}", file=sys.stderr)
+def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, TerminalProgress | None]:
+    """The options, validated once (a mistake is a UsageError: exit 2), and the display."""
+    from mesos_uri.docker.endpoints import Endpoints, parse_host_value, parse_mirror
+    from mesos_uri.fetcher import Flags
+    from mesos_uri.flags import parse_duration, world_readable
+    from mesos_uri.progress import terminal_progress
 
     if not args.directory:
         raise UsageError("DIRECTORY is empty: name a directory, '.' for the current one")
-    uri = _uri_or_reference(args.uri, args.docker_registry)
-    if uri.scheme == "docker-blob" and uri.query is not None:
-        parse_digest(uri.query)
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, not {args.jobs}")
-    if args.retries < 0:
-        raise UsageError(f"--retries must be 0 or more, not {args.retries}")
+    progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose, label="")
+    _configure_logging(args.verbose, args.quiet, secrets, progress)
     config = args.docker_config
-    if config is not None and not config.lstrip().startswith("{"):
-        _warn_if_world_readable(config.removeprefix("file://"), warn)
-
-    label = uri.path.strip("/")
-    progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose, label=label)
-    flags = Flags(
-        docker_config=config,
-        jobs=args.jobs,
-        retries=args.retries,
-        observer=progress,
-        endpoints=Endpoints(
-            mirrors=tuple(parse_mirror(text) for text in args.registry_mirror),
-            cacerts=tuple(parse_host_value(text, flag="cacert") for text in args.cacert),
-            insecure=frozenset(host.lower() for host in args.insecure_registry),
-            certs_dir=args.certs_dir or None,
-        ),
-        platform=parse_platform(args.platform) if args.platform else None,
-    )
-    # The durations given; one not given keeps its default, which Flags owns.
-    durations: dict[str, Any] = {
+    for path in (config, args.data):
+        if path is not None and path != "-" and not path.lstrip().startswith("{"):
+            path = path.removeprefix("file://")
+            if not os.path.isdir(path) and world_readable(path):
+                logging.getLogger("mesos_uri").warning(
+                    "'%s' holds credentials and is readable by every user (chmod 600 it)", path
+                )
+    durations = {
         name: parse_duration(text).seconds
         for name, text in (
             ("docker_stall_timeout", args.docker_stall_timeout),
@@ -422,45 +261,84 @@ def _command(args: argparse.Namespace, secrets: _Secrets) -> _Command:
         )
         if text is not None
     }
-    flags = attrs.evolve(flags, **durations)
-    data = _read_data(args.data, warn)
-    return _Command(uri, args.directory, flags, data, args.json, progress, secrets)
+    platform = None
+    if args.platform:
+        from mesos_uri.docker.platform import parse_platform
+
+        platform = parse_platform(args.platform)
+    endpoints = Endpoints(
+        mirrors=tuple(parse_mirror(text) for text in args.registry_mirror),
+        cacerts=tuple(parse_host_value(text, flag="cacert") for text in args.cacert),
+        insecure=frozenset(args.insecure_registry),
+        certs_dir=args.certs_dir or None,
+    )
+    flags = Flags(
+        docker_config=config,
+        docker_registry=args.docker_registry,
+        https_registries=frozenset(args.https_registry),
+        max_blob_size=args.max_blob_size,
+        jobs=args.jobs,
+        retries=args.retries,
+        platform=platform,
+        endpoints=endpoints,
+        observer=progress,
+        **durations,
+    )
+    return flags, progress
 
 
-def _uri_or_reference(text: str, default_registry: str) -> URI:
-    """A URI as given, or an image reference normalised as the Mesos agent normalises it (in
-    ``default_registry`` when it names no registry of its own)."""
-    if "://" in text:
-        return parse_uri(text)
-    reference = validate_reference(text)
-    return attrs.evolve(normalize(reference, default_registry), scheme="docker")
+def _read_data(value: str | None) -> str | None:
+    """``--data``: a config file, or stdin for ``-``; read as ``--docker_config`` is."""
+    if value is None:
+        return None
+    if value == "-":
+        return sys.stdin.read()
+    from mesos_uri.flags import config_text
+
+    return config_text(value)
 
 
-class _PrintableFormatter(logging.Formatter):
-    """Log records as the CLI prints everything: one line each, password masked, printable."""
+class _Warnings(logging.Handler):
+    """Warnings without ``-v``: one line each, above the progress display when there is one."""
 
-    def __init__(self, secrets: _Secrets) -> None:
-        super().__init__("%(asctime)s %(name)s %(levelname)s %(message)s")
+    def __init__(self, secrets: Secrets, progress: TerminalProgress | None) -> None:
+        super().__init__(logging.WARNING)
         self._secrets = secrets
+        self._progress = progress
 
-    def format(self, record: logging.LogRecord) -> str:
-        return self._secrets.line(super().format(record))
+    def emit(self, record: logging.LogRecord) -> None:
+        line = "warning: " + self._secrets.line(record.getMessage())
+        if self._progress is not None:
+            self._progress.note(line)
+        else:
+            print(line, file=sys.stderr)
 
 
-def _configure_logging(verbose: int, quiet: bool, secrets: _Secrets) -> None:
-    if verbose and not quiet:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_PrintableFormatter(secrets))
+def _configure_logging(
+    verbose: int, quiet: bool, secrets: Secrets, progress: TerminalProgress | None
+) -> None:
+    if quiet:
+        return
+    if verbose:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(PrintableFormatter(secrets))
         logging.basicConfig(
             level=logging.DEBUG if verbose > 1 else logging.INFO, handlers=[handler]
         )
+        return
+    logger = logging.getLogger("mesos_uri")
+    logger.addHandler(_Warnings(secrets, progress))
 
 
 async def _run(
-    fetcher: Fetcher, command: _Command, gate: _SignalGate
+    fetcher: Fetcher, uri: URI, directory: str, data: str | None, gate: SignalGate
 ) -> tuple[FetchSummary | None, FetchError | None]:
     """The fetch, cancelled by the first SIGINT/SIGTERM; (summary, failure), both None when
     it was cancelled."""
+    import asyncio
+
+    import anyio
+
     loop = asyncio.get_running_loop()
     summary: FetchSummary | None = None
     failure: FetchError | None = None
@@ -468,7 +346,7 @@ async def _run(
         # Called in a signal handler: call_soon_threadsafe also wakes a loop blocked in select.
         with gate.fetching(lambda: loop.call_soon_threadsafe(scope.cancel)):
             try:
-                summary = await fetcher.fetch(command.uri, command.directory, command.data)
+                summary = await fetcher.fetch(uri, directory, data)
             except FetchError as exc:
                 failure = exc
     return summary, failure
@@ -477,57 +355,91 @@ async def _run(
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI. It owns SIGINT and SIGTERM from its first line to the process's end: run it as
     the program, not from a process that has other plans for those signals."""
-    gate = _SignalGate()
+    gate = SignalGate()
     try:
         try:
             return _main(argv, gate)
         finally:
             gate.close()
-    except _Interrupted as stop:  # came as _main returned: nothing was left to stop
-        return _interrupted(stop.signum, None, _Secrets(""))
+    except Interrupted as stop:  # came as _main returned: nothing was left to stop
+        return _interrupted(stop.signum, None, Secrets(""))
 
 
-def _main(argv: Sequence[str] | None, gate: _SignalGate) -> int:
+def run() -> NoReturn:
+    """The program's entry: :func:`main`, then an exit that skips the interpreter's teardown
+    once the output is flushed (every child is reaped and every file closed by then)."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or EXIT_FAILED  # the output could not be written: not a success
+    os._exit(code)
+
+
+def _main(argv: Sequence[str] | None, gate: SignalGate) -> int:
     uri: URI | None = None
-    secrets = _Secrets("")
+    secrets = Secrets("")
+    progress = None
     try:
         gate.install(_EARLY_SIGNALS)
-        args = _parser().parse_args(argv)
-        secrets = _Secrets(args.uri)
+        parser = _parser()
+        args = parser.parse_args(_spelled_out(parser, sys.argv[1:] if argv is None else argv))
+        secrets = Secrets(args.uri)
         try:
-            command = _command(args, secrets)
-            uri = command.uri
-            fetcher = create(command.flags)
-            fetcher.plugin_for(command.uri)  # an unknown scheme is a usage error, exit 2
+            flags, progress = _command(args, secrets)
+            from mesos_uri.fetcher import create
+
+            fetcher = create(flags)
+            uri = fetcher.parse(args.uri)
+            fetcher.plugin_for(uri)  # an unknown scheme is a usage error, exit 2
+            if uri.scheme == "docker-blob" and uri.query is not None:
+                from mesos_uri.docker.digest import parse_digest
+
+                parse_digest(uri.query)  # it names a file: a bad one is a usage error
+            if progress is not None:
+                progress.label = uri.path.strip("/") if uri.is_docker else uri.path
+
+            data = _read_data(args.data)
         except FetchError as exc:
-            print(f"{PROGRAM}: error: {secrets.line(str(exc))}", file=sys.stderr)
+            print(f"{parser.prog}: error: {secrets.line(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
-        summary, failure = anyio.run(_run, fetcher, command, gate, backend="asyncio")
-    except _Interrupted as stop:
+        import anyio
+
+        summary, failure = anyio.run(
+            _run, fetcher, uri, args.directory, data, gate, backend="asyncio"
+        )
+    except Interrupted as stop:
+        if progress is not None:
+            progress.close(summary=False)
         return _interrupted(stop.signum, uri, secrets)
-    if command.progress is not None:
-        command.progress.close(summary=failure is None and gate.first is None)
+    if progress is not None:
+        progress.close(summary=failure is None and gate.first is None)
     if gate.first is not None:
         return _interrupted(gate.first, uri, secrets)
     if failure is not None:
         print(secrets.line(str(failure)), file=sys.stderr)
         return EXIT_FAILED
-    if command.json and summary is not None:
+    if args.json and summary is not None:
+        import json
+
+        import attrs
+
         print(json.dumps(_masked(attrs.asdict(summary), secrets), sort_keys=True))
     return 0
 
 
-def _interrupted(signum: int, uri: URI | None, secrets: _Secrets) -> int:
+def _interrupted(signum: int, uri: URI | None, secrets: Secrets) -> int:
     name = signal.Signals(signum).name
     if uri is None:
-        message = f"{PROGRAM}: interrupted by {name}"
+        message = f"{_program()}: interrupted by {name}"
     else:
         message = f"Fetching '{uri.redacted()}' was interrupted by {name}"
     print(secrets.line(message), file=sys.stderr)
     return 128 + signum
 
 
-def _masked(value: Any, secrets: _Secrets) -> Any:
+def _masked(value: Any, secrets: Secrets) -> Any:
     """``value`` (what ``attrs.asdict`` gives) with the password masked in every string."""
     if isinstance(value, str):
         return secrets.mask(value)
@@ -539,4 +451,4 @@ def _masked(value: Any, secrets: _Secrets) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -98,6 +98,10 @@ class Flags:
     """
 
     docker_config: str | None = None
+    # The registry of image references that name none, as the agent's --docker_registry.
+    docker_registry: str = "https://registry-1.docker.io"
+    # Registries (host[:port]) that image references reach over https whatever their port.
+    https_registries: frozenset[str] = frozenset()
     docker_stall_timeout: float | None = attrs.field(
         default=DEFAULT_STALL_TIMEOUT, validator=_seconds
     )
@@ -125,7 +129,8 @@ class Flags:
 
 
 class Fetcher:
-    def __init__(self, plugins: Iterable[Plugin]) -> None:
+    def __init__(self, plugins: Iterable[Plugin], *, flags: Flags | None = None) -> None:
+        self.flags = flags or Flags()
         self._by_name: dict[str, Plugin] = {}
         self._by_scheme: dict[str, Plugin] = {}
         for plugin in plugins:
@@ -156,6 +161,20 @@ class Fetcher:
             )
         return found
 
+    def parse(self, text: str) -> URI:
+        """What the command line takes: a URI, or an image reference (``busybox``,
+        ``registry:5000/team/app@sha256:…``) normalised as the Mesos agent does, in
+        ``flags.docker_registry`` when it names no registry."""
+        if "://" in text:
+            return parse_uri(text)
+        from mesos_uri.docker.reference import image_uri
+
+        return image_uri(
+            text,
+            default_registry=self.flags.docker_registry,
+            https_registries=self.flags.https_registries,
+        )
+
     async def fetch(
         self,
         uri: URI | str,
@@ -165,8 +184,9 @@ class Fetcher:
         *,
         plugin: str | None = None,
     ) -> FetchSummary:
-        """Fetch by scheme, or by plugin name; ``uri`` may be a URI or its CLI string form."""
-        parsed = parse_uri(uri) if isinstance(uri, str) else uri
+        """Fetch by scheme, or by plugin name; ``uri`` may be a URI or what :meth:`parse`
+        takes. Every failure is a :class:`~mesos_uri.errors.FetchError`."""
+        parsed = self.parse(uri) if isinstance(uri, str) else uri
         chosen = self.plugin(plugin) if plugin is not None else self.plugin_for(parsed)
         return await chosen.fetch(parsed, directory, data, output_file_name)
 
@@ -187,5 +207,6 @@ def create(flags: Flags | None = None) -> Fetcher:
             CurlFetcherPlugin(timeouts=flags.curl_timeouts),
             CopyFetcherPlugin(),
             DockerFetcherPlugin(flags),
-        ]
+        ],
+        flags=flags,
     )

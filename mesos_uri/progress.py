@@ -105,7 +105,8 @@ class TerminalProgress:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._stream = stream
-        self._label = label
+        # What the summary line names: the repository, or the file (set once it is known).
+        self.label = label
         self._clock = clock
         self._created = clock()
         self._first: float | None = None
@@ -130,6 +131,14 @@ class TerminalProgress:
         if downloaded and blob.size > blob.received:
             # Verified means all of it arrived, whether or not each chunk was reported.
             blob.received = blob.size
+        self._draw()
+
+    def note(self, line: str) -> None:
+        """Write ``line`` (a warning) above the live area, which is drawn again after it."""
+        if self._closed:
+            return
+        self._write(self._erase() + self._fit(line, self._size()[0]) + "\n")
+        self._last_draw = None
         self._draw()
 
     def close(self, *, summary: bool = True) -> None:
@@ -201,7 +210,7 @@ class TerminalProgress:
         text += f" in {self._clock() - self._created:.1f} s"
         if present:
             text += f" ({present} already present)"
-        return f"{self._label}: {text}" if self._label else text
+        return f"{self.label}: {text}" if self.label else text
 
     def _size(self) -> tuple[int, int]:
         """The terminal's (columns, rows) now; a stream that cannot say gets the classic size."""

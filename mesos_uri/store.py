@@ -37,6 +37,8 @@ class Store:
 
     def __init__(self, directory: str | os.PathLike[str], *, durable: bool = True) -> None:
         self.directory = Path(directory)
+        # The directory as text: names are joined to it on every blob's hot path.
+        self._dir = os.fspath(self.directory)
         # fsync before rename, so that a crash cannot leave an empty file under a final name.
         self.durable = durable
         self._created: list[Path] = []
@@ -67,6 +69,10 @@ class Store:
         # Names are digests validated against the OCI grammar, or basenames: no '/' in them.
         return self.directory / name
 
+    def _file(self, name: str) -> str:
+        """:meth:`path` as text, for the calls made once per blob."""
+        return f"{self._dir}/{name}"
+
     def temp(self, name: str) -> Path:
         """A fresh, empty, closed temporary file for ``name`` (mode 0600 until committed)."""
         try:
@@ -78,26 +84,30 @@ class Store:
         os.close(fd)
         return Path(path)
 
-    def temp_name(self, name: str) -> Path:
+    def temp_name(self, name: str) -> str:
         """A name for a temporary file that does not exist yet, for another program (curl) to
         create: hidden, and unpredictable, so nobody can have put a link there first."""
-        return self.directory / f"{_TEMP_PREFIX}{name}.{os.urandom(8).hex()}"
+        return f"{self._dir}/{_TEMP_PREFIX}{name}.{os.urandom(8).hex()}"
 
     def committed(self, name: str, mark: str) -> int | None:
         """The size of ``name`` if this program committed it as ``mark`` and it is unchanged."""
-        path = self.path(name)
+        path = self._file(name)
         try:
             found = os.getxattr(path, _MARK).decode("ascii", "replace")
-            stat = path.stat()
+            stat = os.stat(path)
         except (OSError, AttributeError):  # no file, no attribute, or none supported here
             return None
         return stat.st_size if found == _mark(mark, stat) else None
 
+    def holds(self, name: str) -> bool:
+        """Whether a regular file is under ``name``."""
+        return os.path.isfile(self._file(name))
+
     def mark(self, name: str, mark: str) -> None:
         """Record that ``name`` holds what ``mark`` says (checked by the caller)."""
-        _set_mark(self.path(name), mark)
+        _set_mark(self._file(name), mark)
 
-    async def commit(self, temp: Path, name: str, *, mark: str | None = None) -> None:
+    async def commit(self, temp: str | Path, name: str, *, mark: str | None = None) -> None:
         """Flush ``temp`` and rename it to ``name``; on any failure it is removed."""
         try:
             await anyio.to_thread.run_sync(self._commit, temp, name, mark)
@@ -110,7 +120,7 @@ class Store:
             self.discard(temp)
             raise
 
-    def _commit(self, temp: Path, name: str, mark: str | None) -> None:
+    def _commit(self, temp: str | Path, name: str, mark: str | None) -> None:
         if self.durable:
             fd = os.open(temp, os.O_RDONLY)
             try:
@@ -120,7 +130,7 @@ class Store:
         os.chmod(temp, 0o666 & ~_umask())
         if mark is not None:
             _set_mark(temp, mark)
-        os.replace(temp, self.path(name))
+        os.replace(temp, self._file(name))
 
     async def write_file(self, name: str, data: bytes) -> None:
         """Atomically put already-verified bytes (a manifest, an index) under ``name``."""
@@ -150,7 +160,7 @@ class Store:
                     reason = os.strerror(errno.ENOSPC)
         return FetchError(f"Failed to write {what} to '{self.directory}': {reason}")
 
-    def discard(self, temp: Path) -> None:
+    def discard(self, temp: str | Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
 
@@ -164,9 +174,9 @@ def _mark(mark: str, stat: os.stat_result) -> str:
     return f"{mark} {stat.st_size} {stat.st_mtime_ns}"
 
 
-def _set_mark(path: Path, mark: str) -> None:
+def _set_mark(path: str | Path, mark: str) -> None:
     with contextlib.suppress(OSError, AttributeError):  # a file system without them: no cache
-        os.setxattr(path, _MARK, _mark(mark, path.stat()).encode("ascii"))
+        os.setxattr(path, _MARK, _mark(mark, os.stat(path)).encode("ascii"))
 
 
 def _umask() -> int:

@@ -26,7 +26,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Final, Protocol
 
 import anyio
@@ -57,6 +56,11 @@ _MIN_DELAY: Final = 0.001
 _MAX_DELAY: Final = 0.02
 # How long the first of several concurrent transfers waits for the others to join its batch.
 _MAX_GATHER: Final = 0.02
+# Transfers per curl: curl reads its whole config before the first request, and a huge image
+# (thousands of layers) should not wait for that. Two curls at a time keep the connections to
+# a registry at twice the parallel transfers at most.
+_MAX_BATCH: Final = 256
+_MAX_CURLS: Final = 2
 
 
 class Hasher(Protocol):
@@ -71,7 +75,7 @@ class Transfer:
     creating it at the first byte (or empty, for a transfer that ends well without one)."""
 
     url: str
-    path: Path
+    path: str
     headers: Mapping[str, str] = attrs.field(factory=dict)
     # The most bytes the file may hold; one more stops the transfer.
     limit: int | None = None
@@ -116,7 +120,7 @@ def _config(index: int, transfer: Transfer, timeouts: Timeouts) -> list[str]:
         tls=transfer.tls,
         timeouts=timeouts,
     )
-    lines.append(f"output = {curl.quote(str(transfer.path))}")
+    lines.append(f"output = {curl.quote(transfer.path)}")
     if transfer.limit is not None:
         # A Content-Length past the limit is refused before a byte is written (exit 63); 0
         # would mean no limit at all.
@@ -356,7 +360,9 @@ def _limit_file_size(pid: int, limit: int) -> None:
 @attrs.define(eq=False)
 class _Entry:
     transfer: Transfer
-    done: anyio.Event = attrs.field(factory=anyio.Event)
+    # Set when the transfer's batch is done, or when this caller is to lead the next batch.
+    wake: anyio.Event = attrs.field(factory=anyio.Event)
+    done: bool = False
     outcome: Outcome | None = None
     error: BaseException | None = None
 
@@ -365,46 +371,57 @@ class Batcher:
     """Runs transfers, those asked for at about the same time through one curl.
 
     The first caller leads: it waits until no more callers join (one scheduling round adds
-    nobody, or a few milliseconds passed), then runs the batch for everybody. If the leader is
-    cancelled before its batch starts another caller takes over; if it is cancelled while the
-    batch runs, the others get an unfinished outcome and try again. One per event loop.
+    nobody, or a few milliseconds passed), then runs a batch of up to :data:`_MAX_BATCH` for
+    everybody, at most :data:`_MAX_CURLS` batches at a time. Once it has taken its batch, the
+    first caller still waiting leads the next one; a leader cancelled before it took its batch
+    hands over the same way. If a leader is cancelled while its batch runs, the others get an
+    unfinished outcome and try again. Each caller waits on an event of its own, so that
+    thousands of them cost linear time. One per event loop.
     """
 
     def __init__(self, *, parallel: int, timeouts: Timeouts) -> None:
         self.parallel = parallel
         self.timeouts = timeouts
-        self._queue: list[_Entry] = []
-        self._leading = False
-        self._changed = anyio.Event()
+        # Waiting transfers, in the order they were asked for (a dict: removal is O(1)).
+        self._queue: dict[int, _Entry] = {}
+        self._leader: _Entry | None = None
+        self._curls = anyio.CapacityLimiter(_MAX_CURLS)
 
     async def transfer(self, transfer: Transfer) -> Outcome:
         entry = _Entry(transfer)
-        self._queue.append(entry)
+        self._queue[id(entry)] = entry
+        self._promote()
         try:
-            while entry in self._queue:
-                if self._leading:
-                    # Another caller gathers a batch; it may take this transfer along, or be
-                    # cancelled, and then one of the waiting callers leads.
-                    changed = self._changed
-                    await changed.wait()
-                    continue
-                self._leading = True
-                try:
-                    await self._gather()
-                    batch, self._queue = self._queue, []
-                finally:
-                    self._leading = False
-                    self._changed.set()
-                    self._changed = anyio.Event()
-                await self._run(batch)
-            await entry.done.wait()
+            while not entry.done:
+                if self._leader is entry:
+                    await self._lead()
+                else:
+                    await entry.wake.wait()
+                    entry.wake = anyio.Event()
         finally:
-            if entry in self._queue:  # cancelled before its batch started
-                self._queue.remove(entry)
+            self._queue.pop(id(entry), None)  # cancelled before its batch started
+            if self._leader is entry:
+                self._leader = None
+                self._promote()
         if entry.error is not None:
             raise entry.error
         assert entry.outcome is not None
         return entry.outcome
+
+    def _promote(self) -> None:
+        """Make the first waiting caller the leader, when there is none."""
+        if self._leader is None and self._queue:
+            self._leader = next(iter(self._queue.values()))
+            self._leader.wake.set()
+
+    async def _lead(self) -> None:
+        try:
+            await self._gather()
+            batch = [self._queue.pop(key) for key in list(self._queue)[:_MAX_BATCH]]
+        finally:
+            self._leader = None
+            self._promote()
+        await self._run(batch)
 
     async def _gather(self) -> None:
         deadline = anyio.current_time() + _MAX_GATHER
@@ -417,9 +434,12 @@ class Batcher:
 
     async def _run(self, batch: list[_Entry]) -> None:
         try:
-            outcomes = await run_batch(
-                [entry.transfer for entry in batch], parallel=self.parallel, timeouts=self.timeouts
-            )
+            async with self._curls:
+                outcomes = await run_batch(
+                    [entry.transfer for entry in batch],
+                    parallel=self.parallel,
+                    timeouts=self.timeouts,
+                )
         except Exception as exc:
             for entry in batch:
                 entry.error = exc
@@ -431,4 +451,5 @@ class Batcher:
             for entry in batch:
                 if entry.outcome is None and entry.error is None:
                     entry.outcome = Outcome(finished=False, error="the transfer was interrupted")
-                entry.done.set()
+                entry.done = True
+                entry.wake.set()

@@ -16,6 +16,7 @@ from https down to http unless the caller allows it, at most :data:`MAX_REDIRECT
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import urllib.parse
@@ -147,6 +148,14 @@ def _port(text: str) -> int:
     return int(text)
 
 
+@functools.lru_cache(maxsize=256)
+def _origin(scheme: str, authority: str) -> Origin:
+    """Parsed once per server: every blob request of an image asks about the same few."""
+    if "@" in authority:
+        raise ValueError("a user or password in the URL is not supported")
+    return Origin.parse(authority, scheme=scheme)
+
+
 @attrs.frozen
 class Origin:
     """Scheme, host and port of a URL, normalised: lower case, IPv6 without brackets, the
@@ -165,9 +174,7 @@ class Origin:
             raise ValueError("missing '://'")
         authority = _AUTHORITY.match(rest)
         assert authority is not None  # the pattern matches the empty string
-        if "@" in authority.group():
-            raise ValueError("a user or password in the URL is not supported")
-        return cls.parse(authority.group(), scheme=scheme)
+        return _origin(scheme, authority.group())
 
     @classmethod
     def parse(cls, hostport: str, *, scheme: str) -> Origin:

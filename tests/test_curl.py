@@ -92,9 +92,8 @@ async def fetch(
         data = f"refresh_token={SECRET}".encode()
         return await request(url, headers=headers, timeouts=timeouts, method="POST", data=data)
     path = Path(tempfile.mkdtemp()) / "out"
-    path.write_bytes(b"")
     [outcome] = await run_batch(
-        [Transfer(url, path, headers=headers)], parallel=1, timeouts=timeouts
+        [Transfer(url, str(path), headers=headers)], parallel=1, timeouts=timeouts
     )
     if outcome.exit_code:
         raise CurlError(outcome.error, exit_code=outcome.exit_code, stderr=outcome.error)

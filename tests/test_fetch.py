@@ -8,7 +8,7 @@ from typing import Final
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_uri.fetch import MAX_LINE, printable
+from mesos_uri._console import MAX_LINE, printable
 
 # What a terminal acts on instead of showing: C0, DEL, C1, bidirectional overrides.
 UNSHOWN: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")

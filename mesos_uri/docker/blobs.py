@@ -49,6 +49,8 @@ __all__ = ["fetch_blob", "fetch_blobs"]
 
 _log = logging.getLogger(__name__)
 
+# Blobs on their way at once; the curls among them run at most --jobs transfers each.
+_MAX_IN_FLIGHT: Final = 512
 # A registry's JSON error body is small; more than this is not worth reading for a message.
 _MAX_ERROR_BODY: Final = 64 * 1024
 # curl's exit code when a Content-Length is past max-filesize.
@@ -77,19 +79,23 @@ async def fetch_blobs(
     curls) and is raised as the one that ended the fetch ("Collect failed")."""
     results: list[BlobResult | None] = [None] * len(descriptors)
     failures: list[FetchError] = []
+    planned = iter(enumerate(descriptors))
 
-    async def one(position: int, descriptor: Descriptor, scope: anyio.CancelScope) -> None:
-        try:
-            results[position] = await fetch_blob(
-                session, store, descriptor, batcher=batcher, observer=observer
-            )
-        except FetchError as exc:
-            failures.append(exc)
-            scope.cancel()
+    async def worker(scope: anyio.CancelScope) -> None:
+        for position, descriptor in planned:
+            try:
+                results[position] = await fetch_blob(
+                    session, store, descriptor, batcher=batcher, observer=observer
+                )
+            except FetchError as exc:
+                failures.append(exc)
+                scope.cancel()
 
+    # A task per blob up to a bound: an image of thousands of layers would otherwise keep the
+    # event loop busy with waiting tasks while the first transfers should start.
     async with anyio.create_task_group() as group:
-        for position, descriptor in enumerate(descriptors):
-            group.start_soon(one, position, descriptor, group.cancel_scope)
+        for _ in range(min(len(descriptors), _MAX_IN_FLIGHT)):
+            group.start_soon(worker, group.cancel_scope)
     if failures:
         failures[0].collected = True
         raise failures[0]
@@ -132,19 +138,22 @@ async def _present(store: Store, digest: Digest) -> int | None:
     size = store.committed(name, name)
     if size is not None:
         return size
-    path = store.path(name)
-    if not path.is_file() or not await anyio.to_thread.run_sync(_file_matches, path, digest):
+    if not store.holds(name):
         return None
-    store.mark(name, name)
-    return path.stat().st_size
+    size = await anyio.to_thread.run_sync(_matching_size, store.path(name), digest)
+    if size is not None:
+        store.mark(name, name)
+    return size
 
 
-def _file_matches(path: Path, digest: Digest) -> bool:
+def _matching_size(path: Path, digest: Digest) -> int | None:
+    """The size of the file at ``path`` if its bytes hash to ``digest``."""
     try:
         hasher = _hash_file(path, digest)
+        size = os.path.getsize(path)
     except OSError:
-        return False
-    return f"{digest.algorithm}:{hasher.hexdigest()}" == str(digest)
+        return None
+    return size if f"{digest.algorithm}:{hasher.hexdigest()}" == str(digest) else None
 
 
 class _Download:
@@ -290,7 +299,7 @@ class _Download:
         assert self.observer is not None
         self.observer.received(str(self.digest), self.offset + total)
 
-    async def _keep(self, url: str, outcome: Outcome, target: Path) -> None:
+    async def _keep(self, url: str, outcome: Outcome, target: str) -> None:
         if target == self.temp:
             self.offset = outcome.size
         elif outcome.code == 206:
@@ -338,23 +347,23 @@ class _Download:
         await self.store.commit(self.temp, str(self.digest), mark=str(self.digest))
 
 
-def _read_start(path: Path, size: int) -> bytes:
+def _read_start(path: str, size: int) -> bytes:
     """The start of what an error response wrote (a registry's JSON error), for its text."""
     try:
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             return handle.read(min(size, _MAX_ERROR_BODY))
     except FileNotFoundError:
         return b""
 
 
-def _append(part: Path, whole: Path) -> None:
-    with part.open("rb") as source, whole.open("ab") as target:
+def _append(part: str, whole: str) -> None:
+    with open(part, "rb") as source, open(whole, "ab") as target:
         shutil.copyfileobj(source, target, 1024 * 1024)
 
 
-def _hash_file(path: Path, digest: Digest) -> _Hasher:
+def _hash_file(path: str | Path, digest: Digest) -> _Hasher:
     hasher: _Hasher = digest.hasher()  # type: ignore[assignment]
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         while chunk := handle.read(1024 * 1024):
             hasher.update(chunk)
     return hasher

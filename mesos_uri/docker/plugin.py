@@ -129,23 +129,28 @@ class DockerFetcherPlugin:
         transport is tried over https without verification, then over plain http (Docker's
         meaning of ``--insecure-registry``)."""
         transport = uri.fragment or DEFAULT_DOCKER_TRANSPORT
+        mirrors = self.endpoints.mirrors_for(uri.host or "", uri.port, scheme=transport)
         candidates = [
             attrs.evolve(uri, host=mirror.host, port=mirror.port, fragment=mirror.scheme)
-            for mirror in self.endpoints.mirrors_for(uri.host or "", uri.port, scheme=transport)
+            for mirror in mirrors
         ]
         candidates.append(uri)
         if uri.fragment is None and self.endpoints.is_insecure(uris.registry_base(uri)):
             candidates.append(attrs.evolve(uri, fragment="http"))
-        for candidate in candidates[:-1]:
+        for position, candidate in enumerate(candidates[:-1]):
             try:
                 return await self._fetch_from(candidate, store, data, self._fallback_retry)
             except UsageError:
                 raise
             except FetchError as exc:
-                _log.warning(
-                    "%s: %s failed, trying the next endpoint: %s",
-                    uri.redacted(),
-                    candidate.redacted(),
+                # A failing mirror is worth a warning; an insecure registry that speaks plain
+                # HTTP is what trying https first expects.
+                _log.log(
+                    logging.WARNING if position < len(mirrors) else logging.INFO,
+                    "the %s %s failed, fetching from %s instead: %s",
+                    "mirror" if position < len(mirrors) else "https endpoint",
+                    uris.registry_base(candidate),
+                    uris.registry_base(candidates[position + 1]),
                     exc,
                 )
         return await self._fetch_from(candidates[-1], store, data, self.retry)

@@ -28,7 +28,7 @@ The port is read by :func:`mesos_uri.urls.split_hostport`, as everywhere else: d
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Final
 
 import attrs
@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_REGISTRY_URL",
     "DEFAULT_TAG",
     "ImageReference",
+    "image_uri",
     "normalize",
     "parse_image_reference",
     "validate_reference",
@@ -106,16 +107,34 @@ def parse_image_reference(text: str) -> ImageReference:
     return ImageReference(text, tag=tag, digest=digest)
 
 
-def normalize(reference: ImageReference, default_registry_url: str = DEFAULT_REGISTRY_URL) -> URI:
+def image_uri(
+    text: str,
+    *,
+    default_registry: str = DEFAULT_REGISTRY_URL,
+    https_registries: Collection[str] = (),
+) -> URI:
+    """The ``docker`` URI of an image reference as the command line and the facade take one:
+    checked against the grammar, then normalised as the Mesos agent does."""
+    reference = validate_reference(text)
+    uri = normalize(reference, default_registry, https_registries=https_registries)
+    return attrs.evolve(uri, scheme="docker")
+
+
+def normalize(
+    reference: ImageReference,
+    default_registry_url: str = DEFAULT_REGISTRY_URL,
+    *,
+    https_registries: Collection[str] = (),
+) -> URI:
     """The ``docker-manifest`` URI the Mesos agent fetches for ``reference``.
 
     ``busybox`` -> ``docker-manifest://registry-1.docker.io:443/library/busybox?latest#https``:
     a reference without a registry takes ``default_registry_url`` (``--docker_registry``) with
     its port, a default one if it names none. A reference's registry keeps its port as written
     and is reached over https, but over plain http on port 80 and on a loopback host at any port
-    but 443 (the original's rule for a local registry). Beyond the original: ``docker.io`` and
-    ``index.docker.io`` stand for ``registry-1.docker.io``, and a bracketed IPv6 registry
-    (``[::1]:5000``) works.
+    but 443 (the original's rule for a local registry) unless it is one of ``https_registries``
+    (``host[:port]``). Beyond the original: ``docker.io`` and ``index.docker.io`` stand for
+    ``registry-1.docker.io``, and a bracketed IPv6 registry (``[::1]:5000``) works.
     """
     try:
         default = Origin.of(default_registry_url)
@@ -140,7 +159,9 @@ def normalize(reference: ImageReference, default_registry_url: str = DEFAULT_REG
     host, port = _split_registry(reference.registry, invalid)
     if port is None and host in DOCKER_HUB_HOSTS:
         host = _DOCKER_HUB_API_HOST
-    return URI("docker-manifest", repository, host, port, query, _transport(host, port))
+    named = {name.lower() for name in https_registries}
+    transport = "https" if reference.registry.lower() in named else _transport(host, port)
+    return URI("docker-manifest", repository, host, port, query, transport)
 
 
 def _transport(host: str, port: int | None) -> str:

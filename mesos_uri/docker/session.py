@@ -91,13 +91,14 @@ class Session:
 
     def tls(self, url: str) -> TLS | None:
         """The TLS settings for ``url``'s server, worked out once per server and session."""
-        try:
-            key = str(Origin.of(url))
-        except ValueError:
-            return self.tls_for(url)
+        key = "/".join(url.split("/", 3)[:3])  # scheme://authority
         if key not in self._tls:
             self._tls[key] = self.tls_for(url)
         return self._tls[key]
+
+    def is_registry(self, url: str) -> bool:
+        """Whether ``url`` is on the registry's own origin (where credentials may go)."""
+        return url.startswith(self.registry + "/") or same_origin(url, self.registry)
 
     @property
     def origin(self) -> Origin:
@@ -122,7 +123,7 @@ class Session:
     def auth_headers(self, url: str) -> dict[str, str]:
         """What to send ``url`` up front: for the registry's own origin a cached token, else
         Basic, else nothing; for any other origin (blob storage, a CDN) nothing at all."""
-        if not same_origin(url, self.registry):
+        if not self.is_registry(url):
             return {}
         token = self.token()
         return token.header() if token is not None else self.basic_header()

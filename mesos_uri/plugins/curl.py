@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-from pathlib import Path
 from typing import Final
 
 from mesos_uri.curl import Timeouts
@@ -72,7 +71,7 @@ class CurlFetcherPlugin:
         finally:
             store.discard(temp)
 
-    async def _download(self, url: str, scheme: str, store: Store, temp: Path) -> None:
+    async def _download(self, url: str, scheme: str, store: Store, temp: str) -> None:
         # FTP has no HTTP status and no redirects: curl's exit status says it all.
         protocols = scheme if scheme.startswith("ftp") else "http,https"
         hops = 0
