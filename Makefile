@@ -31,6 +31,8 @@ demo: install
 
 # Options pass through: make bench BENCH_ARGS='--quick --check'
 bench: install
+	@# As an installed package is: byte-compiled (the editable install is not).
+	$(PYTHON) -m compileall -q mesos_uri
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
 fuzz: install

@@ -25,18 +25,19 @@ import math
 import os
 import re
 import signal
-import tempfile
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import anyio
-import anyio.abc
 import attrs
 
 from mesos_uri.errors import CurlError, DecodeError, ResponseTooLargeError, UsageError, excerpt
 from mesos_uri.http import Response, decode_responses
 from mesos_uri.urls import redact_url
+
+if TYPE_CHECKING:
+    import anyio.abc
 
 __all__ = [
     "CURL_ENV",
@@ -49,6 +50,8 @@ __all__ = [
     "quote",
     "request",
     "run",
+    "start_early",
+    "stop_early",
 ]
 
 _log = logging.getLogger(__name__)
@@ -67,6 +70,8 @@ DEFAULT_CONNECT_TIMEOUT: Final = 30.0
 _MAX_STDERR_BYTES: Final = 64 * 1024
 # The largest read from a pipe; asyncio's pipe reader holds at most 128 KiB anyway.
 _CHUNK: Final = 256 * 1024
+# How request mode asks curl to print the responses: header blocks and bodies as they came.
+_REQUEST_OPTIONS: Final = ("-i", "--raw")
 # curl reads config lines of at most 100 KiB.
 _MAX_CONFIG_LINE: Final = 100 * 1024
 
@@ -191,9 +196,7 @@ async def request(
     killed and :class:`ResponseTooLargeError` raised. ``data`` is sent as the body, from a
     private temporary file so that it stays out of argv.
     """
-    config = config_lines(url, headers=headers, tls=tls, timeouts=timeouts)
-    # The decoder reads HTTP/1.x; curl would pick HTTP/2 over TLS.
-    config += ["http1.1", *_method_lines(method, data is not None)]
+    config = _request_config(url, headers, tls, timeouts, method, data is not None)
     collected = bytearray()
 
     def collect(chunk: bytes) -> None:
@@ -205,8 +208,14 @@ async def request(
             )
 
     started = time.monotonic()
-    with _data_file(data) as data_line:
-        status, stderr = await run(["-i", "--raw"], [*config, *data_line], what=url, stdout=collect)
+    early = _early.pop(tuple(config), None) if data is None else None
+    if early is not None:
+        status, stderr = await _adopt(early, collect)
+    else:
+        with _data_file(data) as data_line:
+            status, stderr = await run(
+                _REQUEST_OPTIONS, [*config, *data_line], what=url, stdout=collect
+            )
     check_status(url, status, stderr)
     try:
         response = decode_responses(bytes(collected))[-1]
@@ -222,6 +231,91 @@ async def request(
         time.monotonic() - started,
     )
     return response
+
+
+def _request_config(
+    url: str,
+    headers: Mapping[str, str],
+    tls: TLS | None,
+    timeouts: Timeouts,
+    method: str,
+    has_data: bool,
+) -> list[str]:
+    config = config_lines(url, headers=headers, tls=tls, timeouts=timeouts)
+    # The decoder reads HTTP/1.x; curl would pick HTTP/2 over TLS.
+    return [*config, "http1.1", *_method_lines(method, has_data)]
+
+
+# Requests started before the event loop, by the config they were started with.
+_early: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
+
+
+def start_early(
+    url: str, *, headers: Mapping[str, str] = {}, tls: TLS | None = None, timeouts: Timeouts
+) -> None:
+    """Start a GET now that :func:`request` will be asked for later, with the same arguments.
+
+    The command line knows its first request (a manifest's) before it has imported the rest
+    of the program: curl connects and asks while Python is still busy, which on a real network
+    saves a round trip or two. :func:`request` takes the answer over; :func:`stop_early` ends a
+    request nobody asked for.
+    """
+    config = _request_config(url, headers, tls, timeouts, "GET", has_data=False)
+    process = subprocess.Popen(
+        [program(), "-q", "-s", "-S", "--no-progress-meter", *_REQUEST_OPTIONS, "-K", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None
+    with contextlib.suppress(OSError):  # curl exited at once: its status will say why
+        process.stdin.write("".join(f"{line}\n" for line in config).encode("utf-8"))
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+    _early[tuple(config)] = process
+
+
+def stop_early() -> None:
+    """Kill and reap the requests :func:`start_early` started that nobody took over."""
+    while _early:
+        _, process = _early.popitem()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+async def _adopt(
+    process: subprocess.Popen[bytes], stdout: Callable[[bytes], None]
+) -> tuple[int, str]:
+    """The status and messages of an early request, its output fed to ``stdout``; like
+    :func:`run`, it returns or raises only once curl is gone."""
+    import anyio
+
+    try:
+        return await anyio.to_thread.run_sync(_read_early, process, stdout, abandon_on_cancel=True)
+    finally:
+        # Killing it ends a read the worker thread may still be blocked in.
+        _stop(process)
+
+
+def _read_early(
+    process: subprocess.Popen[bytes], stdout: Callable[[bytes], None]
+) -> tuple[int, str]:
+    assert process.stdout is not None
+    assert process.stderr is not None
+    descriptor = process.stdout.fileno()
+    while chunk := os.read(descriptor, _CHUNK):
+        stdout(chunk)  # raises past the caller's limit: curl is killed by _adopt
+    # curl's messages are a line or two: the pipe held them while stdout was read.
+    messages = process.stderr.read(_MAX_STDERR_BYTES).decode("utf-8", "replace")
+    return process.wait(), messages
 
 
 def check_status(url: str, status: int, stderr: str) -> None:
@@ -259,6 +353,8 @@ def _data_file(data: bytes | None) -> Iterator[list[str]]:
     if data is None:
         yield []
         return
+    import tempfile  # only a refresh token's POST sends data
+
     fd, path = tempfile.mkstemp(prefix="mesos-uri-data-")  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "wb") as file:
@@ -290,6 +386,8 @@ async def run(
     has been transferred yet. An exception from a callback kills curl and is re-raised unchanged
     once curl is reaped. ``what`` (a URL) names the exchange in errors, without its password.
     """
+    import anyio  # here: importing this module starts no event loop machinery (see start_early)
+
     argv = [program(), "-q", "-s", "-S", "--no-progress-meter", *options, "-K", "-"]
     try:
         # Shielded: a cancellation inside the spawn would lose the child before we can reap it.
@@ -374,6 +472,8 @@ def _kill(process: anyio.abc.Process) -> None:
 
 
 async def _feed(stream: anyio.abc.ByteSendStream, text: str) -> None:
+    import anyio
+
     try:
         await stream.send(text.encode("utf-8", "surrogateescape"))
     except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
@@ -388,6 +488,8 @@ async def _pump(
     fail: Callable[[BaseException], None],
     what: str,
 ) -> None:
+    import anyio
+
     failed = False
     while True:
         try:

@@ -233,6 +233,55 @@ def _spelled_out(parser: _Parser, argv: Sequence[str]) -> list[str]:
     return spelled
 
 
+def _start_early(args: argparse.Namespace) -> None:
+    """Start the first request of a ``docker://`` or ``docker-manifest://`` fetch (its
+    manifest's, which needs nothing but the URI) before the rest of the program is imported:
+    on a real network that hides much of Python's start-up behind the round trips.
+
+    Only where the plugin's first request is certain to be this one, with these headers: no
+    credentials, no mirrors, no TLS settings of the operator's.
+    """
+    text = args.uri
+    if (
+        not text.startswith(("docker://", "docker-manifest://"))
+        or args.docker_config is not None
+        or args.data is not None
+        or args.registry_mirror
+        or args.insecure_registry
+        or args.cacert
+    ):
+        return
+    from mesos_uri import curl
+    from mesos_uri.docker.manifest import ACCEPT
+    from mesos_uri.flags import parse_duration
+    from mesos_uri.uri import parse_uri, registry_base
+    from mesos_uri.urls import Origin
+
+    try:
+        uri = parse_uri(text)
+        base = registry_base(uri)
+        stall, connect = (
+            default if value is None else parse_duration(value).seconds
+            for value, default in (
+                (args.docker_stall_timeout, curl.DEFAULT_STALL_TIMEOUT),
+                (args.connect_timeout, curl.DEFAULT_CONNECT_TIMEOUT),
+            )
+        )
+    except (UsageError, ValueError):
+        return  # the same mistake is reported where the command is checked
+    if uri.scheme == "docker-blob" or (
+        base.startswith("https:")
+        and args.certs_dir
+        and os.path.exists(os.path.join(args.certs_dir, Origin.of(base).hostport))
+    ):
+        return
+    curl.start_early(
+        f"{base}/v2/{uri.path}/manifests/{uri.query}",
+        headers={"Accept": ACCEPT},
+        timeouts=curl.Timeouts(stall=stall, connect=connect),
+    )
+
+
 def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, TerminalProgress | None]:
     """The options, validated once (a mistake is a UsageError: exit 2), and the display."""
     from mesos_uri.docker.endpoints import Endpoints, parse_host_value, parse_mirror
@@ -240,8 +289,6 @@ def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, Termina
     from mesos_uri.flags import parse_duration, world_readable
     from mesos_uri.progress import terminal_progress
 
-    if not args.directory:
-        raise UsageError("DIRECTORY is empty: name a directory, '.' for the current one")
     progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose, label="")
     _configure_logging(args.verbose, args.quiet, secrets, progress)
     config = args.docker_config
@@ -361,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _main(argv, gate)
         finally:
             gate.close()
+            if "mesos_uri.curl" in sys.modules:
+                sys.modules["mesos_uri.curl"].stop_early()
     except Interrupted as stop:  # came as _main returned: nothing was left to stop
         return _interrupted(stop.signum, None, Secrets(""))
 
@@ -385,6 +434,9 @@ def _main(argv: Sequence[str] | None, gate: SignalGate) -> int:
         gate.install(_EARLY_SIGNALS)
         parser = _parser()
         args = parser.parse_args(_spelled_out(parser, sys.argv[1:] if argv is None else argv))
+        if not args.directory:
+            parser.error("DIRECTORY is empty: name a directory, '.' for the current one")
+        _start_early(args)
         secrets = Secrets(args.uri)
         try:
             flags, progress = _command(args, secrets)

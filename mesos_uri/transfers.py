@@ -21,12 +21,13 @@ decides about redirects, challenges, retries and what to keep.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 import anyio
 import anyio.lowlevel
@@ -49,6 +50,10 @@ _MARK: Final = "mesos-uri-transfer"
 # often, and a few times more of one that curl has finished.
 _READ_CHUNK: Final = 4 * 1024 * 1024
 _ENDED_CHUNKS: Final = 16
+# Writeback of a file that is being downloaded is started every this many bytes.
+_WRITEBACK_CHUNK: Final = 8 * 1024 * 1024
+# sync_file_range(2)'s SYNC_FILE_RANGE_WRITE: start writeback of dirty pages, do not wait.
+_SYNC_FILE_RANGE_WRITE: Final = 2
 # curl's exit code when a Content-Length is larger than max-filesize allows.
 _FILESIZE_EXCEEDED: Final = 63
 # Looks at files that did not grow back off from the first delay to the second.
@@ -85,6 +90,8 @@ class Transfer:
     protocols: str = WEB_PROTOCOLS
     # Told the bytes in the file so far, as they arrive.
     progress: Callable[[int], None] | None = None
+    # Start writing the file to disk as it arrives, so that an fsync after it has little left.
+    writeback: bool = False
 
 
 @attrs.frozen
@@ -143,6 +150,7 @@ class _Batch:
         self.parallel = parallel
         count = len(transfers)
         self.read = [0] * count  # how far the follower has hashed each file
+        self.written_back = [0] * count  # how far each file's writeback was started
         self.sizes = [0] * count  # each file's size at the last look
         self.ended: list[dict[str, str] | None] = [None] * count  # records, as they arrive
         self.headers: list[dict[str, str]] = [{} for _ in transfers]
@@ -151,6 +159,8 @@ class _Batch:
         self.oversize = [False] * count
         self.files: list[int | None] = [None] * count
         self.curl_done = False
+        # Set when a transfer ends or curl exits: the follower looks at once, not after its nap.
+        self.changed = anyio.Event()
 
     def record(self, line: str) -> bool:
         """Take one line of curl's stderr if it is a transfer's record."""
@@ -172,6 +182,7 @@ class _Batch:
             if len(parts) == 4 and all(part.isdigit() for part in parts[:3]):
                 exit_code, code, size, error = parts
                 self.ended[index] = {"exit": exit_code, "code": code, "size": size, "error": error}
+                self.changed.set()
         return True
 
     def look(self) -> tuple[bool, list[int]]:
@@ -222,6 +233,9 @@ class _Batch:
                 transfer.hasher.update(data)
             position += len(data)
         self.read[index] = position
+        if transfer.writeback and position - self.written_back[index] >= _WRITEBACK_CHUNK:
+            _start_writeback(fd, self.written_back[index], position - self.written_back[index])
+            self.written_back[index] = position
         return position > start
 
     def _close(self, index: int) -> None:
@@ -234,48 +248,44 @@ class _Batch:
         for index in range(len(self.transfers)):
             self._close(index)
 
-    def outcomes(self, status: int, messages: str) -> list[Outcome]:
-        results = []
-        stopped = any(self.oversize)
-        for index in range(len(self.transfers)):
-            size = self.read[index]
-            ended = self.ended[index]
-            if ended is None:
-                if stopped and not self.oversize[index]:
-                    # Stopped with the transfer that passed its limit (by us, or by the kernel
-                    # at the largest limit of the batch): nothing wrong with this one.
-                    status, messages = 0, "stopped with another download of its batch"
-                results.append(
-                    Outcome(
-                        finished=False,
-                        exit_code=status,
-                        size=size,
-                        error=excerpt(messages),
-                        oversize=self.oversize[index],
-                    )
-                )
-                continue
-            exit_code = int(ended["exit"])
-            results.append(
-                Outcome(
-                    finished=True,
-                    exit_code=exit_code,
-                    code=int(ended["code"]),
-                    size=size,
-                    redirect_url=self.redirects[index],
-                    headers=Headers(tuple(self.headers[index].items())),
-                    error=excerpt(ended["error"]),
-                    oversize=self.oversize[index] or exit_code == _FILESIZE_EXCEEDED,
-                )
+    def outcome(self, index: int, status: int = 0, messages: str = "") -> Outcome:
+        """How transfer ``index`` ended: from its record, or (none came) from curl's end."""
+        ended = self.ended[index]
+        if ended is None:
+            if any(self.oversize) and not self.oversize[index]:
+                # Stopped with the transfer that passed its limit (by us, or by the kernel at
+                # the largest limit of the batch): nothing wrong with this one.
+                status, messages = 0, "stopped with another download of its batch"
+            return Outcome(
+                finished=False,
+                exit_code=status,
+                size=self.read[index],
+                error=excerpt(messages),
+                oversize=self.oversize[index],
             )
-        return results
+        exit_code = int(ended["exit"])
+        return Outcome(
+            finished=True,
+            exit_code=exit_code,
+            code=int(ended["code"]),
+            size=self.read[index],
+            redirect_url=self.redirects[index],
+            headers=Headers(tuple(self.headers[index].items())),
+            error=excerpt(ended["error"]),
+            oversize=self.oversize[index] or exit_code == _FILESIZE_EXCEEDED,
+        )
 
 
 async def run_batch(
-    transfers: Sequence[Transfer], *, parallel: int, timeouts: Timeouts
+    transfers: Sequence[Transfer],
+    *,
+    parallel: int,
+    timeouts: Timeouts,
+    ended: Callable[[int, Outcome], None] | None = None,
 ) -> list[Outcome]:
     """Run every transfer through one curl (at most ``parallel`` at a time) and return how each
-    ended, in order. Raises only when curl cannot be run at all."""
+    ended, in order; ``ended`` hears of each transfer as soon as its file is read to its end,
+    while the others still run. Raises only when curl cannot be run at all."""
     batch = _Batch(transfers, parallel)
     config = []
     for index, transfer in enumerate(transfers):
@@ -296,7 +306,7 @@ async def run_batch(
     try:
         async with anyio.create_task_group() as group:
             with anyio.CancelScope() as curl_scope:
-                group.start_soon(_follow, batch, curl_scope)
+                group.start_soon(_follow, batch, curl_scope, ended)
                 try:
                     status, messages = await curl.run(
                         options,
@@ -308,11 +318,16 @@ async def run_batch(
                 except FetchError as exc:  # curl could not be run: raised as it is, below
                     failure = exc
             batch.curl_done = True
+            batch.changed.set()
     finally:
         batch.close()
     if failure is not None:
         raise failure
-    outcomes = batch.outcomes(status, messages)
+    outcomes = [batch.outcome(index, status, messages) for index in range(len(transfers))]
+    if ended is not None:
+        for index, outcome in enumerate(outcomes):
+            if not outcome.finished:
+                ended(index, outcome)
     for transfer, outcome in zip(transfers, outcomes, strict=True):
         _log.debug(
             "GET %s -> %s, %d bytes, %.3f s%s",
@@ -325,12 +340,19 @@ async def run_batch(
     return outcomes
 
 
-async def _follow(batch: _Batch, curl_scope: anyio.CancelScope) -> None:
-    """Hash the files as they grow, until curl is done and every file is read to its end."""
+async def _follow(
+    batch: _Batch,
+    curl_scope: anyio.CancelScope,
+    ended: Callable[[int, Outcome], None] | None,
+) -> None:
+    """Hash the files as they grow, until curl is done and every file is read to its end;
+    a transfer that ended, and whose file was read to its end, is told to ``ended``."""
     delay = _MIN_DELAY
     reported = list(batch.read)
+    told = [False] * len(batch.transfers)
     while True:
         done = batch.curl_done
+        batch.changed = anyio.Event()
         grew, passed = await anyio.to_thread.run_sync(batch.look)
         if passed:
             curl_scope.cancel()  # every file of the batch stops growing now
@@ -338,13 +360,41 @@ async def _follow(batch: _Batch, curl_scope: anyio.CancelScope) -> None:
             if transfer.progress is not None and batch.read[index] != reported[index]:
                 reported[index] = batch.read[index]
                 transfer.progress(reported[index])
+            if batch.drained[index] and batch.ended[index] is not None and not told[index]:
+                told[index] = True
+                if ended is not None:
+                    ended(index, batch.outcome(index))
         if done and all(batch.drained):
             return
         if grew:
             delay = _MIN_DELAY
         else:
-            await anyio.sleep(delay)
+            with anyio.move_on_after(delay):
+                await batch.changed.wait()
             delay = min(delay * 2, _MAX_DELAY)
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Linux's sync_file_range(2): start writing these bytes to disk, without waiting (as
+    databases use it); elsewhere, and where it fails, the fsync does all of it later."""
+    function = _sync_file_range()
+    if function is not None:
+        function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return cast("Callable[[int, int, int, int], int]", function)
 
 
 def _limit_file_size(pid: int, limit: int) -> None:
@@ -363,6 +413,8 @@ class _Entry:
     # Set when the transfer's batch is done, or when this caller is to lead the next batch.
     wake: anyio.Event = attrs.field(factory=anyio.Event)
     done: bool = False
+    # Its caller gave up (was cancelled) while curl still had it: the batch removes its file.
+    abandoned: bool = False
     outcome: Outcome | None = None
     error: BaseException | None = None
 
@@ -399,7 +451,8 @@ class Batcher:
                     await entry.wake.wait()
                     entry.wake = anyio.Event()
         finally:
-            self._queue.pop(id(entry), None)  # cancelled before its batch started
+            if self._queue.pop(id(entry), None) is None and not entry.done:
+                entry.abandoned = True  # cancelled while its transfer runs in a batch
             if self._leader is entry:
                 self._leader = None
                 self._promote()
@@ -433,23 +486,31 @@ class Batcher:
             await anyio.lowlevel.checkpoint()
 
     async def _run(self, batch: list[_Entry]) -> None:
+        def ended(index: int, outcome: Outcome) -> None:
+            entry = batch[index]
+            entry.outcome, entry.done = outcome, True
+            entry.wake.set()
+
         try:
             async with self._curls:
-                outcomes = await run_batch(
+                await run_batch(
                     [entry.transfer for entry in batch],
                     parallel=self.parallel,
                     timeouts=self.timeouts,
+                    ended=ended,
                 )
         except Exception as exc:
             for entry in batch:
-                entry.error = exc
+                if not entry.done:
+                    entry.error = exc
             raise
-        else:
-            for entry, outcome in zip(batch, outcomes, strict=True):
-                entry.outcome = outcome
         finally:
             for entry in batch:
                 if entry.outcome is None and entry.error is None:
                     entry.outcome = Outcome(finished=False, error="the transfer was interrupted")
                 entry.done = True
                 entry.wake.set()
+                if entry.abandoned:
+                    # curl creates a file at its first byte: only now can nothing appear after.
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.transfer.path)

@@ -22,7 +22,7 @@ import math
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import attrs
@@ -31,7 +31,9 @@ from mesos_uri._json import JSONError, parse_object
 from mesos_uri.errors import AuthError
 from mesos_uri.http import Response
 from mesos_uri.urls import Origin, redact_url
-from mesos_uri.www_authenticate import Challenge, select_challenge
+
+if TYPE_CHECKING:
+    from mesos_uri.www_authenticate import Challenge
 
 __all__ = [
     "DEFAULT_EXPIRES_IN",
@@ -153,6 +155,8 @@ def bearer_challenge(response: Response, url: str) -> Challenge:
     if not value:
         raise AuthError(f"Got unexpected empty WWW-Authenticate header from {url}")
     try:
+        from mesos_uri.www_authenticate import select_challenge  # only a 401 needs it
+
         challenge = select_challenge(value)
     except AuthError as exc:
         raise AuthError(f"Failed to get WWW-Authenticate header from {url}: {exc}") from exc

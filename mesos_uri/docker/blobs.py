@@ -19,7 +19,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 import attrs
@@ -39,11 +39,13 @@ from mesos_uri.errors import (
 )
 from mesos_uri.fetcher import BlobResult
 from mesos_uri.http import Headers, Response
-from mesos_uri.progress import BlobObserver
 from mesos_uri.retry import run_with_retries
 from mesos_uri.store import Store
 from mesos_uri.transfers import Batcher, Outcome, Transfer
 from mesos_uri.urls import REDIRECT_CODES, WEB_SCHEMES, follow_redirect, redact_url, same_origin
+
+if TYPE_CHECKING:
+    from mesos_uri.progress import BlobObserver
 
 __all__ = ["fetch_blob", "fetch_blobs"]
 
@@ -283,6 +285,7 @@ class _Download:
                     hasher=self.hasher,
                     tls=self.session.tls(url),
                     progress=self._progress if self.observer is not None else None,
+                    writeback=self.store.durable,
                 )
             )
             if outcome.finished and outcome.code in (200, 206):

@@ -13,7 +13,7 @@ within its own origin, and a refresh token is never sent again after a redirect.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -30,16 +30,13 @@ from mesos_uri.docker.auth import (
     parse_token_response,
     token_url,
 )
-from mesos_uri.docker.credentials import (
-    OAUTH_CONTENT_TYPE,
-    RegistryCredentials,
-    identity_token_request,
-    parse_oauth_response,
-)
 from mesos_uri.errors import AuthError, HTTPStatusError, excerpt
 from mesos_uri.http import Response
 from mesos_uri.retry import RetryPolicy, run_with_retries, transient_status
 from mesos_uri.urls import REDIRECT_CODES, Origin, follow_redirect, redact_url, same_origin
+
+if TYPE_CHECKING:
+    from mesos_uri.docker.credentials import RegistryCredentials
 
 __all__ = ["Session", "registry_error_detail"]
 
@@ -223,6 +220,12 @@ class Session:
     ) -> tuple[str, float]:
         """An identity token (``docker login`` with OAuth) is traded at the realm by POST."""
         assert self.credentials is not None
+        from mesos_uri.docker.credentials import (
+            OAUTH_CONTENT_TYPE,
+            identity_token_request,
+            parse_oauth_response,
+        )
+
         url, body = identity_token_request(realm, service, scope, self.credentials)
         reply = await self._token_request(url, {"Content-Type": OAUTH_CONTENT_TYPE}, data=body)
         if transient_status(reply.code):
