@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A real Docker registry on loopback for the tests, the demo and the benchmark.
 
 It runs the CNCF distribution registry (Debian's ``docker-registry``, 2.8) as a child process with
@@ -13,20 +12,13 @@ Library::
         image = push_image(reg, "lab/app", "latest", [make_layer(1, 4096)])
         reg.docker_uri("lab/app", "latest")  # docker://127.0.0.1:PORT/lab/app?latest#https
 
-CLI::
-
-    python scripts/localregistry.py serve [--auth none|token|htpasswd] [--tls] [--state-file F]
-    python scripts/localregistry.py push --registry URL --repo R --tag T --layers N --layer-size B
-
 ``cryptography`` (TLS, tokens) and ``bcrypt`` (htpasswd) are imported only by the modes that
 need them, so an anonymous plain-HTTP registry needs nothing beyond the standard library.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
 import datetime
 import fnmatch
 import gzip
@@ -38,7 +30,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -52,8 +43,7 @@ import urllib.parse
 import urllib.request
 import uuid
 import weakref
-import zlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,7 +65,6 @@ __all__ = [
     "Endpoint",
     "HarnessError",
     "ImageFormat",
-    "PushTarget",
     "PushedImage",
     "PushedSchema1",
     "Registry",
@@ -973,7 +962,7 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 
 class Endpoint(Protocol):
-    """Where to push: a running ``Registry`` or a ``PushTarget`` built from the command line."""
+    """Where to push: what a running ``Registry`` offers, as the push functions need it."""
 
     @property
     def url(self) -> str: ...
@@ -983,13 +972,6 @@ class Endpoint(Protocol):
 
     @property
     def ca_bundle(self) -> Path | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PushTarget:
-    url: str
-    admin: tuple[str, str] | None = None
-    ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1302,142 +1284,3 @@ def make_layer(seed: int, size: int) -> bytes:
     with tarfile.open(fileobj=tar, mode="w", format=tarfile.USTAR_FORMAT) as archive:
         archive.addfile(info, io.BytesIO(data))
     return gzip.compress(tar.getbuffer(), compresslevel=0, mtime=0)
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def _credentials(text: str) -> tuple[str, str]:
-    user, colon, password = text.partition(":")
-    if not colon or not user:
-        raise argparse.ArgumentTypeError(f"expected USER:PASSWORD, not {text!r}")
-    return user, password
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="localregistry.py", description="A docker-registry on loopback for tests and demos."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run a registry until SIGTERM or SIGINT")
-    serve.add_argument("--auth", choices=["none", "token", "htpasswd"], default="none")
-    serve.add_argument("--tls", action="store_true", help="serve HTTPS with a fresh test CA")
-    serve.add_argument("--schema1", action="store_true", help="enable schema 1 compatibility")
-    serve.add_argument("--proxy-remote", metavar="URL", help="run as a pull-through cache")
-    serve.add_argument("--proxy-credentials", type=_credentials, metavar="USER:PASSWORD")
-    serve.add_argument("--proxy-ca", type=Path, metavar="FILE", help="CA bundle of the remote")
-    serve.add_argument(
-        "--user", action="append", type=_credentials, default=[], metavar="USER:PASSWORD"
-    )
-    serve.add_argument("--private", action="append", default=[], metavar="GLOB")
-    serve.add_argument("--admin", type=_credentials, default=DEFAULT_ADMIN, metavar="USER:PASSWORD")
-    serve.add_argument("--state-file", type=Path, help="also write the JSON line here")
-    push = commands.add_parser("push", help="push a generated image, print its manifest digest")
-    push.add_argument("--registry", required=True, metavar="URL")
-    push.add_argument("--repo", required=True)
-    push.add_argument("--tag", default="latest")
-    push.add_argument("--layers", type=int, default=3, metavar="N")
-    push.add_argument("--layer-size", type=int, default=4096, metavar="BYTES")
-    push.add_argument("--seed", type=int, help="first layer's seed (default: from repo:tag)")
-    push.add_argument("--media-type", choices=sorted(MEDIA_TYPES), default="schema2")
-    push.add_argument("--platform", default="linux/amd64", metavar="OS/ARCH[/VARIANT]")
-    push.add_argument("--admin", type=_credentials, default=DEFAULT_ADMIN, metavar="USER:PASSWORD")
-    push.add_argument("--cacert", type=Path, metavar="FILE")
-    push.add_argument("--json", action="store_true", help="print every digest as JSON")
-    return parser
-
-
-def _serve(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    registry = Registry(
-        auth=args.auth,
-        tls=args.tls,
-        schema1=args.schema1,
-        proxy_remote=args.proxy_remote,
-        proxy_credentials=args.proxy_credentials,
-        proxy_ca_bundle=args.proxy_ca,
-        users=dict(args.user),
-        admin=args.admin,
-        private=args.private,
-    )
-    with registry, _state_file(args.state_file) as write_state:
-        token = registry.token_server
-        state = {
-            "url": registry.url,
-            "host": registry.host,
-            "port": registry.port,
-            "auth": registry.auth,
-            "ca_bundle": str(registry.ca_bundle) if registry.ca_bundle else None,
-            "token_realm": token.realm if token else None,
-            "service": token.service if token else None,
-            "admin": ":".join(registry.admin) if registry.admin else None,
-            "storage_dir": str(registry.storage_dir),
-            "log": str(registry.log_path),
-            "pid": registry.pid,
-        }
-        write_state(json.dumps(state))
-        while not stop.wait(0.2):
-            if not registry.running:
-                print(f"docker-registry exited:\n{registry.log_tail()}", file=sys.stderr)
-                return 1
-    return 0
-
-
-@contextlib.contextmanager
-def _state_file(path: Path | None) -> Iterator[Callable[[str], None]]:
-    """Print the state line; also write it atomically to ``path``, removed again on exit."""
-
-    def write(line: str) -> None:
-        if path is not None:
-            partial = path.with_name(path.name + ".partial")
-            partial.write_text(line + "\n")
-            partial.replace(path)
-        print(line, flush=True)
-
-    try:
-        yield write
-    finally:
-        if path is not None:
-            path.unlink(missing_ok=True)
-
-
-def _push(args: argparse.Namespace) -> int:
-    seed = args.seed if args.seed is not None else zlib.crc32(f"{args.repo}:{args.tag}".encode())
-    layers = [make_layer(seed + i, args.layer_size) for i in range(args.layers)]
-    target = PushTarget(url=args.registry, admin=args.admin, ca_bundle=args.cacert)
-    image = push_image(
-        target, args.repo, args.tag, layers, media_type=args.media_type, platform=args.platform
-    )
-    if args.json:
-        summary = {
-            "repo": image.repo,
-            "tag": image.tag,
-            "manifest_digest": image.manifest_digest,
-            "config_digest": image.config_digest,
-            "layer_digests": list(image.layer_digests),
-            "layer_sizes": [len(layer) for layer in image.layers],
-        }
-        print(json.dumps(summary))
-    else:
-        print(image.manifest_digest)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return _serve(args) if args.command == "serve" else _push(args)
-    except HarnessError as error:
-        print(f"localregistry: {error}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

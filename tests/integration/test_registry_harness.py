@@ -9,13 +9,11 @@ import io
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tarfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,7 +25,6 @@ import pytest
 from localregistry import (
     INSTALL_HINT,
     SCHEMA1_SIGNED,
-    SCHEMA2,
     HarnessError,
     ImageFormat,
     Registry,
@@ -40,7 +37,6 @@ from localregistry import (
 from .conftest import Pusher, TokenRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "localregistry.py"
 
 
 def http_get(
@@ -431,56 +427,3 @@ def test_without_the_binary_the_fixtures_fail_instead_of_skipping(tmp_path: Path
     assert result.returncode != 0
     assert INSTALL_HINT in result.stdout
     assert "skipped" not in result.stdout.splitlines()[-1]
-
-
-# ---- command line
-
-
-def test_the_cli_serves_pushes_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    state_file = tmp_path / "state.json"
-    serve = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "serve", "--auth", "token", "--state-file", str(state_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not state_file.exists():
-            assert serve.poll() is None, serve.communicate()
-            assert time.monotonic() < deadline, "serve wrote no state file"
-            time.sleep(0.05)
-        state = json.loads(state_file.read_text())
-        assert state["url"] == f"http://127.0.0.1:{state['port']}"
-        assert state["token_realm"].startswith("http://127.0.0.1:")
-        push = subprocess.run(
-            [
-                *(sys.executable, str(SCRIPT), "push", "--registry", state["url"]),
-                *("--repo", "cli/app", "--tag", "v1", "--layers", "2", "--layer-size", "100"),
-                *("--admin", state["admin"]),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert push.returncode == 0, push.stderr
-        digest = push.stdout.strip()
-        query = urllib.parse.urlencode(
-            {"service": state["service"], "scope": "repository:cli/app:pull"}
-        )
-        token = json.loads(http_get(f"{state['token_realm']}?{query}")[2])["token"]
-        status, headers, _ = http_get(
-            f"{state['url']}/v2/cli/app/manifests/v1",
-            headers={"Accept": SCHEMA2, "Authorization": f"Bearer {token}"},
-        )
-        assert (status, headers["Docker-Content-Digest"]) == (200, digest)
-        serve.send_signal(signal.SIGTERM)
-        stdout, _ = serve.communicate(timeout=30)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.communicate()
-    assert serve.returncode == 0
-    assert json.loads(stdout.splitlines()[0]) == state
-    assert process_gone(state["pid"])
-    assert not state_file.exists()
-    assert not Path(state["storage_dir"]).exists()
