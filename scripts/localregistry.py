@@ -664,7 +664,9 @@ class Registry:
     """``docker-registry serve`` on a free loopback port, with its own config and storage.
 
     Use it as a context manager (or ``start()``/``stop()``): the process is terminated, then
-    killed after a grace period, and its directory removed, however the block exits.
+    killed after a grace period, and its directory removed, however the block exits. With
+    ``mutual_tls`` it refuses clients without a certificate from its CA (distribution's
+    ``http.tls.clientcas``); the harness presents ``client_cert`` itself.
     """
 
     host: Final = LOOPBACK
@@ -674,6 +676,7 @@ class Registry:
         *,
         auth: AuthMode = "none",
         tls: bool = False,
+        mutual_tls: bool = False,
         schema1: bool = False,
         proxy_remote: str | None = None,
         proxy_credentials: tuple[str, str] | None = None,
@@ -687,8 +690,11 @@ class Registry:
     ) -> None:
         if auth not in ("none", "token", "htpasswd"):
             raise ValueError(f"auth must be none, token or htpasswd, not {auth!r}")
+        if mutual_tls and not tls:
+            raise ValueError("mutual_tls needs tls")
         self.auth: AuthMode = auth
         self.tls = tls
+        self.mutual_tls = mutual_tls
         self.schema1 = schema1
         self.proxy_remote = proxy_remote
         self.proxy_credentials = proxy_credentials
@@ -701,6 +707,8 @@ class Registry:
         self.token_server = token_server
         self._owns_token_server = token_server is None
         self.ca: CertificateAuthority | None = None
+        # With mutual_tls: the certificate and key a client presents, issued by the test CA.
+        self.client_cert: tuple[Path, Path] | None = None
         self._workdir: Path | None = None
         self._port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -830,6 +838,8 @@ class Registry:
     def _prepare_auth(self) -> dict[str, object] | None:
         if self.tls:
             self.ca = CertificateAuthority(self.workdir)
+            if self.mutual_tls:
+                self.client_cert = self.ca.issue("client", client=True)
         if self.auth == "htpasswd":
             import bcrypt
 
@@ -867,7 +877,10 @@ class Registry:
         }
         if self.ca is not None:
             cert, key = self.ca.issue("registry")
-            http["tls"] = {"certificate": str(cert), "key": str(key)}
+            tls: dict[str, object] = {"certificate": str(cert), "key": str(key)}
+            if self.mutual_tls:
+                tls["clientcas"] = [str(self.ca.ca_bundle)]
+            http["tls"] = tls
         config: dict[str, object] = {
             "version": 0.1,
             "log": {"level": "warn", "formatter": "text"},
@@ -910,7 +923,7 @@ class Registry:
     def _wait_ready(self, *, last_attempt: bool) -> bool:
         """True once ``GET /v2/`` answers 200 or 401; False if the port was taken meanwhile."""
         assert self._process is not None
-        opener = _opener(self.ca_bundle)
+        opener = _opener(self.ca_bundle, self.client_cert)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             code = self._process.poll()
@@ -973,6 +986,9 @@ class Endpoint(Protocol):
     @property
     def ca_bundle(self) -> Path | None: ...
 
+    @property
+    def client_cert(self) -> tuple[Path, Path] | None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PushedImage:
@@ -1005,10 +1021,14 @@ class _Reply:
     body: bytes
 
 
-def _opener(ca_bundle: Path | None) -> urllib.request.OpenerDirector:
+def _opener(
+    ca_bundle: Path | None, client_cert: tuple[Path, Path] | None = None
+) -> urllib.request.OpenerDirector:
     # No proxy handler from the environment: tests set http_proxy for the code under test, and
     # the harness must still reach loopback directly.
     context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+    if client_cert is not None:
+        context.load_cert_chain(*client_cert)
     return urllib.request.build_opener(
         urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
     )
@@ -1020,7 +1040,7 @@ class _Client:
     def __init__(self, endpoint: Endpoint) -> None:
         self.base = endpoint.url.rstrip("/")
         self.admin = endpoint.admin
-        self._opener = _opener(endpoint.ca_bundle)
+        self._opener = _opener(endpoint.ca_bundle, endpoint.client_cert)
         self._authorization: dict[str, str] = {}
 
     def call(

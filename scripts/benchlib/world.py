@@ -232,6 +232,7 @@ class _Origin:
     port: int
     admin: tuple[str, str] | None
     ca_bundle: Path | None = None
+    client_cert: tuple[Path, Path] | None = None
 
     @property
     def url(self) -> str:
