@@ -12,7 +12,9 @@ from typing import Literal
 
 import attrs
 import pytest
-from faults import (
+
+from mesos_uri.retry import parse_retry_after
+from tests.support.faults import (
     Act,
     BadChallenge,
     Blackhole,
@@ -39,8 +41,6 @@ from faults import (
     sha256_digest,
     tls_context,
 )
-
-from mesos_uri.retry import parse_retry_after
 
 REPO = "lab/app"
 MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"

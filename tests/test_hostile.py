@@ -36,7 +36,12 @@ from typing import Final
 import anyio
 import attrs
 import pytest
-from faults import (
+
+from mesos_uri.errors import FetchError
+from mesos_uri.fetcher import Fetcher, Flags, create
+from tests.integration.conftest import PRIVATE, USERS, TokenRegistry, start_registry
+from tests.support import push_image
+from tests.support.faults import (
     OCI_MANIFEST,
     Blackhole,
     Canary,
@@ -58,11 +63,6 @@ from faults import (
     stall,
     tls_context,
 )
-from integration.conftest import PRIVATE, USERS, TokenRegistry, start_registry
-from localregistry import push_image
-
-from mesos_uri.errors import FetchError
-from mesos_uri.fetcher import Fetcher, Flags, create
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 

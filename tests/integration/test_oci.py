@@ -23,8 +23,11 @@ from typing import Final
 
 import anyio
 import pytest
-from faults import FaultServer, Serve, manifest_path, respond
-from localregistry import (
+
+from mesos_uri.docker.platform import host_platform, parse_platform
+from mesos_uri.errors import DigestMismatchError, FetchError, ManifestError
+from mesos_uri.fetcher import FetchSummary, Flags, create
+from tests.support import (
     INSTALL_HINT,
     SCHEMA1_SIGNED,
     SCHEMA2,
@@ -32,10 +35,7 @@ from localregistry import (
     Registry,
     RegistryNotInstalledError,
 )
-
-from mesos_uri.docker.platform import host_platform, parse_platform
-from mesos_uri.errors import DigestMismatchError, FetchError, ManifestError
-from mesos_uri.fetcher import FetchSummary, Flags, create
+from tests.support.faults import FaultServer, Serve, manifest_path, respond
 
 from .conftest import PRIVATE, USERS, TokenRegistry
 from .images import (

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localregistry import (
+
+from tests.support import (
     INSTALL_HINT,
     SCHEMA1_SIGNED,
     HarnessError,

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from localregistry import PushedImage, Registry
+
+from tests.support import PushedImage, Registry
 
 from .conftest import Pusher, start_registry
 from .helpers import assert_image, run_cli

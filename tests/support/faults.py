@@ -50,6 +50,8 @@ from typing import Final, Literal, Protocol, cast
 
 import attrs
 
+from .tls import CertificateAuthority
+
 __all__ = [
     "OCI_CONFIG",
     "OCI_LAYER",
@@ -727,8 +729,6 @@ def oci_image(
 def tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:
     """A server-side TLS context for 127.0.0.1 and localhost, and the CA bundle a client trusts
     it with (``curl --cacert``, the CLI's ``--cacert``): a throw-away CA in ``directory``."""
-    from localregistry import CertificateAuthority  # scripts/, on the path (tests/conftest.py)
-
     directory.mkdir(parents=True, exist_ok=True)
     authority = CertificateAuthority(directory)
     cert, key = authority.issue("faults")
