@@ -13,7 +13,7 @@ Each test plays one attack through the public surface (``python -m mesos_uri.fet
 * nothing hangs, and a second signal cannot interrupt the cleanup the first one started;
 * credentials go only where they belong, and a password is never printed.
 
-The hostile registry is tests/faults.py's server (loopback only); the real docker-registry of
+The hostile registry is tests.support.faults' server (loopback only); the real docker-registry of
 the integration harness plays the part where a real registry can show the case.
 """
 
