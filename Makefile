@@ -24,7 +24,7 @@ test: install
 lint: install
 	$(PYTHON) -m ruff check $(SOURCES)
 	$(PYTHON) -m ruff format --check $(SOURCES)
-	$(PYTHON) -m mypy --strict mesos_uri tests
+	$(PYTHON) -m mypy --strict mesos_uri tests scripts/bench.py scripts/demo.py scripts/fuzz.py
 
 demo: install
 	$(PYTHON) scripts/demo.py
@@ -35,8 +35,9 @@ bench: install
 	$(PYTHON) -m compileall -q mesos_uri
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
+# Options pass through: make fuzz FUZZ_ARGS='--seconds 10 --target uri'
 fuzz: install
-	$(PYTHON) scripts/fuzz.py
+	$(PYTHON) scripts/fuzz.py $(FUZZ_ARGS)
 
 clean:
 	rm -rf .make $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import repo_root  # noqa: F401  (puts the repository root on sys.path, for tests.support)
 
-from localregistry import Registry, make_layer, push_image
+from tests.support import Registry, make_layer, push_image
 
 
 def main() -> int:

@@ -17,20 +17,20 @@ It prints how many inputs each target got. Any exception other than the package'
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, Final, Protocol
+from collections.abc import Sequence
+from typing import Final
 
 import attrs
+import repo_root  # noqa: F401  (puts the repository root on sys.path, for tests)
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
-from hypothesis.strategies import SearchStrategy
 
-TESTS: Final = Path(__file__).resolve().parent.parent / "tests"
+# The robustness suite's targets: one definition serves the tests and the fuzz run.
+from tests.test_robustness import TARGETS, Target
+
 DEFAULT_SECONDS: Final = 60.0
 # Examples per target per round: long enough to amortise hypothesis' set-up, short enough that
 # every target gets its turn many times within a minute.
@@ -39,28 +39,6 @@ CHUNK: Final = 200
 MAX_SHOWN: Final = 1000
 
 EXIT_FOUND: Final = 1
-
-
-class Target(Protocol):
-    """What ``tests/test_robustness.py`` calls a target."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def inputs(self) -> SearchStrategy[Any]: ...
-
-    @property
-    def check(self) -> Callable[[Any], None]: ...
-
-
-def load_targets() -> tuple[Target, ...]:
-    """The robustness suite's targets: one definition serves the tests and the fuzz run."""
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    module = importlib.import_module("test_robustness")
-    targets: tuple[Target, ...] = module.TARGETS
-    return targets
 
 
 @attrs.define
@@ -150,7 +128,7 @@ def show(finding: Finding) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    targets = load_targets()
+    targets = TARGETS
     names = [target.name for target in targets]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(

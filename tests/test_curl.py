@@ -14,14 +14,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from faults import (
-    FaultServer,
-    echo_headers,
-    redirect,
-    respond,
-    slow_body,
-    stall,
-)
 
 from mesos_uri import curl
 from mesos_uri.curl import Timeouts
@@ -29,6 +21,14 @@ from mesos_uri.errors import CurlError, DecodeError, UsageError
 from mesos_uri.http import Response
 from mesos_uri.transfers import Transfer, run_batch
 from mesos_uri.urls import redact_url
+from tests.support.faults import (
+    FaultServer,
+    echo_headers,
+    redirect,
+    respond,
+    slow_body,
+    stall,
+)
 
 pytestmark = pytest.mark.anyio
 

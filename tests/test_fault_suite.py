@@ -33,7 +33,21 @@ from typing import Final
 
 import attrs
 import pytest
-from faults import (
+
+from mesos_uri.docker import manifest as manifests
+from mesos_uri.docker.plugin import DockerFetcherPlugin
+from mesos_uri.errors import (
+    AuthError,
+    DigestError,
+    DigestMismatchError,
+    FetchError,
+    HTTPStatusError,
+    ManifestError,
+)
+from mesos_uri.fetcher import Fetcher, Flags, create
+from mesos_uri.retry import RetryPolicy
+from mesos_uri.urls import MAX_REDIRECTS
+from tests.support.faults import (
     Act,
     BadChallenge,
     Drop,
@@ -53,20 +67,6 @@ from faults import (
     manifest_path,
     sha256_digest,
 )
-
-from mesos_uri.docker import manifest as manifests
-from mesos_uri.docker.plugin import DockerFetcherPlugin
-from mesos_uri.errors import (
-    AuthError,
-    DigestError,
-    DigestMismatchError,
-    FetchError,
-    HTTPStatusError,
-    ManifestError,
-)
-from mesos_uri.fetcher import Fetcher, Flags, create
-from mesos_uri.retry import RetryPolicy
-from mesos_uri.urls import MAX_REDIRECTS
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 RELIABILITY: Final = REPO_ROOT / "RELIABILITY.md"

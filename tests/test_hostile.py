@@ -13,7 +13,7 @@ Each test plays one attack through the public surface (``python -m mesos_uri.fet
 * nothing hangs, and a second signal cannot interrupt the cleanup the first one started;
 * credentials go only where they belong, and a password is never printed.
 
-The hostile registry is tests/faults.py's server (loopback only); the real docker-registry of
+The hostile registry is tests.support.faults' server (loopback only); the real docker-registry of
 the integration harness plays the part where a real registry can show the case.
 """
 
@@ -36,7 +36,12 @@ from typing import Final
 import anyio
 import attrs
 import pytest
-from faults import (
+
+from mesos_uri.errors import FetchError
+from mesos_uri.fetcher import Fetcher, Flags, create
+from tests.integration.conftest import PRIVATE, USERS, TokenRegistry, start_registry
+from tests.support import push_image
+from tests.support.faults import (
     OCI_MANIFEST,
     Blackhole,
     Canary,
@@ -58,11 +63,6 @@ from faults import (
     stall,
     tls_context,
 )
-from integration.conftest import PRIVATE, USERS, TokenRegistry, start_registry
-from localregistry import push_image
-
-from mesos_uri.errors import FetchError
-from mesos_uri.fetcher import Fetcher, Flags, create
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 

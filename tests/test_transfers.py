@@ -16,11 +16,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-from faults import Exchange, FaultServer, drop_after, redirect, respond, stall
 
 from mesos_uri import curl
 from mesos_uri.curl import Timeouts
 from mesos_uri.transfers import Batcher, Transfer, run_batch
+from tests.support.faults import Exchange, FaultServer, drop_after, redirect, respond, stall
 
 pytestmark = pytest.mark.anyio
 

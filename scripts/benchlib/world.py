@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from localregistry import DEFAULT_ADMIN, PushedImage, Registry, TokenServer, make_layer, push_image
+import repo_root  # noqa: F401  (puts the repository root on sys.path, for tests.support)
 
 from benchlib.proxy import LatencyProxy
+from tests.support import DEFAULT_ADMIN, PushedImage, Registry, TokenServer, make_layer, push_image
 
 KIB: Final = 1024
 MIB: Final = 1024 * KIB
@@ -232,6 +233,7 @@ class _Origin:
     port: int
     admin: tuple[str, str] | None
     ca_bundle: Path | None = None
+    client_cert: tuple[Path, Path] | None = None
 
     @property
     def url(self) -> str:

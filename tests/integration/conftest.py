@@ -1,4 +1,4 @@
-"""Fixtures for the tests that run against a real docker-registry (see scripts/localregistry.py).
+"""Fixtures for the tests that run against a real docker-registry (see :mod:`tests.support`).
 
 Registries are session-scoped: each starts once, on first use, and is stopped at the end of
 the session however the tests end. Images are pushed once per session through ``pushed``.
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from localregistry import (  # scripts/, put on the path by tests/conftest.py
+
+from tests.support import (
     DEFAULT_ADMIN,
     INSTALL_HINT,
     ImageFormat,

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from localregistry import PushedImage
+from tests.support import PushedImage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 memory and then pushed to a real registry (:func:`push`) or handed to the fault server
 (:func:`serve`), so both serve the very same bytes.
 
-``scripts/localregistry.py`` pushes one single-platform image under a tag; an index needs its
+:func:`tests.support.push_image` pushes one single-platform image under a tag; an index needs its
 children pushed by digest first and its own descriptors written around them, which is what this
 module adds. Everything is deterministic: the same arguments give the same digests in every run.
 """
@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from faults import FaultServer
-from localregistry import (
+from tests.support import (
     MEDIA_TYPES,
     Endpoint,
     ImageFormat,
@@ -26,6 +25,7 @@ from localregistry import (
     push_blob,
     push_manifest,
 )
+from tests.support.faults import FaultServer
 
 __all__ = [
     "DOCKER_LIST",

@@ -7,7 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-from faults import (
+
+from mesos_uri.docker.plugin import DockerFetcherPlugin
+from mesos_uri.errors import DigestMismatchError, HTTPStatusError
+from mesos_uri.retry import RetryPolicy
+from mesos_uri.uri import parse_uri
+from tests.support.faults import (
     Act,
     Drop,
     FaultServer,
@@ -18,11 +23,6 @@ from faults import (
     WrongBytes,
     blob_path,
 )
-
-from mesos_uri.docker.plugin import DockerFetcherPlugin
-from mesos_uri.errors import DigestMismatchError, HTTPStatusError
-from mesos_uri.retry import RetryPolicy
-from mesos_uri.uri import parse_uri
 
 from .helpers import assert_verified, curl_processes
 from .images import build_image, make_layers, serve

@@ -10,9 +10,9 @@ from typing import Any
 
 import anyio
 import pytest
-from localregistry import PushedImage
 
 from mesos_uri.fetcher import Flags, create
+from tests.support import PushedImage
 
 from .conftest import Pusher, TokenRegistry
 from .helpers import assert_image, docker_config, run_cli

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from localregistry import PushedImage, Registry
+
+from tests.support import PushedImage, Registry
 
 from .conftest import Pusher, TokenRegistry
 from .helpers import REPO_ROOT, assert_image, docker_config, run_cli

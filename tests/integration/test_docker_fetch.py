@@ -15,12 +15,12 @@ from typing import Any
 
 import anyio
 import pytest
-from localregistry import Registry, make_layer
 
 from mesos_uri import fetcher
 from mesos_uri.docker.plugin import DockerFetcherPlugin
 from mesos_uri.errors import AuthError, FetchError, HTTPStatusError
 from mesos_uri.uri import parse_uri
+from tests.support import Registry, make_layer
 
 from .conftest import Pusher, TokenRegistry
 from .helpers import assert_image, assert_verified, docker_config, run_cli

@@ -28,7 +28,17 @@ from pathlib import Path
 import anyio
 import attrs
 import pytest
-from faults import (
+
+from mesos_uri.errors import (
+    AuthError,
+    DigestError,
+    DigestMismatchError,
+    FetchError,
+    ManifestError,
+)
+from mesos_uri.fetcher import Fetcher, Flags, create
+from tests.support import DEFAULT_ADMIN, Registry, TokenServer, make_layer
+from tests.support.faults import (
     Content,
     Exchange,
     FaultServer,
@@ -41,16 +51,6 @@ from faults import (
     blob_path,
     manifest_path,
 )
-from localregistry import DEFAULT_ADMIN, Registry, TokenServer, make_layer
-
-from mesos_uri.errors import (
-    AuthError,
-    DigestError,
-    DigestMismatchError,
-    FetchError,
-    ManifestError,
-)
-from mesos_uri.fetcher import Fetcher, Flags, create
 
 from .conftest import PRIVATE, USERS, Pusher, TokenRegistry
 

@@ -3,7 +3,7 @@ index is resolved to, and foreign layers, fetched with the CLI and with the libr
 
 Images are pushed to the real registry through its API. What a real registry will not do (lie in
 Docker-Content-Digest, leave out or blur the Content-Type, show the Accept header it got) is
-played by the fault server of ``tests/faults.py`` serving the very same images.
+played by the fault server of ``tests.support.faults`` serving the very same images.
 
 After a successful fetch of an index, DIR holds ``manifest`` (the chosen image manifest, as
 pushed), ``index`` (the index named by the URI, as pushed) and that image's blobs, each named by
@@ -23,8 +23,11 @@ from typing import Final
 
 import anyio
 import pytest
-from faults import FaultServer, Serve, manifest_path, respond
-from localregistry import (
+
+from mesos_uri.docker.platform import host_platform, parse_platform
+from mesos_uri.errors import DigestMismatchError, FetchError, ManifestError
+from mesos_uri.fetcher import FetchSummary, Flags, create
+from tests.support import (
     INSTALL_HINT,
     SCHEMA1_SIGNED,
     SCHEMA2,
@@ -32,10 +35,7 @@ from localregistry import (
     Registry,
     RegistryNotInstalledError,
 )
-
-from mesos_uri.docker.platform import host_platform, parse_platform
-from mesos_uri.errors import DigestMismatchError, FetchError, ManifestError
-from mesos_uri.fetcher import FetchSummary, Flags, create
+from tests.support.faults import FaultServer, Serve, manifest_path, respond
 
 from .conftest import PRIVATE, USERS, TokenRegistry
 from .images import (

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-from faults import FaultServer, redirect, respond, stall
 
 from mesos_uri import fetcher
 from mesos_uri.errors import FetchError, HTTPStatusError
+from tests.support.faults import FaultServer, redirect, respond, stall
 
 from .helpers import REPO_ROOT, curl_processes, run_cli
 

@@ -9,18 +9,16 @@ from __future__ import annotations
 import re
 import shutil
 import socket
-import ssl
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import localregistry
 import pytest
-from localregistry import INSTALL_HINT, PushedImage, Registry, RegistryNotInstalledError
 
-from .conftest import Pusher
+from tests.support import PushedImage, Registry
+
+from .conftest import Pusher, start_registry
 from .helpers import assert_image, run_cli
 
 # What curl says when it cannot verify a server's certificate (curl exit 60).
@@ -152,66 +150,32 @@ def test_plain_http_to_a_tls_registry_says_it_speaks_https(
 # -- mutual TLS -----------------------------------------------------------------------------------
 
 
-class MutualTLSRegistry(Registry):
-    """A TLS registry that refuses clients without a certificate from its CA
-    (distribution's ``http.tls.clientcas``); ``client.crt``/``client.key`` sit beside the CA."""
-
-    def _config(self, auth: dict[str, object] | None) -> dict[str, object]:
-        config = super()._config(auth)
-        assert self.ca is not None
-        self.ca.issue("client", client=True)
-        http = config["http"]
-        assert isinstance(http, dict)
-        http["tls"]["clientcas"] = [str(self.ca.ca_bundle)]
-        return config
-
-    @property
-    def client_pair(self) -> tuple[Path, Path]:
-        directory = _ca(self).parent
-        return directory / "client.crt", directory / "client.key"
-
-
-def _opener_with_client_certificate(ca_bundle: Path | None) -> urllib.request.OpenerDirector:
-    """The harness's opener, presenting the client certificate its CA issued, if any, so that the
-    harness can see the registry start and push to it."""
-    context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
-    if ca_bundle is not None and (ca_bundle.parent / "client.crt").exists():
-        context.load_cert_chain(ca_bundle.parent / "client.crt", ca_bundle.parent / "client.key")
-    return urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
-    )
-
-
 @pytest.fixture(scope="module")
-def mtls_registry() -> Iterator[MutualTLSRegistry]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(localregistry, "_opener", _opener_with_client_certificate)
-        registry = MutualTLSRegistry(tls=True)
-        try:
-            registry.start()
-        except RegistryNotInstalledError:
-            pytest.fail(INSTALL_HINT, pytrace=False)
-        try:
-            yield registry
-        finally:
-            registry.stop()
+def mtls_registry() -> Iterator[Registry]:
+    """A TLS registry that refuses clients without a certificate from its CA."""
+    registry = start_registry(tls=True, mutual_tls=True)
+    try:
+        yield registry
+    finally:
+        registry.stop()
 
 
-def _certs_dir(root: Path, registry: MutualTLSRegistry, *, client: bool) -> Path:
+def _certs_dir(root: Path, registry: Registry, *, client: bool) -> Path:
     """``root/<host:port>/`` with ``ca.crt`` and, if ``client``, ``client.cert`` + ``client.key``
     (Docker's names: ``*.crt`` is a CA, ``*.cert`` a client certificate)."""
     directory = root / _hostport(registry)
     directory.mkdir(parents=True)
     shutil.copy(_ca(registry), directory / "ca.crt")
     if client:
-        cert, key = registry.client_pair
+        assert registry.client_cert is not None
+        cert, key = registry.client_cert
         shutil.copy(cert, directory / "client.cert")
         shutil.copy(key, directory / "client.key")
     return root
 
 
 def test_mutual_tls_with_the_client_certificate_from_certs_dir(
-    mtls_registry: MutualTLSRegistry, pushed: Pusher, tmp_path: Path
+    mtls_registry: Registry, pushed: Pusher, tmp_path: Path
 ) -> None:
     image = pushed(mtls_registry, "lab/mtls", "v1", layers=2)
     certs = _certs_dir(tmp_path / "certs.d", mtls_registry, client=True)
@@ -221,7 +185,7 @@ def test_mutual_tls_with_the_client_certificate_from_certs_dir(
 
 
 def test_mutual_tls_without_a_client_certificate_fails(
-    mtls_registry: MutualTLSRegistry, pushed: Pusher, tmp_path: Path
+    mtls_registry: Registry, pushed: Pusher, tmp_path: Path
 ) -> None:
     pushed(mtls_registry, "lab/mtls", "v1", layers=2)
     certs = _certs_dir(tmp_path / "certs.d", mtls_registry, client=False)
