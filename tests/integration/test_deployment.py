@@ -173,6 +173,17 @@ def test_a_pull_through_cache_serves_the_second_pull_without_its_origin(
     for digest in image.blobs:
         assert f"GET /v2/lab/cached/blobs/{digest}" in through_cache
 
+    # The cache stores what it streamed to us after it answered, then links it into the
+    # repository: wait until it holds it all.
+    layers = cache.storage_dir / "docker/registry/v2/repositories/lab/cached/_layers/sha256"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(
+        cache.blob_data_path(digest).is_file()
+        and cache.blob_data_path(digest).stat().st_size == len(blob)
+        and (layers / digest.removeprefix("sha256:") / "link").is_file()
+        for digest, blob in image.blobs.items()
+    ):
+        time.sleep(0.02)
     origin.stop()
     done = run_cli(mirror, uri, str(tmp_path / "second"))
     _assert_fetched(done, tmp_path / "second", image)
