@@ -32,9 +32,9 @@ from mesos_uri._console import Interrupted, PrintableFormatter, Secrets, SignalG
 from mesos_uri.errors import FetchError, UsageError
 
 if TYPE_CHECKING:
+    from mesos_uri._progress import TerminalProgress
+    from mesos_uri._uri import URI
     from mesos_uri.fetcher import Fetcher, FetchSummary, Flags
-    from mesos_uri.progress import TerminalProgress
-    from mesos_uri.uri import URI
 
 __all__ = ["main", "run"]
 
@@ -251,11 +251,11 @@ def _start_early(args: argparse.Namespace) -> None:
         or args.cacert
     ):
         return
-    from mesos_uri import curl
-    from mesos_uri.docker.manifest import ACCEPT
-    from mesos_uri.flags import parse_duration
-    from mesos_uri.uri import parse_uri, registry_base
-    from mesos_uri.urls import Origin
+    from mesos_uri import _curl as curl
+    from mesos_uri._docker.manifest import ACCEPT
+    from mesos_uri._flags import parse_duration
+    from mesos_uri._uri import parse_uri, registry_base
+    from mesos_uri._urls import Origin
 
     try:
         uri = parse_uri(text)
@@ -284,10 +284,10 @@ def _start_early(args: argparse.Namespace) -> None:
 
 def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, TerminalProgress | None]:
     """The options, validated once (a mistake is a UsageError: exit 2), and the display."""
-    from mesos_uri.docker.endpoints import Endpoints, parse_host_value, parse_mirror
+    from mesos_uri._docker.endpoints import Endpoints, parse_host_value, parse_mirror
+    from mesos_uri._flags import parse_duration, world_readable
+    from mesos_uri._progress import terminal_progress
     from mesos_uri.fetcher import Flags
-    from mesos_uri.flags import parse_duration, world_readable
-    from mesos_uri.progress import terminal_progress
 
     progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose, label="")
     _configure_logging(args.verbose, args.quiet, secrets, progress)
@@ -310,7 +310,7 @@ def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, Termina
     }
     platform = None
     if args.platform:
-        from mesos_uri.docker.platform import parse_platform
+        from mesos_uri._docker.platform import parse_platform
 
         platform = parse_platform(args.platform)
     endpoints = Endpoints(
@@ -340,7 +340,7 @@ def _read_data(value: str | None) -> str | None:
         return None
     if value == "-":
         return sys.stdin.read()
-    from mesos_uri.flags import config_text
+    from mesos_uri._flags import config_text
 
     return config_text(value)
 
@@ -408,8 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _main(argv, gate)
         finally:
             gate.close()
-            if "mesos_uri.curl" in sys.modules:
-                sys.modules["mesos_uri.curl"].stop_early()
+            if "mesos_uri._curl" in sys.modules:
+                sys.modules["mesos_uri._curl"].stop_early()
     except Interrupted as stop:  # came as _main returned: nothing was left to stop
         return _interrupted(stop.signum, None, Secrets(""))
 
@@ -446,7 +446,7 @@ def _main(argv: Sequence[str] | None, gate: SignalGate) -> int:
             uri = fetcher.parse(args.uri)
             fetcher.plugin_for(uri)  # an unknown scheme is a usage error, exit 2
             if uri.scheme == "docker-blob" and uri.query is not None:
-                from mesos_uri.docker.digest import parse_digest
+                from mesos_uri._docker.digest import parse_digest
 
                 parse_digest(uri.query)  # it names a file: a bad one is a usage error
             if progress is not None:

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from mesos_uri.curl import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT, Timeouts
+from mesos_uri._curl import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT, Timeouts
+from mesos_uri._retry import DEFAULT_RETRIES
+from mesos_uri._uri import URI, parse_uri
 from mesos_uri.errors import UsageError
-from mesos_uri.retry import DEFAULT_RETRIES
-from mesos_uri.uri import URI, parse_uri
 
 if TYPE_CHECKING:
-    from mesos_uri.docker.endpoints import Endpoints
-    from mesos_uri.docker.platform import Platform
-    from mesos_uri.progress import BlobObserver
+    from mesos_uri._docker.endpoints import Endpoints
+    from mesos_uri._docker.platform import Platform
+    from mesos_uri._progress import BlobObserver
 
 __all__ = ["DEFAULT_JOBS", "BlobResult", "FetchSummary", "Fetcher", "Flags", "Plugin", "create"]
 
@@ -167,7 +167,7 @@ class Fetcher:
         ``flags.docker_registry`` when it names no registry."""
         if "://" in text:
             return parse_uri(text)
-        from mesos_uri.docker.reference import image_uri
+        from mesos_uri._docker.reference import image_uri
 
         return image_uri(
             text,
@@ -197,9 +197,8 @@ def create(flags: Flags | None = None) -> Fetcher:
     Unlike the original, an invalid ``docker_config`` is an error here rather than a silently
     missing plugin: an agent that asked for credentials should not pull without them.
     """
-    from mesos_uri.docker.plugin import DockerFetcherPlugin
-    from mesos_uri.plugins.copy import CopyFetcherPlugin
-    from mesos_uri.plugins.curl import CurlFetcherPlugin
+    from mesos_uri._docker.plugin import DockerFetcherPlugin
+    from mesos_uri._plugins import CopyFetcherPlugin, CurlFetcherPlugin
 
     flags = flags or Flags()
     return Fetcher(

@@ -14,8 +14,8 @@ import anyio
 import attrs
 import pytest
 
-from mesos_uri.docker.config import DOCKER_HUB_KEY, DockerConfig, parse_auth_config
-from mesos_uri.docker.credentials import (
+from mesos_uri._docker.config import DOCKER_HUB_KEY, DockerConfig, parse_auth_config
+from mesos_uri._docker.credentials import (
     CLIENT_ID,
     OAuthToken,
     RegistryCredentials,
@@ -24,8 +24,8 @@ from mesos_uri.docker.credentials import (
     resolve_credentials,
     server_url,
 )
+from mesos_uri._http import Response
 from mesos_uri.errors import AuthError, FetchError, UsageError
-from mesos_uri.http import Response
 
 BIN = Path(__file__).parent / "bin"
 SECRET = "s3cr3t-Pa55word"

@@ -15,12 +15,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mesos_uri import curl
-from mesos_uri.curl import Timeouts
+from mesos_uri import _curl as curl
+from mesos_uri._curl import Timeouts
+from mesos_uri._http import Response
+from mesos_uri._transfers import Transfer, run_batch
+from mesos_uri._urls import redact_url
 from mesos_uri.errors import CurlError, DecodeError, UsageError
-from mesos_uri.http import Response
-from mesos_uri.transfers import Transfer, run_batch
-from mesos_uri.urls import redact_url
 from tests.support.faults import (
     FaultServer,
     echo_headers,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesos_uri.docker.config import (
+from mesos_uri._docker.config import (
     DOCKER_HUB_KEY,
     AuthEntry,
     DockerConfig,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mesos_uri.curl import TLS
-from mesos_uri.docker.endpoints import Endpoints, Mirror, parse_host_value, parse_mirror
+from mesos_uri._curl import TLS
+from mesos_uri._docker.endpoints import Endpoints, Mirror, parse_host_value, parse_mirror
+from mesos_uri._urls import Origin
 from mesos_uri.errors import UsageError
-from mesos_uri.urls import Origin
 
 # --- the flags -----------------------------------------------------------------------------------
 

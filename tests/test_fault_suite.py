@@ -34,8 +34,10 @@ from typing import Final
 import attrs
 import pytest
 
-from mesos_uri.docker import manifest as manifests
-from mesos_uri.docker.plugin import DockerFetcherPlugin
+from mesos_uri._docker import manifest as manifests
+from mesos_uri._docker.plugin import DockerFetcherPlugin
+from mesos_uri._retry import RetryPolicy
+from mesos_uri._urls import MAX_REDIRECTS
 from mesos_uri.errors import (
     AuthError,
     DigestError,
@@ -45,8 +47,6 @@ from mesos_uri.errors import (
     ManifestError,
 )
 from mesos_uri.fetcher import Fetcher, Flags, create
-from mesos_uri.retry import RetryPolicy
-from mesos_uri.urls import MAX_REDIRECTS
 from tests.support.faults import (
     Act,
     BadChallenge,
@@ -78,7 +78,7 @@ FIGURES_END: Final = "<!-- fault-suite figures: end -->"
 RETRIES: Final = 3
 # curl's own limit on the redirects it follows in request mode (curl(1) --max-redirs).
 CURL_MAX_REDIRS: Final = 50
-# What a temporary file in the target directory is called (mesos_uri.store).
+# What a temporary file in the target directory is called (mesos_uri._store).
 TEMP_GLOB: Final = ".mesos-uri-*"
 # Room for a loaded machine over the Retry-After a test asks for, and under it for clock ticks.
 TIMING_SLACK: Final = 0.1

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mesos_uri._flags import Duration, config_text, parse_duration, read_config, world_readable
 from mesos_uri.errors import UsageError
-from mesos_uri.flags import Duration, config_text, parse_duration, read_config, world_readable
 
 UNITS = "ns, us, ms, secs, mins, hrs, days, weeks"
 

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mesos_uri.errors import DecodeError, FetchError
-from mesos_uri.http import (
+from mesos_uri._http import (
     MAX_GUNZIPPED_BYTES,
     MAX_HEADER_BYTES,
     Headers,
@@ -19,6 +18,7 @@ from mesos_uri.http import (
     parse_head,
     status_string,
 )
+from mesos_uri.errors import DecodeError, FetchError
 
 FAILED = "Decoding failed"
 

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_uri.docker.descriptor import Descriptor
-from mesos_uri.docker.digest import parse_digest
-from mesos_uri.docker.index import Index, choose, parse_index
-from mesos_uri.docker.manifest import DOCKER_LIST, MAX_MANIFEST_BYTES, OCI_INDEX, is_index
-from mesos_uri.docker.platform import Platform, parse_platform
+from mesos_uri._docker.descriptor import Descriptor
+from mesos_uri._docker.digest import parse_digest
+from mesos_uri._docker.index import Index, choose, parse_index
+from mesos_uri._docker.manifest import DOCKER_LIST, MAX_MANIFEST_BYTES, OCI_INDEX, is_index
+from mesos_uri._docker.platform import Platform, parse_platform
 from mesos_uri.errors import DigestError, ManifestError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

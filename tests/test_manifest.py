@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesos_uri.docker.descriptor import Descriptor
-from mesos_uri.docker.digest import parse_digest
-from mesos_uri.docker.manifest import (
+from mesos_uri._docker.descriptor import Descriptor
+from mesos_uri._docker.digest import parse_digest
+from mesos_uri._docker.manifest import (
     ACCEPT,
     DOCKER_LIST,
     MAX_MANIFEST_BYTES,
@@ -38,7 +38,7 @@ from mesos_uri.docker.manifest import (
     parse_image_manifest,
     schema1_payload,
 )
-from mesos_uri.docker.schema1 import Schema1Manifest
+from mesos_uri._docker.schema1 import Schema1Manifest
 from mesos_uri.errors import FetchError, ManifestError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -626,14 +626,14 @@ def test_manifests_over_4_mib_are_refused() -> None:
 def test_importing_manifest_loads_neither_schema_1_nor_indexes() -> None:
     # The common path (a schema 2 or OCI manifest) pays for neither.
     code = (
-        "import sys, mesos_uri.docker.manifest as m; "
-        "print(sorted(n for n in sys.modules if n.startswith('mesos_uri.docker.')))"
+        "import sys, mesos_uri._docker.manifest as m; "
+        "print(sorted(n for n in sys.modules if n.startswith('mesos_uri._docker.')))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     for module in ("schema1", "index", "platform"):
-        assert f"mesos_uri.docker.{module}'" not in loaded
+        assert f"mesos_uri._docker.{module}'" not in loaded
 
 
 # --- blobs to fetch ------------------------------------------------------------------------------

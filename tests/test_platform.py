@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_uri.docker.platform import (
+from mesos_uri._docker.platform import (
     Platform,
     best_match,
     host_platform,

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mesos_uri.progress import TerminalProgress, terminal_progress
+from mesos_uri._progress import TerminalProgress, terminal_progress
 
 MIB = 1024 * 1024
 ROWS, COLUMNS = 24, 80

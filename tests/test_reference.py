@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_uri.docker.reference import (
+from mesos_uri._docker.reference import (
     ImageReference,
     normalize,
     parse_image_reference,
     validate_reference,
 )
+from mesos_uri._uri import URI, parse_uri
 from mesos_uri.errors import UsageError
-from mesos_uri.uri import URI, parse_uri
 
 DIGEST = "sha256:bc8813ea7b3603864987522f02a76101c17ad122e1c46d790efc0fca78ca7bfb"
 

@@ -10,6 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mesos_uri._retry import (
+    DEFAULT_RETRIES,
+    RetryPolicy,
+    classify_error,
+    parse_retry_after,
+    run_with_retries,
+    transient_curl_exit,
+    transient_status,
+)
 from mesos_uri.errors import (
     AuthError,
     CurlError,
@@ -19,15 +28,6 @@ from mesos_uri.errors import (
     HTTPStatusError,
     ManifestError,
     UsageError,
-)
-from mesos_uri.retry import (
-    DEFAULT_RETRIES,
-    RetryPolicy,
-    classify_error,
-    parse_retry_after,
-    run_with_retries,
-    transient_curl_exit,
-    transient_status,
 )
 
 # Sun, 06 Nov 1994 08:49:37 GMT, the example date of RFC 9110 §5.6.7.

@@ -34,11 +34,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mesos_uri import http, urls, www_authenticate
-from mesos_uri import uri as uris
-from mesos_uri.docker import auth, credentials, digest, index, manifest, reference, session
-from mesos_uri.docker import config as docker_config
-from mesos_uri.docker.platform import Platform
+from mesos_uri import _http as http
+from mesos_uri import _uri as uris
+from mesos_uri import _urls as urls
+from mesos_uri import _www_authenticate as www_authenticate
+from mesos_uri._docker import auth, credentials, digest, index, manifest, reference, session
+from mesos_uri._docker import config as docker_config
+from mesos_uri._docker.platform import Platform
 from mesos_uri.errors import FetchError
 
 T = TypeVar("T")

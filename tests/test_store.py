@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_uri.docker.digest import MAX_DIGEST_LENGTH, digest_of, parse_digest
+from mesos_uri._docker.digest import MAX_DIGEST_LENGTH, digest_of, parse_digest
+from mesos_uri._store import Store
 from mesos_uri.errors import DigestError, DigestMismatchError, FetchError
-from mesos_uri.store import Store
 
 BLOB = b"layer bytes " * 1000
 DIGEST = parse_digest("sha256:" + hashlib.sha256(BLOB).hexdigest())

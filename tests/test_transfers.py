@@ -17,9 +17,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from mesos_uri import curl
-from mesos_uri.curl import Timeouts
-from mesos_uri.transfers import Batcher, Transfer, run_batch
+from mesos_uri import _curl as curl
+from mesos_uri._curl import Timeouts
+from mesos_uri._transfers import Batcher, Transfer, run_batch
 from tests.support.faults import Exchange, FaultServer, drop_after, redirect, respond, stall
 
 pytestmark = pytest.mark.anyio

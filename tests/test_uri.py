@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mesos_uri._uri import DOCKER_SCHEMES, URI, parse_uri, registry_base
+from mesos_uri._urls import MAX_PORT, MIN_PORT
 from mesos_uri.errors import UsageError
-from mesos_uri.uri import DOCKER_SCHEMES, URI, parse_uri, registry_base
-from mesos_uri.urls import MAX_PORT, MIN_PORT
 
 BUSYBOX = "library/busybox"
 DIGEST = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"

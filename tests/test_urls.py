@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_uri.errors import RedirectError, TooManyRedirectsError
-from mesos_uri.urls import (
+from mesos_uri._urls import (
     MAX_REDIRECTS,
     Origin,
     follow_redirect,
@@ -17,6 +16,7 @@ from mesos_uri.urls import (
     same_origin,
     split_hostport,
 )
+from mesos_uri.errors import RedirectError, TooManyRedirectsError
 
 # --- host[:port] ---------------------------------------------------------------------------------
 

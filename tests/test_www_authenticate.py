@@ -8,9 +8,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from mesos_uri._http import Headers
+from mesos_uri._www_authenticate import Challenge, parse_www_authenticate, select_challenge
 from mesos_uri.errors import AuthError, FetchError
-from mesos_uri.http import Headers
-from mesos_uri.www_authenticate import Challenge, parse_www_authenticate, select_challenge
 
 
 def fails(value: str, message: str) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mesos_uri.docker.plugin import DockerFetcherPlugin
+from mesos_uri._docker.plugin import DockerFetcherPlugin
+from mesos_uri._retry import RetryPolicy
+from mesos_uri._uri import parse_uri
 from mesos_uri.errors import DigestMismatchError, HTTPStatusError
-from mesos_uri.retry import RetryPolicy
-from mesos_uri.uri import parse_uri
 from tests.support.faults import (
     Act,
     Drop,

@@ -17,9 +17,9 @@ import anyio
 import pytest
 
 from mesos_uri import fetcher
-from mesos_uri.docker.plugin import DockerFetcherPlugin
+from mesos_uri._docker.plugin import DockerFetcherPlugin
+from mesos_uri._uri import parse_uri
 from mesos_uri.errors import AuthError, FetchError, HTTPStatusError
-from mesos_uri.uri import parse_uri
 from tests.support import Registry, make_layer
 
 from .conftest import Pusher, TokenRegistry

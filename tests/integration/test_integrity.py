@@ -55,7 +55,7 @@ from tests.support.faults import (
 from .conftest import PRIVATE, USERS, Pusher, TokenRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
-# The store's temporary files (mesos_uri/store.py): none may outlive a fetch.
+# The store's temporary files (mesos_uri/_store.py): none may outlive a fetch.
 TEMP_PREFIX = ".mesos-uri-"
 MiB = 1024 * 1024
 MANIFEST_LIMIT = 4 * MiB

@@ -24,7 +24,7 @@ from typing import Final
 import anyio
 import pytest
 
-from mesos_uri.docker.platform import host_platform, parse_platform
+from mesos_uri._docker.platform import host_platform, parse_platform
 from mesos_uri.errors import DigestMismatchError, FetchError, ManifestError
 from mesos_uri.fetcher import FetchSummary, Flags, create
 from tests.support import (

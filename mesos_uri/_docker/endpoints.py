@@ -7,7 +7,7 @@ pairs (dockerd's ``registry.ReadCertsDirectory``); an insecure registry may be r
 HTTP or with unverified TLS, and only that registry; mirrors are tried in order before the origin.
 
 A registry named in a flag (``--insecure_registry``, ``--registry_mirror REGISTRY=``, ``--cacert
-HOST=``) names it as a docker config key does (:func:`~mesos_uri.docker.config.names_registry`):
+HOST=``) names it as a docker config key does (:func:`~mesos_uri._docker.config.names_registry`):
 no port is the scheme's default port, as Docker reads ``myregistry`` as ``myregistry:443``.
 """
 
@@ -19,10 +19,10 @@ from typing import Final
 
 import attrs
 
-from mesos_uri.curl import TLS
-from mesos_uri.docker.config import DOCKER_HUB_KEY, names_registry
+from mesos_uri._curl import TLS
+from mesos_uri._docker.config import DOCKER_HUB_KEY, names_registry
+from mesos_uri._urls import Origin, redact_url
 from mesos_uri.errors import UsageError
-from mesos_uri.urls import Origin, redact_url
 
 __all__ = ["DEFAULT_CERTS_DIR", "Endpoints", "Mirror", "parse_host_value", "parse_mirror"]
 

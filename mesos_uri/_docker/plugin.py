@@ -16,15 +16,22 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from mesos_uri import uri as uris
-from mesos_uri.docker import config as docker_config
-from mesos_uri.docker import manifest as manifests
-from mesos_uri.docker.auth import TokenCache
-from mesos_uri.docker.blobs import fetch_blob, fetch_blobs
-from mesos_uri.docker.descriptor import Descriptor
-from mesos_uri.docker.digest import Digest, digest_of, parse_digest
-from mesos_uri.docker.endpoints import Endpoints
-from mesos_uri.docker.session import Session, registry_error_detail
+from mesos_uri import _uri as uris
+from mesos_uri._docker import config as docker_config
+from mesos_uri._docker import manifest as manifests
+from mesos_uri._docker.auth import TokenCache
+from mesos_uri._docker.blobs import fetch_blob, fetch_blobs
+from mesos_uri._docker.descriptor import Descriptor
+from mesos_uri._docker.digest import Digest, digest_of, parse_digest
+from mesos_uri._docker.endpoints import Endpoints
+from mesos_uri._docker.session import Session, registry_error_detail
+from mesos_uri._flags import config_text
+from mesos_uri._http import Response
+from mesos_uri._retry import RetryPolicy, run_with_retries
+from mesos_uri._store import Store
+from mesos_uri._transfers import Batcher
+from mesos_uri._uri import DEFAULT_DOCKER_TRANSPORT, URI
+from mesos_uri._urls import Origin
 from mesos_uri.errors import (
     CurlError,
     DigestError,
@@ -35,17 +42,10 @@ from mesos_uri.errors import (
     UsageError,
 )
 from mesos_uri.fetcher import BlobResult, FetchSummary, Flags
-from mesos_uri.flags import config_text
-from mesos_uri.http import Response
-from mesos_uri.retry import RetryPolicy, run_with_retries
-from mesos_uri.store import Store
-from mesos_uri.transfers import Batcher
-from mesos_uri.uri import DEFAULT_DOCKER_TRANSPORT, URI
-from mesos_uri.urls import Origin
 
 if TYPE_CHECKING:
-    from mesos_uri.docker.credentials import RegistryCredentials
-    from mesos_uri.docker.platform import Platform
+    from mesos_uri._docker.credentials import RegistryCredentials
+    from mesos_uri._docker.platform import Platform
 
 __all__ = ["DockerFetcherPlugin"]
 
@@ -232,7 +232,7 @@ class DockerFetcherPlugin:
         key = (data, uris.registry_base(uri))
         async with self._credential_locks.setdefault(key, anyio.Lock()):
             if key not in self._credentials:
-                from mesos_uri.docker.credentials import resolve_credentials
+                from mesos_uri._docker.credentials import resolve_credentials
 
                 found = None
                 for config in (per_fetch, self.default_config):
@@ -266,8 +266,8 @@ class DockerFetcherPlugin:
         platform: Platform | None = None
         depth = 0
         while manifests.is_index(media_type):
-            from mesos_uri.docker import index as indexes
-            from mesos_uri.docker.platform import host_platform
+            from mesos_uri._docker import index as indexes
+            from mesos_uri._docker.platform import host_platform
 
             depth += 1
             if depth > _MAX_INDEX_DEPTH:
@@ -387,7 +387,7 @@ def _verify_manifest(response: Response, media_type: str, expected: Digest | Non
     """
     content = response.body
     if media_type in (manifests.SCHEMA1, manifests.SCHEMA1_SIGNED):
-        from mesos_uri.docker.schema1 import schema1_payload
+        from mesos_uri._docker.schema1 import schema1_payload
 
         content = schema1_payload(response.body)
     header = response.headers.get("Docker-Content-Digest")

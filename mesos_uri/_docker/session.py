@@ -4,7 +4,7 @@ A session is what the original threads through its continuations by hand: the re
 repository, the credentials and the headers that authorise the next request. It is made per
 fetch; the token cache it uses lives in the plugin, so sessions share tokens.
 
-Redirects are followed here, not by curl, under one rule (:func:`mesos_uri.urls.follow_redirect`):
+Redirects are followed here, not by curl, under one rule (:func:`mesos_uri._urls.follow_redirect`):
 to http or https only, never down from https to http unless the registry is insecure, and the
 ``Authorization`` header only to the registry's own origin. A token endpoint may redirect only
 within its own origin, and a refresh token is never sent again after a redirect.
@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from mesos_uri import curl
-from mesos_uri._json import JSONError, parse_object
-from mesos_uri.curl import TLS, Timeouts
-from mesos_uri.docker.auth import (
+from mesos_uri import _curl as curl
+from mesos_uri._curl import TLS, Timeouts
+from mesos_uri._docker.auth import (
     MAX_TOKEN_RESPONSE_BYTES,
     Token,
     TokenCache,
@@ -30,13 +29,14 @@ from mesos_uri.docker.auth import (
     parse_token_response,
     token_url,
 )
+from mesos_uri._http import Response
+from mesos_uri._json import JSONError, parse_object
+from mesos_uri._retry import RetryPolicy, run_with_retries, transient_status
+from mesos_uri._urls import REDIRECT_CODES, Origin, follow_redirect, redact_url, same_origin
 from mesos_uri.errors import AuthError, HTTPStatusError, excerpt
-from mesos_uri.http import Response
-from mesos_uri.retry import RetryPolicy, run_with_retries, transient_status
-from mesos_uri.urls import REDIRECT_CODES, Origin, follow_redirect, redact_url, same_origin
 
 if TYPE_CHECKING:
-    from mesos_uri.docker.credentials import RegistryCredentials
+    from mesos_uri._docker.credentials import RegistryCredentials
 
 __all__ = ["Session", "registry_error_detail"]
 
@@ -220,7 +220,7 @@ class Session:
     ) -> tuple[str, float]:
         """An identity token (``docker login`` with OAuth) is traded at the realm by POST."""
         assert self.credentials is not None
-        from mesos_uri.docker.credentials import (
+        from mesos_uri._docker.credentials import (
             OAUTH_CONTENT_TYPE,
             identity_token_request,
             parse_oauth_response,

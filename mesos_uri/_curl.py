@@ -1,14 +1,14 @@
 """Running the ``curl`` program: every network exchange of the package goes through here.
 
 :func:`request` runs one request and decodes curl's ``-i --raw`` output into its final response
-(manifests, tokens); :mod:`mesos_uri.transfers` runs many downloads into files with one curl.
+(manifests, tokens); :mod:`mesos_uri._transfers` runs many downloads into files with one curl.
 Both build on :func:`run`, which guarantees:
 
 * No secret in argv: the URL and every header reach curl through a config on stdin (``-K -``),
   because argv is readable by every user in ``/proc/<pid>/cmdline``. ``-q`` comes first, so
   ``~/.curlrc`` is never read.
 * Only the protocols the caller chose (``--proto``, ``--proto-redir``), and curl follows no
-  redirect itself: the caller decides where a ``Location`` may lead (:mod:`mesos_uri.urls`).
+  redirect itself: the caller decides where a ``Location`` may lead (:mod:`mesos_uri._urls`).
 * No injection: a URL or header holding CR, LF or NUL is refused, and every config value is quoted
   with the escapes curl's config parser undoes, control characters included.
 * Bounded: what curl prints is read up to limits, and its messages are sanitised before they
@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
+from mesos_uri._http import Response, decode_responses
+from mesos_uri._urls import redact_url
 from mesos_uri.errors import CurlError, DecodeError, ResponseTooLargeError, UsageError, excerpt
-from mesos_uri.http import Response, decode_responses
-from mesos_uri.urls import redact_url
 
 if TYPE_CHECKING:
     import anyio.abc

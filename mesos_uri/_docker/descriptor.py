@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from mesos_uri._docker.digest import Digest, parse_digest
 from mesos_uri._json import Fields
-from mesos_uri.docker.digest import Digest, parse_digest
 
 if TYPE_CHECKING:  # platforms are read only when an index is met
-    from mesos_uri.docker.platform import Platform
+    from mesos_uri._docker.platform import Platform
 
 __all__ = ["Descriptor", "read_descriptor"]
 

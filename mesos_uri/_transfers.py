@@ -33,11 +33,11 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from mesos_uri import curl
-from mesos_uri.curl import TLS, WEB_PROTOCOLS, Timeouts
+from mesos_uri import _curl as curl
+from mesos_uri._curl import TLS, WEB_PROTOCOLS, Timeouts
+from mesos_uri._http import Headers, status_string
+from mesos_uri._urls import redact_url
 from mesos_uri.errors import FetchError, excerpt
-from mesos_uri.http import Headers, status_string
-from mesos_uri.urls import redact_url
 
 __all__ = ["Batcher", "Hasher", "Outcome", "Transfer", "run_batch"]
 

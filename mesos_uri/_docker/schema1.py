@@ -17,8 +17,8 @@ from typing import Final
 
 import attrs
 
+from mesos_uri._docker.digest import Digest, parse_digest
 from mesos_uri._json import Fields, JSONError, parse_object
-from mesos_uri.docker.digest import Digest, parse_digest
 from mesos_uri.errors import DigestError, ManifestError, excerpt
 
 __all__ = ["Schema1Manifest", "parse_schema1", "schema1_payload"]

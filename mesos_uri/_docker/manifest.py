@@ -1,9 +1,9 @@
 """Image manifests: which kind a response is, parsing it from the bytes received, its blobs.
 
-Three kinds of image manifest are parsed: Docker schema 1 (in :mod:`mesos_uri.docker.schema1`,
+Three kinds of image manifest are parsed: Docker schema 1 (in :mod:`mesos_uri._docker.schema1`,
 imported only when one is met), Docker schema 2 (the original's ``v2_2::parse``) and the OCI image
 manifest, which has the shape of schema 2. Indexes and manifest lists are recognised here
-(:func:`is_index`) but parsed in :mod:`mesos_uri.docker.index`, imported only when one is met.
+(:func:`is_index`) but parsed in :mod:`mesos_uri._docker.index`, imported only when one is met.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
+from mesos_uri._docker.descriptor import Descriptor, read_descriptor
+from mesos_uri._docker.digest import Digest
 from mesos_uri._json import Fields, JSONError, parse_object
-from mesos_uri.docker.descriptor import Descriptor, read_descriptor
-from mesos_uri.docker.digest import Digest
 from mesos_uri.errors import DigestError, ManifestError, excerpt
 
 if TYPE_CHECKING:
-    from mesos_uri.docker.schema1 import Schema1Manifest
+    from mesos_uri._docker.schema1 import Schema1Manifest
 
 __all__ = [
     "ACCEPT",
@@ -187,7 +187,7 @@ def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | Imag
         except JSONError as exc:
             raise ManifestError(f"JSON parse failed: {exc}") from exc
         if kind in (SCHEMA1, SCHEMA1_SIGNED):
-            from mesos_uri.docker.schema1 import parse_schema1
+            from mesos_uri._docker.schema1 import parse_schema1
 
             return parse_schema1(document, body)
         return _parse_schema2(document, body, kind)
@@ -235,7 +235,7 @@ def _descriptor(fields: Fields, invalid: str) -> Descriptor:
 
 def schema1_payload(raw: bytes) -> bytes:
     """The bytes a schema 1 manifest's digest is taken over: ``raw`` without its signatures."""
-    from mesos_uri.docker import schema1
+    from mesos_uri._docker import schema1
 
     return schema1.schema1_payload(raw)
 

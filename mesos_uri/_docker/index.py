@@ -3,7 +3,7 @@
 An index names one image manifest per platform (OCI image spec, image-index.md; Docker's manifest
 list is the same shape). The original could read neither; here the fetch chooses the entry for the
 wanted platform and writes that manifest as ``DIR/manifest``. This module and
-:mod:`mesos_uri.docker.platform` are needed only when an index is met.
+:mod:`mesos_uri._docker.platform` are needed only when an index is met.
 
 Parsing is strict where a later step relies on a field: digests name files, media types are sent
 back in an ``Accept`` header, sizes bound downloads. Unknown fields are ignored, and JSON ``null``
@@ -17,10 +17,10 @@ from typing import Final
 
 import attrs
 
+from mesos_uri._docker.descriptor import Descriptor, read_descriptor
+from mesos_uri._docker.manifest import INDEX_MEDIA_TYPES, check_size, is_index, media_type_of
+from mesos_uri._docker.platform import Platform, best_match
 from mesos_uri._json import Fields, JSONError, parse_object
-from mesos_uri.docker.descriptor import Descriptor, read_descriptor
-from mesos_uri.docker.manifest import INDEX_MEDIA_TYPES, check_size, is_index, media_type_of
-from mesos_uri.docker.platform import Platform, best_match
 from mesos_uri.errors import DigestError, ManifestError, excerpt
 
 # is_index lives in manifest.py, so that telling an index needs no import of this module; it is

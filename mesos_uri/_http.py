@@ -24,8 +24,8 @@ from typing import Final
 
 import attrs
 
+from mesos_uri._urls import REDIRECT_CODES
 from mesos_uri.errors import DecodeError, TruncatedResponseError
-from mesos_uri.urls import REDIRECT_CODES
 
 __all__ = [
     "DECODING_FAILED",

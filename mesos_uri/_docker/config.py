@@ -13,8 +13,8 @@ from typing import Final
 import attrs
 
 from mesos_uri._json import Fields, JSONError, parse_object
+from mesos_uri._urls import WEB_SCHEMES, Origin
 from mesos_uri.errors import UsageError, excerpt
-from mesos_uri.urls import WEB_SCHEMES, Origin
 
 __all__ = [
     "DOCKER_HUB_HOSTS",

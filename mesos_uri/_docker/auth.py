@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import attrs
 
+from mesos_uri._http import Response
 from mesos_uri._json import JSONError, parse_object
+from mesos_uri._urls import Origin, redact_url
 from mesos_uri.errors import AuthError
-from mesos_uri.http import Response
-from mesos_uri.urls import Origin, redact_url
 
 if TYPE_CHECKING:
-    from mesos_uri.www_authenticate import Challenge
+    from mesos_uri._www_authenticate import Challenge
 
 __all__ = [
     "DEFAULT_EXPIRES_IN",
@@ -155,7 +155,7 @@ def bearer_challenge(response: Response, url: str) -> Challenge:
     if not value:
         raise AuthError(f"Got unexpected empty WWW-Authenticate header from {url}")
     try:
-        from mesos_uri.www_authenticate import select_challenge  # only a 401 needs it
+        from mesos_uri._www_authenticate import select_challenge  # only a 401 needs it
 
         challenge = select_challenge(value)
     except AuthError as exc:

@@ -33,8 +33,8 @@ from typing import Final
 
 import attrs
 
+from mesos_uri._urls import MAX_PORT, MIN_PORT, host_problem, join_hostport, split_hostport
 from mesos_uri.errors import UsageError
-from mesos_uri.urls import MAX_PORT, MIN_PORT, host_problem, join_hostport, split_hostport
 
 __all__ = [
     "DEFAULT_DOCKER_TRANSPORT",

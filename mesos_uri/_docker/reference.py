@@ -17,9 +17,9 @@ original lacks: the distribution reference grammar (github.com/distribution/refe
     alpha-numeric    := /[a-z0-9]+/
     separator        := /[_.]|__|[-]*/
     tag              := /[\\w][\\w.-]{0,127}/
-    digest           := algorithm ":" encoded    (mesos_uri.docker.digest)
+    digest           := algorithm ":" encoded    (mesos_uri._docker.digest)
 
-The port is read by :func:`mesos_uri.urls.split_hostport`, as everywhere else: decimal, 1 to
+The port is read by :func:`mesos_uri._urls.split_hostport`, as everywhere else: decimal, 1 to
 65535 (the original also took signs and ``0x`` hex).
 
 ``normalize`` turns a reference into the ``docker-manifest`` URI the Mesos agent fetches.
@@ -33,11 +33,11 @@ from typing import Final
 
 import attrs
 
-from mesos_uri.docker.config import DOCKER_HUB_HOSTS
-from mesos_uri.docker.digest import parse_digest
+from mesos_uri._docker.config import DOCKER_HUB_HOSTS
+from mesos_uri._docker.digest import parse_digest
+from mesos_uri._uri import URI
+from mesos_uri._urls import Origin, redact_url, split_hostport
 from mesos_uri.errors import DigestError, UsageError
-from mesos_uri.uri import URI
-from mesos_uri.urls import Origin, redact_url, split_hostport
 
 __all__ = [
     "DEFAULT_REGISTRY_URL",

@@ -29,18 +29,18 @@ from typing import Final
 import anyio
 import attrs
 
-from mesos_uri._json import JSONError, parse_object
-from mesos_uri.docker.auth import parse_token_response
-from mesos_uri.docker.config import (
+from mesos_uri._docker.auth import parse_token_response
+from mesos_uri._docker.config import (
     DOCKER_HUB_KEY,
     AuthEntry,
     DockerConfig,
     basic_credentials,
     names_registry,
 )
+from mesos_uri._http import Response
+from mesos_uri._json import JSONError, parse_object
+from mesos_uri._urls import Origin, redact_url
 from mesos_uri.errors import AuthError, UsageError
-from mesos_uri.http import Response
-from mesos_uri.urls import Origin, redact_url
 
 __all__ = [
     "CLIENT_ID",

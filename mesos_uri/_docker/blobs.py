@@ -1,10 +1,10 @@
 """Fetching blobs: each verified before it gets its name, those asked for together in one curl.
 
-A blob's download is a chain of attempts (:mod:`mesos_uri.retry`). One attempt follows the
+A blob's download is a chain of attempts (:mod:`mesos_uri._retry`). One attempt follows the
 blob's URL through redirects (to storage, without credentials), answers one 401 with a renewed
 token, tries a foreign layer's own URLs when the registry lacks it, and resumes with a Range
 where an earlier attempt was cut off. Every request of an attempt is a transfer of the plugin's
-:class:`~mesos_uri.transfers.Batcher`, so the requests blobs make at about the same time (the
+:class:`~mesos_uri._transfers.Batcher`, so the requests blobs make at about the same time (the
 first of every blob of an image, the retries after a network failure) share one curl. curl
 writes the body into the blob's temporary file and the batch hashes it as it grows; bytes of a
 response that is not the blob (an error page, a redirect's body) are cut off again.
@@ -24,9 +24,14 @@ from typing import TYPE_CHECKING, Final, Protocol
 import anyio
 import attrs
 
-from mesos_uri.docker.descriptor import Descriptor
-from mesos_uri.docker.digest import Digest
-from mesos_uri.docker.session import Session, registry_error_detail
+from mesos_uri._docker.descriptor import Descriptor
+from mesos_uri._docker.digest import Digest
+from mesos_uri._docker.session import Session, registry_error_detail
+from mesos_uri._http import Headers, Response
+from mesos_uri._retry import run_with_retries
+from mesos_uri._store import Store
+from mesos_uri._transfers import Batcher, Outcome, Transfer
+from mesos_uri._urls import REDIRECT_CODES, WEB_SCHEMES, follow_redirect, redact_url, same_origin
 from mesos_uri.errors import (
     BlobSizeError,
     CurlError,
@@ -38,14 +43,9 @@ from mesos_uri.errors import (
     excerpt,
 )
 from mesos_uri.fetcher import BlobResult
-from mesos_uri.http import Headers, Response
-from mesos_uri.retry import run_with_retries
-from mesos_uri.store import Store
-from mesos_uri.transfers import Batcher, Outcome, Transfer
-from mesos_uri.urls import REDIRECT_CODES, WEB_SCHEMES, follow_redirect, redact_url, same_origin
 
 if TYPE_CHECKING:
-    from mesos_uri.progress import BlobObserver
+    from mesos_uri._progress import BlobObserver
 
 __all__ = ["fetch_blob", "fetch_blobs"]
 

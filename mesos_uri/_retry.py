@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Final, TypeVar
 
-import anyio
 import attrs
 
 from mesos_uri.errors import (
@@ -229,7 +228,7 @@ async def run_with_retries(
     policy: RetryPolicy,
     is_transient: Callable[[BaseException], tuple[bool, float | None]] = classify_error,
     describe: str,
-    sleep: Callable[[float], Awaitable[object]] = anyio.sleep,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> T:
     """Await ``operation(attempt)`` (attempt 1, 2, ...) until it succeeds or must give up.
 
@@ -240,6 +239,10 @@ async def run_with_retries(
     texts (SPEC.md §8.2). Cancellation is never retried: it is a BaseException, and only
     ``Exception`` is caught. ``describe`` names the exchange in the log (never a credential).
     """
+    if sleep is None:
+        import anyio
+
+        sleep = anyio.sleep
     failures: list[str] = []
     attempt = 1
     while True:
