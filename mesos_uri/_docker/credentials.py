@@ -90,6 +90,8 @@ class RegistryCredentials:
     username: str | None
     secret: str = attrs.field(repr=_redacted)
     is_identity_token: bool = False
+    # Where they came from, for a message that says whose credentials a registry refused.
+    source: str = attrs.field(default="a docker config", eq=False)
 
     def basic(self) -> str:
         """The base64 ``user:password`` of a ``Basic`` Authorization header."""
@@ -230,8 +232,10 @@ async def resolve_credentials(
     *,
     scheme: str = "https",
     helper_timeout: float = HELPER_TIMEOUT,
+    source: str = "a docker config",
 ) -> RegistryCredentials | None:
-    """The credentials for the registry at ``host[:port]``, found as the Docker CLI finds them.
+    """The credentials for the registry at ``host[:port]``, found as the Docker CLI finds them;
+    ``source`` names the config in messages.
 
     None means anonymous. Departure from the original, which read only ``auth`` (SPEC.md §9
     row 17): helpers, ``username``/``password`` and identity tokens are used too.
@@ -239,8 +243,11 @@ async def resolve_credentials(
     server = server_url(host, port, scheme=scheme)
     helper = credential_helper(config, server)
     if helper is not None:
-        return await run_credential_helper(helper, server, helper_timeout=helper_timeout)
-    return auths_credentials(config, host, port, scheme=scheme)
+        found = await run_credential_helper(helper, server, helper_timeout=helper_timeout)
+        source = f"{HELPER_PREFIX}{helper} (named by {source})"
+    else:
+        found = auths_credentials(config, host, port, scheme=scheme)
+    return None if found is None else attrs.evolve(found, source=source)
 
 
 def identity_token_request(

@@ -27,6 +27,7 @@ from mesos_uri._docker.endpoints import Endpoints
 from mesos_uri._docker.session import Session, registry_error_detail
 from mesos_uri._flags import config_text
 from mesos_uri._http import Response
+from mesos_uri._json import JSONError, parse_object
 from mesos_uri._retry import RetryPolicy, run_with_retries
 from mesos_uri._store import Store
 from mesos_uri._transfers import Batcher
@@ -40,6 +41,7 @@ from mesos_uri.errors import (
     ManifestError,
     ResponseTooLargeError,
     UsageError,
+    excerpt,
 )
 from mesos_uri.fetcher import BlobResult, FetchSummary, Flags
 
@@ -203,6 +205,9 @@ class DockerFetcherPlugin:
 
         # The manifest is flushed to disk while the blobs download.
         await _together(commit_manifest, fetch_all)
+        wanted = self.flags.platform
+        if wanted is not None and resolved.index_raw is None:
+            await anyio.to_thread.run_sync(_check_platform, store, resolved.manifest, wanted)
         return attrs.evolve(summary, blobs=blobs)
 
     async def _session(self, uri: URI, data: str | None, retry: RetryPolicy) -> Session:
@@ -235,14 +240,20 @@ class DockerFetcherPlugin:
                 from mesos_uri._docker.credentials import resolve_credentials
 
                 found = None
-                for config in (per_fetch, self.default_config):
+                for config, source in (
+                    (per_fetch, "the per-fetch docker config (--data)"),
+                    (self.default_config, "the default docker config (--docker_config)"),
+                ):
                     if config is not None and found is None:
                         found = await resolve_credentials(
                             config,
                             uri.host or "",
                             uri.port,
                             scheme=uri.fragment or DEFAULT_DOCKER_TRANSPORT,
+                            source=source,
                         )
+                if found is not None:
+                    _log.info("credentials for %s from %s", uris.registry_base(uri), found.source)
                 self._credentials[key] = found
             return self._credentials[key]
 
@@ -330,6 +341,32 @@ async def _together(*steps: Callable[[], Awaitable[None]]) -> None:
             group.start_soon(run, step, group.cancel_scope)
     if failures:
         raise failures[0]
+
+
+def _check_platform(
+    store: Store, manifest: manifests.ImageManifest | manifests.Schema1Manifest, wanted: Platform
+) -> None:
+    """Warn when an image that is not an index, so had no platform to choose, is not for the
+    platform asked for: the fetch did what it was told, but the container may not run."""
+    from mesos_uri._docker.platform import Platform, matches
+
+    if not isinstance(manifest, manifests.ImageManifest):
+        return
+    try:
+        document = parse_object(store.path(str(manifest.config.digest)).read_bytes())
+        offered = Platform(
+            document.string("os"),
+            document.string("architecture"),
+            document.optional_string("variant"),
+        )
+    except (OSError, JSONError):
+        return  # not an image config (an artifact): nothing to compare
+    if not matches(wanted, offered):
+        _log.warning(
+            "the image is for %s, not %s: it is not an index, so --platform chose nothing",
+            excerpt(str(offered), 80),
+            wanted,
+        )
 
 
 # curl's exit codes for a server certificate it could not verify, or a CA file it could not use.

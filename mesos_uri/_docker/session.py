@@ -144,9 +144,24 @@ class Session:
                 continue
             return response
 
+    def _credentials_refused(self) -> str:
+        """What a refused request says to the operator: whose credentials were refused, or
+        where credentials are given."""
+        hostport = self.origin.hostport
+        if self.credentials is None:
+            return f"{hostport} asks for credentials: give them with --docker_config or --data"
+        source = self.credentials.source
+        return f"the registry rejected the credentials for {hostport} from {source}"
+
     async def authorize(self, response: Response, url: str, *, rejected: Token | None) -> Token:
         """Answer a 401: find the token the challenge asks for, from the cache or the realm."""
-        challenge = bearer_challenge(response, url)
+        try:
+            challenge = bearer_challenge(response, url)
+        except AuthError as exc:
+            if exc.message.startswith("Got unexpected BASIC"):
+                # A Basic registry refused what we sent up front (or nothing).
+                exc.hint = self._credentials_refused()
+            raise
         realm = challenge.param("realm") or ""
         service = challenge.param("service")
         scope = challenge.param("scope")
@@ -171,10 +186,11 @@ class Session:
                     code=reply.code,
                     retry_after=reply.headers.get("Retry-After"),
                 )
-            if reply.code == 401 and self.credentials is None:
+            if reply.code == 401:
                 raise AuthError(
                     f"Unexpected HTTP response '{reply.status}' when trying to GET "
-                    f"'{token_endpoint}': the repository needs credentials and none were given"
+                    f"'{redact_url(token_endpoint)}'",
+                    hint=self._credentials_refused(),
                 )
             return parse_token_response(reply, token_endpoint)
 

@@ -411,3 +411,23 @@ def test_json_summary_says_what_was_downloaded_and_what_was_already_there(
             assert blobs[digest]["size"] == len(data)
             assert blobs[digest]["seconds"] >= 0
             assert blobs[digest]["downloaded"] is downloaded
+
+
+def test_a_platform_that_a_single_image_does_not_match_is_warned_about(
+    registry: Registry, pushed: Pusher, tmp_path: Path
+) -> None:
+    """--platform chooses from an index; an image without one is fetched as it is, with a
+    warning when it is for another platform, since its containers may not run."""
+    image = pushed(registry, "lab/single", "v1", layers=1)
+    uri = registry.docker_uri("lab/single", "v1")
+
+    done = run_cli("--platform=linux/arm64", uri, str(tmp_path / "other"))
+    assert done.returncode == 0, done.stderr
+    assert_image(tmp_path / "other", image)
+    assert done.stderr == (
+        "warning: the image is for linux/amd64, not linux/arm64/v8: it is not an index, so "
+        "--platform chose nothing\n"
+    )
+
+    done = run_cli("--platform=linux/amd64", uri, str(tmp_path / "same"))
+    assert (done.returncode, done.stderr) == (0, "")

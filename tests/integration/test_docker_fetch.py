@@ -263,7 +263,10 @@ def test_private_repository_without_credentials_fails(
     assert done.returncode == 1
     assert done.stderr.startswith(f"Failed to fetch '{uri}': ")
     assert "401 Unauthorized" in done.stderr
-    assert "needs credentials and none were given" in done.stderr
+    hostport = _hostport(registry)
+    assert f"({hostport} asks for credentials: give them with --docker_config or --data)" in (
+        done.stderr
+    )
     assert len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "o" / "manifest").exists()
 
@@ -278,8 +281,33 @@ def test_wrong_password_fails_without_showing_it(
     )
     assert done.returncode == 1
     assert "401 Unauthorized" in done.stderr
+    assert (
+        f"(the registry rejected the credentials for {_hostport(basic_registry)} from the "
+        "default docker config (--docker_config))"
+    ) in done.stderr
     assert "s3cret-guess" not in done.stderr
     assert json.loads(config)["auths"][_hostport(basic_registry)]["auth"] not in done.stderr
+
+
+def test_a_wrong_password_on_a_token_registry_names_where_it_came_from(
+    token_registry: TokenRegistry, pushed: Pusher, tmp_path: Path
+) -> None:
+    registry = token_registry.registry
+    pushed(token_registry, "private/refused", "v1", layers=1)
+    done = run_cli(
+        "--data=-",
+        registry.docker_uri("private/refused", "v1"),
+        str(tmp_path),
+        stdin=docker_config(_hostport(registry), "alice", "not-her-password"),
+    )
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1
+    assert "'401 Unauthorized' when trying to GET" in done.stderr
+    assert (
+        f"(the registry rejected the credentials for {_hostport(registry)} from the per-fetch "
+        "docker config (--data))"
+    ) in done.stderr
+    assert "not-her-password" not in done.stderr
 
 
 # -- bad input: a clear one-line error and the right exit status --------------------------------
