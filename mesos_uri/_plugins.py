@@ -21,7 +21,7 @@ from mesos_uri._store import Store
 from mesos_uri._transfers import Transfer, run_batch
 from mesos_uri._uri import URI
 from mesos_uri._urls import REDIRECT_CODES, follow_redirect, redact_url
-from mesos_uri.errors import CurlError, FetchError, HTTPStatusError, UsageError, excerpt
+from mesos_uri.errors import FetchError, HTTPStatusError, UsageError, excerpt
 from mesos_uri.fetcher import FetchSummary
 
 __all__ = ["CopyFetcherPlugin", "CurlFetcherPlugin"]
@@ -87,12 +87,7 @@ class CurlFetcherPlugin:
                 [Transfer(url, temp, protocols=protocols)], parallel=1, timeouts=self.timeouts
             )
             if outcome.exit_code != 0 or not outcome.finished:
-                raise CurlError(
-                    f"Failed to perform 'curl' for '{redact_url(url)}': "
-                    f"curl: ({outcome.exit_code}) {outcome.error}",
-                    exit_code=outcome.exit_code,
-                    stderr=outcome.error,
-                )
+                raise outcome.curl_error(url)
             if protocols != WEB_PROTOCOLS:
                 return
             if outcome.code in REDIRECT_CODES and outcome.redirect_url:
@@ -158,11 +153,7 @@ async def _copy(source: str, target: str) -> None:
 
 async def _remove(path: str) -> None:
     """Remove what a copy left under a temporary name: a file, or a whole directory tree."""
-    if _left(path):
+    if os.path.lexists(path):
         import anyio
 
         await anyio.run_process(["rm", "-rf", "--", path], check=False)
-
-
-def _left(path: str) -> bool:
-    return os.path.lexists(path)

@@ -109,18 +109,27 @@ class Store:
 
     async def commit(self, temp: str | Path, name: str, *, mark: str | None = None) -> None:
         """Flush ``temp`` and rename it to ``name``; on any failure it is removed."""
+        await self._commit(temp, name, mark, None)
+
+    async def write_file(self, name: str, data: bytes) -> None:
+        """Atomically put already-verified bytes (a manifest, an index) under ``name``."""
+        await self._commit(self.temp(name), name, None, data)
+
+    async def _commit(
+        self, temp: str | Path, name: str, mark: str | None, data: bytes | None
+    ) -> None:
         try:
-            await anyio.to_thread.run_sync(self._commit, temp, name, mark)
+            await anyio.to_thread.run_sync(self._write, temp, name, mark, data)
         except OSError as exc:
-            self.discard(temp)
             raise FetchError(
                 f"Failed to write '{name}' to '{self.directory}': {exc.strerror or exc}"
             ) from exc
-        except BaseException:
-            self.discard(temp)
-            raise
+        finally:
+            self.discard(temp)  # gone once renamed; anything else is removed
 
-    def _commit(self, temp: str | Path, name: str, mark: str | None) -> None:
+    def _write(self, temp: str | Path, name: str, mark: str | None, data: bytes | None) -> None:
+        if data is not None:
+            Path(temp).write_bytes(data)
         if self.durable:
             fd = os.open(temp, os.O_RDONLY)
             try:
@@ -131,21 +140,6 @@ class Store:
         if mark is not None:
             _set_mark(temp, mark)
         os.replace(temp, self._file(name))
-
-    async def write_file(self, name: str, data: bytes) -> None:
-        """Atomically put already-verified bytes (a manifest, an index) under ``name``."""
-        temp = self.temp(name)
-        try:
-            await anyio.to_thread.run_sync(temp.write_bytes, data)
-        except OSError as exc:
-            self.discard(temp)
-            raise FetchError(
-                f"Failed to write '{name}' to '{self.directory}': {exc.strerror or exc}"
-            ) from exc
-        except BaseException:
-            self.discard(temp)
-            raise
-        await self.commit(temp, name)
 
     def write_error(self, what: str, status: int, detail: str) -> FetchError:
         """Why another program (curl, exit ``status``) could not write ``what`` here: the file
@@ -163,10 +157,6 @@ class Store:
     def discard(self, temp: str | Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-
-    def leftovers(self) -> list[Path]:
-        """Temporary files in the directory (tests assert there are none after a fetch)."""
-        return sorted(self.directory.glob(_TEMP_PREFIX + "*"))
 
 
 def _mark(mark: str, stat: os.stat_result) -> str:

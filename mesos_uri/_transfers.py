@@ -37,7 +37,7 @@ from mesos_uri import _curl as curl
 from mesos_uri._curl import TLS, WEB_PROTOCOLS, Timeouts
 from mesos_uri._http import Headers, status_string
 from mesos_uri._urls import redact_url
-from mesos_uri.errors import FetchError, excerpt
+from mesos_uri.errors import CurlError, FetchError, excerpt
 
 __all__ = ["Batcher", "Hasher", "Outcome", "Transfer", "run_batch"]
 
@@ -117,6 +117,15 @@ class Outcome:
     @property
     def status(self) -> str:
         return status_string(self.code)
+
+    def curl_error(self, url: str) -> CurlError:
+        """The error for a transfer curl failed, in the words of a failed request."""
+        return CurlError(
+            f"Failed to perform 'curl' for '{redact_url(url)}': "
+            f"curl: ({self.exit_code}) {self.error}",
+            exit_code=self.exit_code,
+            stderr=self.error,
+        )
 
 
 def _config(index: int, transfer: Transfer, timeouts: Timeouts) -> list[str]:

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -34,7 +35,6 @@ from mesos_uri._transfers import Batcher, Outcome, Transfer
 from mesos_uri._urls import REDIRECT_CODES, WEB_SCHEMES, follow_redirect, redact_url, same_origin
 from mesos_uri.errors import (
     BlobSizeError,
-    CurlError,
     DecodeError,
     FetchError,
     HTTPStatusError,
@@ -47,7 +47,7 @@ from mesos_uri.fetcher import BlobResult
 if TYPE_CHECKING:
     from mesos_uri._progress import BlobObserver
 
-__all__ = ["fetch_blob", "fetch_blobs"]
+__all__ = ["fetch_blob", "fetch_blobs", "together"]
 
 _log = logging.getLogger(__name__)
 
@@ -80,28 +80,40 @@ async def fetch_blobs(
     """All blobs, in the descriptors' order; the first failure cancels the rest (kills their
     curls) and is raised as the one that ended the fetch ("Collect failed")."""
     results: list[BlobResult | None] = [None] * len(descriptors)
-    failures: list[FetchError] = []
     planned = iter(enumerate(descriptors))
 
-    async def worker(scope: anyio.CancelScope) -> None:
+    async def worker() -> None:
         for position, descriptor in planned:
-            try:
-                results[position] = await fetch_blob(
-                    session, store, descriptor, batcher=batcher, observer=observer
-                )
-            except FetchError as exc:
-                failures.append(exc)
-                scope.cancel()
+            results[position] = await fetch_blob(
+                session, store, descriptor, batcher=batcher, observer=observer
+            )
 
     # A task per blob up to a bound: an image of thousands of layers would otherwise keep the
     # event loop busy with waiting tasks while the first transfers should start.
-    async with anyio.create_task_group() as group:
-        for _ in range(min(len(descriptors), _MAX_IN_FLIGHT)):
-            group.start_soon(worker, group.cancel_scope)
-    if failures:
-        failures[0].collected = True
-        raise failures[0]
+    try:
+        await together(*[worker] * min(len(descriptors), _MAX_IN_FLIGHT))
+    except FetchError as exc:
+        exc.collected = True
+        raise
     return tuple(result for result in results if result is not None)
+
+
+async def together(*steps: Callable[[], Awaitable[None]]) -> None:
+    """Run ``steps`` at once; the first failure stops the others and is raised as it is."""
+    failures: list[FetchError] = []
+
+    async def run(step: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
+        try:
+            await step()
+        except FetchError as exc:
+            failures.append(exc)
+            scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        for step in steps:
+            group.start_soon(run, step, group.cancel_scope)
+    if failures:
+        raise failures[0]
 
 
 async def fetch_blob(
@@ -222,12 +234,7 @@ class _Download:
                 if anonymous and (next_url := next(foreign, None)) is not None:
                     url, hops = next_url, 0
                     continue
-                raise CurlError(
-                    f"Failed to perform 'curl' for '{redact_url(url)}': "
-                    f"curl: ({outcome.exit_code}) {outcome.error}",
-                    exit_code=outcome.exit_code,
-                    stderr=outcome.error,
-                )
+                raise outcome.curl_error(url)
             code = outcome.code
             if code in (200, 206):
                 return self._check_complete(url)

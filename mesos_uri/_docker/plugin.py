@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -20,7 +19,7 @@ from mesos_uri import _uri as uris
 from mesos_uri._docker import config as docker_config
 from mesos_uri._docker import manifest as manifests
 from mesos_uri._docker.auth import TokenCache
-from mesos_uri._docker.blobs import fetch_blob, fetch_blobs
+from mesos_uri._docker.blobs import fetch_blob, fetch_blobs, together
 from mesos_uri._docker.descriptor import Descriptor
 from mesos_uri._docker.digest import Digest, digest_of, parse_digest
 from mesos_uri._docker.endpoints import Endpoints
@@ -204,7 +203,7 @@ class DockerFetcherPlugin:
             )
 
         # The manifest is flushed to disk while the blobs download.
-        await _together(commit_manifest, fetch_all)
+        await together(commit_manifest, fetch_all)
         wanted = self.flags.platform
         if wanted is not None and resolved.index_raw is None:
             await anyio.to_thread.run_sync(_check_platform, store, resolved.manifest, wanted)
@@ -323,24 +322,6 @@ class DockerFetcherPlugin:
         return await run_with_retries(
             attempt, policy=session.retry, describe=f"manifest {session.repository}:{reference}"
         )
-
-
-async def _together(*steps: Callable[[], Awaitable[None]]) -> None:
-    """Run ``steps`` at once; the first failure stops the others and is raised as it is."""
-    failures: list[FetchError] = []
-
-    async def run(step: Callable[[], Awaitable[None]], scope: anyio.CancelScope) -> None:
-        try:
-            await step()
-        except FetchError as exc:
-            failures.append(exc)
-            scope.cancel()
-
-    async with anyio.create_task_group() as group:
-        for step in steps:
-            group.start_soon(run, step, group.cancel_scope)
-    if failures:
-        raise failures[0]
 
 
 def _check_platform(

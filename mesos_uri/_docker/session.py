@@ -179,13 +179,7 @@ class Session:
             if self.credentials is not None and self.credentials.is_identity_token:
                 return await self._refresh_token(realm, service, scope)
             reply = await self._token_request(token_endpoint, self.basic_header())
-            if transient_status(reply.code):
-                raise HTTPStatusError(
-                    f"Unexpected HTTP response '{reply.status}' when trying to GET "
-                    f"'{token_endpoint}'",
-                    code=reply.code,
-                    retry_after=reply.headers.get("Retry-After"),
-                )
+            _raise_if_transient(reply, f"GET '{redact_url(token_endpoint)}'")
             if reply.code == 401:
                 raise AuthError(
                     f"Unexpected HTTP response '{reply.status}' when trying to GET "
@@ -244,13 +238,7 @@ class Session:
 
         url, body = identity_token_request(realm, service, scope, self.credentials)
         reply = await self._token_request(url, {"Content-Type": OAUTH_CONTENT_TYPE}, data=body)
-        if transient_status(reply.code):
-            raise HTTPStatusError(
-                f"Unexpected HTTP response '{reply.status}' when trying to POST to "
-                f"'{redact_url(realm)}'",
-                code=reply.code,
-                retry_after=reply.headers.get("Retry-After"),
-            )
+        _raise_if_transient(reply, f"POST to '{redact_url(realm)}'")
         token = parse_oauth_response(reply, url)
         return token.access_token, token.expires_in
 
@@ -271,4 +259,14 @@ class Session:
             max_bytes=max_bytes,
             tls=self.tls(url),
             timeouts=self.timeouts,
+        )
+
+
+def _raise_if_transient(reply: Response, request: str) -> None:
+    """A token endpoint's 408, 429 or 5xx is retried as any other request's."""
+    if transient_status(reply.code):
+        raise HTTPStatusError(
+            f"Unexpected HTTP response '{reply.status}' when trying to {request}",
+            code=reply.code,
+            retry_after=reply.headers.get("Retry-After"),
         )
