@@ -153,7 +153,12 @@ async def _copy(source: str, target: str) -> None:
 
 async def _remove(path: str) -> None:
     """Remove what a copy left under a temporary name: a file, or a whole directory tree."""
-    if os.path.lexists(path):
+    if _exists(path):
         import anyio
 
         await anyio.run_process(["rm", "-rf", "--", path], check=False)
+
+
+def _exists(path: str) -> bool:
+    # One lstat, not worth a thread: the copy that made the path is over.
+    return os.path.lexists(path)
