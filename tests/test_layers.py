@@ -1,0 +1,99 @@
+"""The package's layers (docs/ARCHITECTURE.md): a module imports from its own layer and those
+below it, so that a generic module (the curl wrapper, the decoder, the store) never comes to
+depend on the docker plugin or the facade."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+PACKAGE: Final = Path(__file__).resolve().parent.parent / "mesos_uri"
+
+LAYERS: Final = {
+    "errors": 1,
+    "_json": 1,
+    "_console": 1,
+    "_progress": 1,
+    "_urls": 2,
+    "_http": 2,
+    "_www_authenticate": 2,
+    "_curl": 2,
+    "_transfers": 2,
+    "_store": 2,
+    "_retry": 2,
+    "_uri": 2,
+    "_flags": 2,
+    "fetcher": 3,
+    "_plugins": 3,
+    "_docker": 4,
+    "fetch": 5,
+    "__main__": 5,
+    "__init__": 5,
+}
+# The facade builds its plugins, and parses image references, only when asked: importing it
+# loads neither, so these upward imports sit inside functions (or under TYPE_CHECKING).
+UPWARD_ON_PURPOSE: Final = {
+    ("fetcher", "_docker"),
+    ("fetcher", "_plugins"),
+}
+
+
+def module_of(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def imported(path: Path) -> set[str]:
+    """The package's modules that ``path`` imports, anywhere in it."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "mesos_uri":
+                names = [f"mesos_uri.{alias.name}" for alias in node.names]
+            else:
+                names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "mesos_uri" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+SOURCES: Final = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_has_a_layer() -> None:
+    assert {module_of(path) for path in SOURCES} == set(LAYERS)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_a_module_imports_nothing_from_a_layer_above_it(path: Path) -> None:
+    module = module_of(path)
+    upward = {
+        name
+        for name in imported(path)
+        if LAYERS[name] > LAYERS[module] and (module, name) not in UPWARD_ON_PURPOSE
+    }
+    assert not upward, f"{path.name} (layer {LAYERS[module]}) imports {sorted(upward)}"
+
+
+def test_importing_the_facade_loads_no_plugin() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mesos_uri.fetcher\n"
+        "loaded = [m for m in sys.modules if m.startswith(('mesos_uri._docker', "
+        "'mesos_uri._plugins', 'mesos_uri._transfers'))]\n"
+        "print(loaded)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
