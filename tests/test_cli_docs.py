@@ -1,6 +1,5 @@
 """``--help`` and README.md tell the same story: the same flags, metavars and defaults, and an
-example of every URI form (issue #8: "the README documents every flag with an example; --help
-matches the README")."""
+example of every URI form."""
 
 from __future__ import annotations
 

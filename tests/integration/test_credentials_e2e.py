@@ -1,5 +1,5 @@
 """Credentials found as Docker finds them, end to end: the CLI, a private repository on the token
-registry, and the fake credential helper (tests/bin) run from PATH (issue #8, point 1)."""
+registry, and the fake credential helper (tests/bin) run from PATH."""
 
 from __future__ import annotations
 

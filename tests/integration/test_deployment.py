@@ -1,4 +1,4 @@
-"""The CLI as nodes run it (issue #8): image references instead of URIs, mirrors and pull-through
+"""The CLI as nodes run it: image references instead of URIs, mirrors and pull-through
 caches, and what a user sees (progress on a terminal, --quiet, -v, --json).
 
 Credentials, TLS and proxies, and the curl/copy plugins have files of their own
@@ -50,7 +50,7 @@ def _assert_fetched(done: subprocess.CompletedProcess[str], out: Path, image: Pu
     assert_image(out, image)
 
 
-# -- image references (SPEC.md §1.3, §2.3) --------------------------------------------------------
+# -- image references, normalised as the Mesos agent does ------------------------------------------
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def app(registry: Registry, pushed: Pusher) -> PushedImage:
 def test_reference_with_registry_and_tag(
     registry: Registry, app: PushedImage, tmp_path: Path
 ) -> None:
-    """A port other than 443/80 on 127.0.0.1 means plain HTTP, as the agent decides (§2.3)."""
+    """A port other than 443/80 on 127.0.0.1 means plain HTTP, as the agent decides."""
     done = run_cli(f"{_hostport(registry)}/lab/app:v1", str(tmp_path))
     _assert_fetched(done, tmp_path, app)
 
@@ -91,8 +91,9 @@ def test_reference_without_a_registry_goes_to_docker_registry(
 def test_a_docker_io_default_registry_adds_library(
     registry: Registry, pushed: Pusher, tmp_path: Path
 ) -> None:
-    """``busybox`` on a registry whose name contains ``docker.io`` is ``library/busybox`` (§1.3).
-    curl resolves every ``*.localhost`` name to loopback itself, so this stays on 127.0.0.1."""
+    """``busybox`` on a registry whose name contains ``docker.io`` is ``library/busybox``, as the
+    agent has it. curl resolves every ``*.localhost`` name to loopback itself, so this stays on
+    127.0.0.1."""
     image = pushed(registry, "library/busybox", "latest", layers=2)
     default = f"http://docker.io.localhost:{registry.port}"
     done = run_cli(f"--docker_registry={default}", "busybox", str(tmp_path))

@@ -113,7 +113,7 @@ def test_a_layer_used_twice_is_fetched_once(
     assert summary["manifest_digest"] == image.manifest_digest
 
 
-# -- the original's docker tests (SPEC.md §10.1) ------------------------------------------------
+# -- the original's docker tests (DockerFetcherPluginTest) ---------------------------------------
 
 
 async def test_fetch_manifest(registry: Registry, pushed: Pusher, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Today's images (issue #5): OCI manifests and indexes, Docker manifest lists, the platform an
+"""Today's images: OCI manifests and indexes, Docker manifest lists, the platform an
 index is resolved to, and foreign layers, fetched with the CLI and with the library.
 
 Images are pushed to the real registry through its API. What a real registry will not do (lie in
@@ -248,7 +248,7 @@ def assert_no_image_for_host(outcome: Outcome, uri: str, *, via: str) -> None:
     assert reason.startswith(f"No manifest for platform '{host_platform()}' in the image index")
 
 
-# -- the example of issue #5 ----------------------------------------------------------------------
+# -- a multi-platform image end to end ---------------------------------------------------------
 
 
 def test_issue_example_leaves_exactly_the_arm64_image(

@@ -1,7 +1,7 @@
 """The rest of the Mesos URI fetcher: the curl plugin (``http``/``https``) and the copy plugin
-(``file``), through the CLI and the library, with the original's tests of SPEC.md §10.1
+(``file``), through the CLI and the library, with the original's tests
 (CurlFetcherPluginTest, CopyFetcherPluginTest) and the docker plugin's care: atomic files and no
-orphaned curl (issue #8, point 6).
+orphaned curl.
 
 The servers are the tests' own loopback HTTP server; no registry is involved.
 """
@@ -72,7 +72,7 @@ def test_http_404_fails_with_the_originals_text_and_leaves_nothing(
     uri = server.url("/missing")
     done = run_cli(uri, str(tmp_path))
     assert done.returncode == 1
-    # Status::string(404) in the original (SPEC.md §4.4).
+    # The original's text: Status::string(404).
     assert done.stderr == (
         f"Failed to fetch '{uri}': Unexpected HTTP response code for '{uri}': 404 Not Found\n"
     )
@@ -170,7 +170,7 @@ def test_a_missing_file_fails_with_the_originals_text(tmp_path: Path) -> None:
     assert not out.exists()  # made for the fetch, removed when it failed
 
 
-# -- the library: the original's tests (SPEC.md §10.1) and cancellation --------------------------
+# -- the library: the original's tests and cancellation -------------------------------------------
 
 
 async def test_curl_valid_uri(

@@ -1,5 +1,5 @@
 """TLS and proxies end to end: CA bundles, Docker's certs.d, mutual TLS, insecure registries, and a
-real forward proxy (Debian's ``tinyproxy``) in front of the registries (issue #8, point 4).
+real forward proxy (Debian's ``tinyproxy``) in front of the registries.
 
 No test here relies on ``CURL_CA_BUNDLE``: trust comes from the flags, as on a node.
 """
