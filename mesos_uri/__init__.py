@@ -12,11 +12,15 @@ What is here is the whole public surface: the facade (:func:`create`, :class:`Fe
 options :class:`Flags`, what a fetch did, :class:`FetchSummary`), the URI model, and the error
 tree every call raises (:class:`FetchError` at its root). Modules whose names start with ``_``
 are the implementation; ``python -m mesos_uri.fetch`` is the command line.
+
+The facade and the URI model are imported on first use, so that the command line can start its
+first request before they are loaded.
 """
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from mesos_uri._uri import URI, parse_uri
 from mesos_uri.errors import (
     AuthError,
     BlobSizeError,
@@ -34,7 +38,10 @@ from mesos_uri.errors import (
     TruncatedResponseError,
     UsageError,
 )
-from mesos_uri.fetcher import BlobResult, Fetcher, FetchSummary, Flags, create
+
+if TYPE_CHECKING:
+    from mesos_uri._uri import URI, parse_uri
+    from mesos_uri.fetcher import BlobResult, Fetcher, FetchSummary, Flags, create
 
 __all__ = [
     "URI",
@@ -60,6 +67,29 @@ __all__ = [
     "create",
     "parse_uri",
 ]
+
+_LAZY = {
+    "URI": "mesos_uri._uri",
+    "parse_uri": "mesos_uri._uri",
+    "BlobResult": "mesos_uri.fetcher",
+    "Fetcher": "mesos_uri.fetcher",
+    "FetchSummary": "mesos_uri.fetcher",
+    "Flags": "mesos_uri.fetcher",
+    "create": "mesos_uri.fetcher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mesos_uri' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 # A library's loggers get no handler but this one: without it Python's last-resort handler
 # prints our warnings on stderr, where the CLI promises nothing unless -v asks for it.

@@ -5,6 +5,8 @@ depend on the docker plugin or the facade."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Final
 
@@ -83,17 +85,35 @@ def test_a_module_imports_nothing_from_a_layer_above_it(path: Path) -> None:
     assert not upward, f"{path.name} (layer {LAYERS[module]}) imports {sorted(upward)}"
 
 
-def test_importing_the_facade_loads_no_plugin() -> None:
-    import subprocess
-    import sys
-
+def loaded_by(module: str, *prefixes: str) -> list[str]:
+    """The modules starting with one of ``prefixes`` that importing ``module`` loads."""
     code = (
-        "import sys, mesos_uri.fetcher\n"
-        "loaded = [m for m in sys.modules if m.startswith(('mesos_uri._docker', "
-        "'mesos_uri._plugins', 'mesos_uri._transfers'))]\n"
-        "print(loaded)"
+        f"import sys, {module}\nprint(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "[]"
+    loaded: list[str] = ast.literal_eval(result.stdout.strip())
+    return loaded
+
+
+def test_importing_the_facade_loads_no_plugin() -> None:
+    assert loaded_by("mesos_uri.fetcher", "mesos_uri._docker", "mesos_uri._plugins") == []
+
+
+def test_the_command_line_module_loads_neither_the_facade_nor_attrs_nor_anyio() -> None:
+    """What ``python -m mesos_uri.fetch`` imports before it reads its arguments (and starts its
+    first request) is only what that needs; the rest loads while curl waits on the network."""
+    assert (
+        loaded_by("mesos_uri.fetch", "mesos_uri.fetcher", "mesos_uri._uri", "attr", "anyio") == []
+    )
+
+
+def test_the_package_exports_its_surface_on_first_use() -> None:
+    import mesos_uri
+
+    for name in mesos_uri.__all__:
+        assert getattr(mesos_uri, name) is not None
+    assert set(mesos_uri.__all__) <= set(dir(mesos_uri))
+    with pytest.raises(AttributeError):
+        _ = mesos_uri.no_such_name
