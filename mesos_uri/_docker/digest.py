@@ -1,7 +1,7 @@
 """Content digests: the OCI grammar, and hashing bytes to compare against one.
 
-A digest names a file in the target directory, so it is validated before it becomes a path: the
-original used whatever followed the last ``/`` of a URL (SPEC.md §9 row 10).
+A digest names a file in the target directory, so it is validated before it becomes a path (the
+original used whatever followed the last ``/`` of a URL).
 
 Grammar (OCI image spec, descriptor.md "Digests")::
 
@@ -29,8 +29,7 @@ __all__ = ["MAX_DIGEST_LENGTH", "Digest", "Hasher", "digest_of", "parse_digest"]
 _ALGORITHM: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
 _ENCODED: Final = re.compile(r"[a-zA-Z0-9=_-]+")
 
-# sha256 and sha512 are the algorithms the OCI image spec registers; both are what registries
-# serve today (sha512 is rare but legal).
+# The algorithms the OCI image spec registers (sha512 is rare but legal).
 _REGISTERED: Final = {
     "sha256": re.compile(r"[a-f0-9]{64}"),
     "sha512": re.compile(r"[a-f0-9]{128}"),
