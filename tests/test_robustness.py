@@ -473,9 +473,7 @@ def check_config(text: str) -> None:
     parsed = accepted(docker_config.parse_auth_config, text)
     if parsed is None:
         return
-    docker_config.merge(parsed, parsed)
     for host, port in _REGISTRIES:
-        accepted(docker_config.basic_credentials, parsed, host, port)
         server = credentials.server_url(host, port)
         accepted(credentials.credential_helper, parsed, server)
         found = accepted(credentials.auths_credentials, parsed, host, port)
