@@ -1,18 +1,13 @@
-"""Registry authorisation: Basic credentials, the Bearer token flow, and a token cache.
+"""Registry authorisation: the Bearer token flow and a token cache.
 
 The flow is the Docker token spec (distribution's docs/spec/auth/token.md): a 401 carries a
 ``WWW-Authenticate: Bearer realm=…,service=…,scope=…`` challenge; the client GETs the realm with
 those parameters (and its Basic credentials, if any) and retries with ``Authorization: Bearer``.
 
-Departures from the original (SPEC.md §5.5, §9 rows 3, 5, 6, 17):
-- tokens are cached per (realm, service, scope) until shortly before ``expires_in`` ends and sent up
-  front, so an image costs one token request, not one per blob; concurrent requests for the same
-  token share a single request;
-- ``token`` and ``access_token`` are both read;
-- query parameters are URL-encoded, and a realm that already has a query is extended, not broken;
-- Basic credentials go only to the registry and to the realm it named; a Bearer token is never sent
-  to the token endpoint as if it were a credential; a plain-http realm for an https registry is
-  refused, since the credentials would cross the network in clear.
+Beyond the original: tokens are cached per (realm, service, scope) and sent up front, so an image
+costs one token request, not one per blob; ``token`` and ``access_token`` are both read; query
+parameters are encoded into a realm that may have a query already; and a plain-http realm for an
+https registry is refused, since the credentials would cross the network in clear.
 """
 
 from __future__ import annotations
@@ -36,11 +31,14 @@ if TYPE_CHECKING:
     from mesos_uri._www_authenticate import Challenge
 
 __all__ = [
-    "DEFAULT_EXPIRES_IN",
     "MAX_TOKEN_RESPONSE_BYTES",
     "Token",
     "TokenCache",
     "TokenKey",
+    "bearer_challenge",
+    "check_realm",
+    "parse_token_response",
+    "token_url",
 ]
 
 _log = logging.getLogger(__name__)
@@ -51,9 +49,6 @@ DEFAULT_EXPIRES_IN: Final = 60.0
 _EXPIRY_MARGIN: Final = 10.0
 # Token responses are small JSON objects; 4 MiB is the limit containerd applies to them.
 MAX_TOKEN_RESPONSE_BYTES: Final = 4 * 1024 * 1024
-
-# Issues a GET (url, headers) in request mode and returns the final response.
-Requester = Callable[[str, dict[str, str]], Awaitable[Response]]
 
 
 @attrs.frozen
@@ -83,15 +78,13 @@ class TokenCache:
     # Which token a repository was last authorised with, to send it up front next time.
     _by_repository: dict[tuple[str, str], TokenKey] = attrs.Factory(dict)
     _locks: dict[TokenKey, anyio.Lock] = attrs.Factory(dict)
-    clock: Callable[[], float] = time.monotonic
-    requests: int = 0
 
     def cached_for(self, registry: str, repository: str) -> Token | None:
         key = self._by_repository.get((registry, repository))
         if key is None:
             return None
         token = self._tokens.get(key)
-        return token if token is not None and token.fresh(self.clock()) else None
+        return token if token is not None and token.fresh(time.monotonic()) else None
 
     async def obtain(
         self,
@@ -109,11 +102,10 @@ class TokenCache:
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             token = self._tokens.get(key)
-            if token is None or not token.fresh(self.clock()) or token == rejected:
-                self.requests += 1
+            if token is None or not token.fresh(time.monotonic()) or token == rejected:
                 value, expires_in = await fetch()
                 margin = min(_EXPIRY_MARGIN, expires_in / 10)
-                token = Token(value, self.clock() + expires_in - margin)
+                token = Token(value, time.monotonic() + expires_in - margin)
                 self._tokens[key] = token
                 _log.info(
                     "token for %s obtained from %s (valid %.0f s)",
@@ -150,7 +142,7 @@ def check_realm(realm: str, *, registry_scheme: str, url: str) -> None:
 
 
 def bearer_challenge(response: Response, url: str) -> Challenge:
-    """The Bearer challenge of a 401, with the original's error texts (SPEC.md §5.5 step 1)."""
+    """The Bearer challenge of a 401, with the original's error texts."""
     value = response.headers.get("WWW-Authenticate")
     if not value:
         raise AuthError(f"Got unexpected empty WWW-Authenticate header from {url}")
