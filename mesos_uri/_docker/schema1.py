@@ -1,11 +1,8 @@
 """Docker image manifest schema 1 (the original's ``v2::parse``), and what its digest covers.
 
-Schema 1 is deprecated but still served by registries with schema 1 compatibility on, and by
-registries converting a schema 2 manifest for clients that do not accept it. A fetch needs only its
-layers (``fsLayers[].blobSum``); the history and the signatures are checked as far as the original
-checked them and not kept. A signed manifest is a JWS in "pretty" form: the signatures sit inside
-the JSON document, so its digest is taken over the document with them cut out
-(:func:`schema1_payload`).
+Deprecated, but still served by registries with schema 1 compatibility on, and to clients that do
+not accept schema 2. A fetch needs only its layers (``fsLayers[].blobSum``); the history is checked
+as far as the original checked it and not kept.
 """
 
 from __future__ import annotations
@@ -45,10 +42,9 @@ class Schema1Manifest:
 def parse_schema1(document: Fields, raw: bytes) -> Schema1Manifest:
     """Validate a schema 1 manifest parsed from ``raw``, with the original's rules and texts.
 
-    Each ``history[].v1Compatibility`` must hold a JSON object, as in the original, which also
-    read its fields into a v1 image that a fetch never uses; those fields are not read here.
-    Departure: a ``blobSum`` must be a digest in the OCI grammar, not merely contain ``:``, since
-    it becomes a file name; the error keeps the original's "Incorrect 'blobSum' format" prefix.
+    Each ``history[].v1Compatibility`` must hold a JSON object, whose fields a fetch never uses.
+    Beyond the original, a ``blobSum`` must be a digest in the OCI grammar, not merely contain
+    ``:``, since it becomes a file name.
     """
     name = document.string("name")
     tag = document.string("tag")
@@ -109,13 +105,13 @@ def _cut(raw: bytes, signature: Fields) -> bytes:
 
 
 def schema1_payload(raw: bytes) -> bytes:
-    """The bytes a signed schema 1 manifest's digest is taken over: ``raw`` without signatures.
+    """The bytes a schema 1 manifest's digest is taken over: ``raw`` without its signatures.
 
-    As docker/libtrust's ``ParsePrettySignature``: each signature's protected header says how
-    many leading bytes of the document belong to the payload (``formatLength``) and which bytes
-    close it (``formatTail``, base64url). Every signature must name the same payload, and that
-    payload must say what the document says outside ``signatures``, so the bytes hashed are the
-    bytes parsed. A document without ``signatures`` is its own payload.
+    A signed manifest is a JWS in "pretty" form, the signatures inside the document. As
+    docker/libtrust's ``ParsePrettySignature``: each signature's protected header says how many
+    leading bytes belong to the payload (``formatLength``) and which bytes close it
+    (``formatTail``, base64url). Every signature must name the same payload, and it must say what
+    the document says outside ``signatures``, so that the bytes hashed are the bytes parsed.
     """
     try:
         document = parse_object(raw)
