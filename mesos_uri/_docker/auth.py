@@ -182,11 +182,6 @@ def parse_token_response(response: Response, url: str) -> tuple[str, float]:
         raise AuthError("Finding token in JSON object failed: the token is empty")
     # A lifetime that is not a positive number is the spec's default, not an error.
     expires_in = document.get("expires_in")
-    if (
-        isinstance(expires_in, bool)
-        or not isinstance(expires_in, int | float)
-        or not math.isfinite(expires_in)
-        or expires_in <= 0
-    ):
-        expires_in = DEFAULT_EXPIRES_IN
-    return value, float(expires_in)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return value, DEFAULT_EXPIRES_IN
+    return value, float(expires_in) if 0 < expires_in < math.inf else DEFAULT_EXPIRES_IN

@@ -1,16 +1,9 @@
 """Registry credentials found as the Docker CLI finds them, and the OAuth2 identity-token exchange.
 
-Lookup order, as docker/cli's ``ConfigFile.GetAuthConfig``: ``credHelpers[<server URL>]``, else
-``credsStore``, else the registry's ``auths`` entry. A configured helper is final, as in Docker's
-native store: its answer, "not found" included, is the answer for that registry.
-
 A helper is the program ``docker-credential-<name>``, run as ``get`` with the server URL on stdin,
-answering ``{"ServerURL": …, "Username": …, "Secret": …}``; the username ``<token>`` marks the
-secret as an identity token (docker/cli credentials/native_store.go), an OAuth2 refresh token that
-is exchanged at the token realm (distribution docs/spec/auth/oauth.md).
-
-Secrets never appear in a message or a ``repr``: a helper's stdout is quoted only when it failed
-and did not print JSON, and the OAuth error quoted is the server's ``error`` code alone.
+answering ``{"ServerURL": …, "Username": …, "Secret": …}``. An identity token is an OAuth2 refresh
+token, exchanged at the token realm (distribution docs/spec/auth/oauth.md). Secrets never appear
+in a message or a ``repr``.
 """
 
 from __future__ import annotations
@@ -40,7 +33,8 @@ __all__ = [
     "resolve_credentials",
 ]
 
-# docker/cli credentials/native_store.go: the program prefix and the identity-token username.
+# docker/cli credentials/native_store.go: the program prefix, and the username that marks the
+# secret as an identity token.
 HELPER_PREFIX: Final = "docker-credential-"
 TOKEN_USERNAME: Final = "<token>"
 # docker-credential-helpers credentials/error.go: what a helper prints when it has no entry.
@@ -61,8 +55,7 @@ def _redacted(value: str | None) -> str:
 
 @attrs.frozen
 class RegistryCredentials:
-    """A username and password, or an identity token (``username`` None: the token alone
-    authenticates, at the realm)."""
+    """A username and password, or an identity token (``username`` None)."""
 
     username: str | None
     secret: str = attrs.field(repr=_redacted)
@@ -83,7 +76,6 @@ class RegistryCredentials:
 
 
 def _credentials(username: str, secret: str) -> RegistryCredentials:
-    """A password, or an identity token when the username is ``<token>``."""
     if username == TOKEN_USERNAME:
         return RegistryCredentials(None, secret, is_identity_token=True)
     return RegistryCredentials(username, secret)
@@ -99,18 +91,14 @@ class OAuthToken:
 
 def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
     """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``):
-    ``https://index.docker.io/v1/`` for Docker Hub, else ``host[:port]`` without the scheme's
-    default port (``docker login registry.example.com`` stores none)."""
+    Docker Hub's, else ``host[:port]`` without the scheme's default port, as ``docker login``."""
     registry = Origin.at(host, port, scheme=scheme)
     return DOCKER_HUB_KEY if names_registry(DOCKER_HUB_KEY, registry) else registry.hostport
 
 
 def credential_helper(config: DockerConfig, server: str) -> str | None:
-    """The helper name for ``server``: ``credHelpers[server]``, else ``credsStore``, else None.
-
-    Keys match exactly, as in docker/cli's getConfiguredCredentialStore; an empty name means no
-    helper (``omitempty`` in Docker's config struct).
-    """
+    """``credHelpers[server]`` (matched exactly, as docker/cli's getConfiguredCredentialStore
+    does), else ``credsStore``, else None; an empty name is no helper, as Docker's ``omitempty``."""
     for registry, helper in config.cred_helpers:
         if registry == server and helper:
             return _checked_name(helper)
@@ -129,9 +117,8 @@ def auths_credentials(
 ) -> RegistryCredentials | None:
     """The credentials of the first ``auths`` entry that names the registry and holds any.
 
-    In an entry, ``identitytoken`` wins (``docker login`` with a token also stores an ``auth`` of
-    ``user:``), then ``auth`` (checked as Docker's decodeAuth does), then ``username`` and
-    ``password``. An empty ``auth`` is what ``docker login`` leaves when a helper holds the secret.
+    ``identitytoken`` wins (a token login also stores an ``auth`` of ``user:``), then ``auth``
+    (empty when a helper holds the secret), then ``username`` and ``password``.
     """
     registry = Origin.at(host, port, scheme=scheme)
     for key, entry in config.auths:
@@ -148,7 +135,7 @@ def auths_credentials(
 
 
 def _decode_auth(key: str, auth: str) -> str:
-    # The check also keeps a stray CR/LF out of the header.
+    # What Docker's decodeAuth checks; it also keeps a stray CR/LF out of the header.
     invalid = f"Invalid 'auth' for key '{excerpt(key, 80)}' in docker config: "
     try:
         decoded = base64.b64decode(auth, validate=True)
@@ -221,8 +208,9 @@ async def resolve_credentials(
     """The credentials for the registry at ``host[:port]``, or None (anonymous); ``source``
     names the config in messages.
 
-    Beyond the original, which read only ``auth``: helpers, ``username``/``password`` and
-    identity tokens.
+    As docker/cli's ``ConfigFile.GetAuthConfig``: ``credHelpers[<server URL>]``, else
+    ``credsStore``, else the ``auths`` entries (the original read only their ``auth``). A
+    configured helper is final, as in Docker's native store: its "not found" is the answer.
     """
     server = server_url(host, port, scheme=scheme)
     helper = credential_helper(config, server)
@@ -237,12 +225,9 @@ async def resolve_credentials(
 def identity_token_request(
     realm: str, service: str | None, scope: str | None, credentials: RegistryCredentials
 ) -> tuple[str, bytes]:
-    """The URL and form body (:data:`OAUTH_CONTENT_TYPE`) of the refresh-token POST.
-
-    Several scopes are one space-separated ``scope``, as the OAuth spec asks. The caller checks
-    the realm first (``auth.check_realm``): the refresh token must only go where the registry
-    pointed.
-    """
+    """The URL and form body (:data:`OAUTH_CONTENT_TYPE`) of the refresh-token POST. The caller
+    checks the realm first (``auth.check_realm``): the refresh token must only go where the
+    registry pointed."""
     if not credentials.is_identity_token:
         raise UsageError("identity_token_request needs identity-token credentials")
     form = [("grant_type", "refresh_token")]
@@ -257,10 +242,8 @@ def identity_token_request(
 
 def parse_oauth_response(response: Response, url: str) -> OAuthToken:
     """The access token and its lifetime from the realm's answer, read as the GET flow's are.
-
-    A rotated ``refresh_token`` in the answer is not read: the identity token from the docker
-    config is sent next time, as in Docker's daemon, whose static credential store ignores it.
-    """
+    A rotated ``refresh_token`` is ignored, as Docker's daemon ignores it: the docker config's
+    identity token is sent next time."""
     if response.code != 200:
         raise AuthError(
             f"Unexpected HTTP response '{response.status}' when trying to POST to "

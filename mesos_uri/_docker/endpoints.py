@@ -1,14 +1,11 @@
 """Where a registry is reached and how it is trusted: mirrors, CA bundles, client certificates,
 insecure registries.
 
-These follow Docker's meanings, since that is what the nodes' operators already configured:
-``/etc/docker/certs.d/<host[:port]>/`` holds ``*.crt`` CA bundles and ``*.cert``/``*.key`` client
-pairs (dockerd's ``registry.ReadCertsDirectory``); an insecure registry may be reached over plain
-HTTP or with unverified TLS, and only that registry; mirrors are tried in order before the origin.
-
-A registry named in a flag (``--insecure_registry``, ``--registry_mirror REGISTRY=``, ``--cacert
-HOST=``) names it as a docker config key does (:func:`~mesos_uri._docker.config.names_registry`):
-no port is the scheme's default port, as Docker reads ``myregistry`` as ``myregistry:443``.
+These follow Docker's meanings, which the nodes' operators already configured: ``certs.d/<host
+[:port]>/`` holds ``*.crt`` CA bundles and ``*.cert``/``*.key`` client pairs (dockerd's
+``registry.ReadCertsDirectory``); an insecure registry may be reached over plain HTTP or with
+unverified TLS; mirrors are tried in order before the origin. A registry named in a flag names it
+as a docker config key does (``config.names_registry``): ``myregistry`` is ``myregistry:443``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 Normalisation and matching are containerd's ``platforms`` package (``Normalize``, and ``Only`` with
 its default matcher), which Docker, containerd and nerdctl pull with: a wanted platform expands
-into the platforms it can run, best first, and an offered platform matches when it equals one of
-them after normalisation.
+into the platforms it can run, best first; an offered platform matches one of them.
 """
 
 from __future__ import annotations
@@ -59,34 +58,23 @@ _MACHINES: Final = {
 
 
 def parse_platform(text: str) -> Platform:
-    """Parse the CLI's ``os/arch[/variant]`` into a normalised platform.
-
-    Unlike containerd's specifiers, both OS and architecture are required: a node fetches for one
-    definite platform, and inferring the missing half from the host hides typos.
-    """
+    """Parse the CLI's ``os/arch[/variant]`` into a normalised platform. Unlike containerd, both
+    OS and architecture are required: inferring the missing half from the host hides typos."""
     parts = text.split("/")
     if not 2 <= len(parts) <= 3:
-        raise UsageError(
-            f"Invalid platform '{text}': expected 'os/arch[/variant]', e.g. 'linux/arm64/v8'"
-        )
-    if not _OS_PART.fullmatch(parts[0]):
-        raise UsageError(
-            f"Invalid platform '{text}': the OS '{parts[0]}' must be letters, digits, '_' or '-'"
-        )
-    for part in parts[1:]:
-        if not _PART.fullmatch(part):
-            raise UsageError(
-                f"Invalid platform '{text}': '{part}' must be letters, digits, '.', '_' or '-'"
-            )
-    variant = parts[2] if len(parts) == 3 else None
-    return normalize(Platform(parts[0], parts[1], variant))
+        reason = "expected 'os/arch[/variant]', e.g. 'linux/arm64/v8'"
+    elif not _OS_PART.fullmatch(parts[0]):
+        reason = f"the OS '{parts[0]}' must be letters, digits, '_' or '-'"
+    elif bad := [part for part in parts[1:] if not _PART.fullmatch(part)]:
+        reason = f"'{bad[0]}' must be letters, digits, '.', '_' or '-'"
+    else:
+        return normalize(Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None))
+    raise UsageError(f"Invalid platform '{text}': {reason}")
 
 
 def host_platform() -> Platform:
-    """The platform of this machine, spelt as Go and containerd spell it.
-
-    A Mesos agent runs Linux containers everywhere but on Windows agents.
-    """
+    """This machine's platform as Go spells it; a Mesos agent runs Linux containers everywhere
+    but on Windows agents."""
     os_name = "windows" if sys.platform == "win32" else "linux"
     machine = _host.machine().lower() or "unknown"
     architecture, variant = _MACHINES.get(machine, (machine, ""))
@@ -94,11 +82,8 @@ def host_platform() -> Platform:
 
 
 def normalize(platform: Platform) -> Platform:
-    """The canonical form of ``platform`` (containerd ``platforms.Normalize``).
-
-    One departure: containerd drops arm64's default variant, we write ``v8``; both sides of every
-    comparison are normalised, so which platforms match is the same.
-    """
+    """containerd's ``platforms.Normalize``, but arm64 keeps its default variant ``v8``: both
+    sides of every comparison are normalised, so which platforms match is the same."""
     os_name = platform.os.lower()
     if os_name == "macos":
         os_name = "darwin"
@@ -188,12 +173,9 @@ def _arm64_fallbacks(os_name: str, variant: str) -> Iterator[tuple[str, str, str
 
 def rank(wanted: Platform, offered: Platform) -> int | None:
     """How well ``offered`` suits ``wanted``: 0 for the platform itself, higher for fall-backs,
-    None for no match.
-
-    As containerd's matcher, an offered platform may need only OS features the wanted one has.
-    ``os.version`` is ignored: containerd checks it only for a wanted Windows platform that names
-    a build, which neither ``parse_platform`` nor ``host_platform`` produces.
-    """
+    None for no match. As containerd's matcher, ``offered`` may need only OS features ``wanted``
+    has; ``os.version`` is ignored, which containerd checks only for a Windows build we never ask
+    for."""
     want = normalize(wanted)
     have = normalize(offered)
     if not set(have.os_features) <= set(want.os_features):
@@ -215,13 +197,9 @@ def matches(wanted: Platform, offered: Platform) -> bool:
 def best_match(wanted: Platform, candidates: Iterable[Platform]) -> Platform | None:
     """The candidate containerd would pull for ``wanted``, or None when none matches: the best
     rank, then more OS features, then the earlier one (containerd sorts stably)."""
-    best: Platform | None = None
-    best_key: tuple[int, int] | None = None
-    for candidate in candidates:
-        position = rank(wanted, candidate)
-        if position is None:
-            continue
-        key = (position, -len(set(candidate.os_features)))
-        if best_key is None or key < best_key:
-            best, best_key = candidate, key
-    return best
+    ranked = [
+        ((position, -len(set(candidate.os_features))), candidate)
+        for candidate in candidates
+        if (position := rank(wanted, candidate)) is not None
+    ]
+    return min(ranked, key=lambda pair: pair[0], default=(None, None))[1]
