@@ -21,6 +21,7 @@ __all__ = [
     "DockerConfig",
     "names_registry",
     "parse_auth_config",
+    "secret_repr",
 ]
 
 # The key `docker login` writes for Docker Hub, and the host names that all mean Docker Hub.
@@ -32,7 +33,8 @@ DOCKER_HUB_HOSTS: Final = frozenset({"docker.io", "index.docker.io", "registry-1
 _HELPER_KEYS: Final = frozenset({"credsStore", "credHelpers"})
 
 
-def _redact(value: str | None) -> str:
+def secret_repr(value: str | None) -> str:
+    """The ``repr`` of a field that holds a secret."""
     return "None" if value is None else "'***'"
 
 
@@ -40,11 +42,11 @@ def _redact(value: str | None) -> str:
 class AuthEntry:
     """One registry's entry in a docker config (``auths.<key>`` or a ``.dockercfg`` key)."""
 
-    auth: str | None = attrs.field(default=None, repr=_redact)
+    auth: str | None = attrs.field(default=None, repr=secret_repr)
     email: str | None = None
     username: str | None = None
-    password: str | None = attrs.field(default=None, repr=_redact)
-    identitytoken: str | None = attrs.field(default=None, repr=_redact)
+    password: str | None = attrs.field(default=None, repr=secret_repr)
+    identitytoken: str | None = attrs.field(default=None, repr=secret_repr)
 
 
 @attrs.frozen
@@ -58,8 +60,8 @@ class DockerConfig:
 
 
 def parse_auth_config(text: str) -> DockerConfig:
-    """Parse ``~/.docker/config.json`` (keys under ``auths``) or ``~/.dockercfg`` (keys at the top),
-    with the original's texts, except that no error quotes the config."""
+    """Parse ``~/.docker/config.json`` (keys under ``auths``) or ``~/.dockercfg`` (keys at the top);
+    the original's texts, but none quotes the config."""
     try:
         document = parse_object(text, secret=True)
     except JSONError as exc:
@@ -87,23 +89,19 @@ def parse_auth_config(text: str) -> DockerConfig:
 
 
 def _entry(fields: Fields) -> AuthEntry:
+    # AuthEntry's fields are named as the keys of the JSON entry.
     return AuthEntry(
-        auth=fields.optional_string("auth"),
-        email=fields.optional_string("email"),
-        username=fields.optional_string("username"),
-        password=fields.optional_string("password"),
-        identitytoken=fields.optional_string("identitytoken"),
+        **{name: fields.optional_string(name) for name in attrs.fields_dict(AuthEntry)}
     )
 
 
 def names_registry(name: str, registry: Origin) -> bool:
     """Whether ``name``, a docker config key or a registry named in a flag, names ``registry``.
 
-    As Docker, a key is reduced to ``host[:port]`` (one ``http://`` or ``https://`` and any path
-    dropped; the key's scheme says nothing about the registry's), then compared as an origin:
-    host names case-insensitively, no port meaning the registry scheme's default. Docker Hub's
-    names name each other; the original gave any host containing "docker.io" the credentials of
-    any key containing it.
+    As Docker, a key is reduced to ``host[:port]`` (one ``http(s)://`` and any path dropped: its
+    scheme says nothing about the registry's) and compared as an origin, no port meaning the
+    registry scheme's default. Docker Hub's names name each other; the original gave any host
+    containing "docker.io" the credentials of any key containing it.
     """
     scheme, sep, rest = name.partition("://")
     hostport = rest if sep and scheme.lower() in WEB_SCHEMES else name

@@ -18,7 +18,7 @@ import anyio
 import attrs
 
 from mesos_uri._docker.auth import parse_token_response
-from mesos_uri._docker.config import DOCKER_HUB_KEY, DockerConfig, names_registry
+from mesos_uri._docker.config import DOCKER_HUB_KEY, DockerConfig, names_registry, secret_repr
 from mesos_uri._http import Response
 from mesos_uri._json import JSONError, parse_object
 from mesos_uri._urls import Origin, redact_url
@@ -49,16 +49,12 @@ OAUTH_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 _MAX_QUOTED: Final = 1000
 
 
-def _redacted(value: str | None) -> str:
-    return "None" if value is None else "'***'"
-
-
 @attrs.frozen
 class RegistryCredentials:
     """A username and password, or an identity token (``username`` None)."""
 
     username: str | None
-    secret: str = attrs.field(repr=_redacted)
+    secret: str = attrs.field(repr=secret_repr)
     is_identity_token: bool = False
     # Where they came from, for a message that says whose credentials a registry refused.
     source: str = attrs.field(default="a docker config", eq=False)
@@ -85,7 +81,7 @@ def _credentials(username: str, secret: str) -> RegistryCredentials:
 class OAuthToken:
     """The token endpoint's answer to a refresh-token grant."""
 
-    access_token: str = attrs.field(repr=_redacted)
+    access_token: str = attrs.field(repr=secret_repr)
     expires_in: float
 
 

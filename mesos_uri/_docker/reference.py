@@ -113,30 +113,26 @@ def normalize(
     *,
     https_registries: Collection[str] = (),
 ) -> URI:
-    """The ``docker-manifest`` URI the Mesos agent fetches for ``reference``.
+    """The ``docker-manifest`` URI the Mesos agent fetches for ``reference``, e.g.
+    ``docker-manifest://registry-1.docker.io:443/library/busybox?latest#https`` for ``busybox``.
 
-    ``busybox`` -> ``docker-manifest://registry-1.docker.io:443/library/busybox?latest#https``:
-    a reference without a registry takes ``default_registry_url`` (``--docker_registry``) with
-    its port, a default one if it names none. A reference's registry keeps its port as written
-    and is reached over https, but over plain http on port 80 and on a loopback host at any port
-    but 443 (the original's rule for a local registry) unless it is one of ``https_registries``
-    (``host[:port]``). Beyond the original: ``docker.io`` and ``index.docker.io`` stand for
-    ``registry-1.docker.io``, and a bracketed IPv6 registry (``[::1]:5000``) works.
+    A reference's registry keeps its port as written and is reached over https, but over plain
+    http on port 80 and on a loopback host at any port but 443 (the original's rule for a local
+    registry) unless it is one of ``https_registries``. Beyond the original: ``docker.io`` and
+    ``index.docker.io`` stand for ``registry-1.docker.io``, and an IPv6 registry works.
     """
     try:
         default = Origin.of(default_registry_url)
     except ValueError as exc:
-        shown = redact_url(default_registry_url)
-        raise UsageError(f"Invalid registry URL '{shown}': {exc}") from exc
+        raise UsageError(
+            f"Invalid registry URL '{redact_url(default_registry_url)}': {exc}"
+        ) from exc
     domain = reference.registry if reference.registry is not None else default.host
     repository = reference.repository
     # The original's rule looks at the text, not at Docker Hub's names.
     if "docker.io" in domain and "/" not in repository:
         repository = f"library/{repository}"
-    if reference.digest is not None:
-        query = reference.digest
-    else:
-        query = reference.tag if reference.tag is not None else DEFAULT_TAG
+    query = next((q for q in (reference.digest, reference.tag) if q is not None), DEFAULT_TAG)
     if reference.registry is None:
         return URI("docker-manifest", repository, default.host, default.port, query, default.scheme)
     try:
@@ -161,8 +157,7 @@ def _split_registry(registry: str) -> tuple[str, int | None]:
 
 
 def validate_reference(text: str) -> ImageReference:
-    """Parse ``text`` and check it against the distribution reference grammar; a
-    ``UsageError`` says which part is wrong and why."""
+    """Parse ``text`` and check it against the grammar; the error says which part is wrong."""
     try:
         reference = parse_image_reference(text)
         _check(reference)
