@@ -1,13 +1,8 @@
-"""Registry authorisation: the Bearer token flow and a token cache.
-
-The flow is the Docker token spec (distribution's docs/spec/auth/token.md): a 401 carries a
-``WWW-Authenticate: Bearer realm=…,service=…,scope=…`` challenge; the client GETs the realm with
-those parameters (and its Basic credentials, if any) and retries with ``Authorization: Bearer``.
+"""Registry authorisation: the Bearer token flow (distribution's docs/spec/auth/token.md).
 
 Beyond the original: tokens are cached per (realm, service, scope) and sent up front, so an image
-costs one token request, not one per blob; ``token`` and ``access_token`` are both read; query
-parameters are encoded into a realm that may have a query already; and a plain-http realm for an
-https registry is refused, since the credentials would cross the network in clear.
+costs one token request, not one per blob; ``token`` and ``access_token`` are both read; and a
+plain-http realm for an https registry is refused, since credentials would cross in clear.
 """
 
 from __future__ import annotations
@@ -95,10 +90,8 @@ class TokenCache:
         fetch: Callable[[], Awaitable[tuple[str, float]]],
         rejected: Token | None = None,
     ) -> Token:
-        """The token for ``key``: cached, or fetched once however many tasks ask at the same time.
-
-        ``rejected`` is a token the registry just refused (expired or revoked): it is not reused.
-        """
+        """The token for ``key``: cached, or fetched once however many tasks ask at the same time;
+        never ``rejected``, a token the registry just refused (expired or revoked)."""
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             token = self._tokens.get(key)
@@ -120,7 +113,8 @@ class TokenCache:
 
 
 def token_url(realm: str, service: str | None, scopes: list[str]) -> str:
-    """The realm with ``service`` and ``scope`` added as encoded query parameters."""
+    """The realm with ``service`` and ``scope`` added as encoded query parameters (the original
+    did not encode them, nor keep a query the realm already had)."""
     params = [("service", service)] if service else []
     params += [("scope", scope) for scope in scopes]
     if not params:

@@ -5,13 +5,9 @@ original used whatever followed the last ``/`` of a URL).
 
 Grammar (OCI image spec, descriptor.md "Digests")::
 
-    digest                ::= algorithm ":" encoded
-    algorithm             ::= algorithm-component (algorithm-separator algorithm-component)*
-    algorithm-component   ::= [a-z0-9]+
-    algorithm-separator   ::= [+._-]
-    encoded               ::= [a-zA-Z0-9=_-]+
-
-Registered algorithms pin the encoded part further: sha256 is 64 and sha512 128 lowercase hex.
+    digest    ::= algorithm ":" encoded
+    algorithm ::= [a-z0-9]+ ([+._-] [a-z0-9]+)*
+    encoded   ::= [a-zA-Z0-9=_-]+
 """
 
 from __future__ import annotations
@@ -29,11 +25,8 @@ __all__ = ["MAX_DIGEST_LENGTH", "Digest", "Hasher", "digest_of", "parse_digest"]
 _ALGORITHM: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
 _ENCODED: Final = re.compile(r"[a-zA-Z0-9=_-]+")
 
-# The algorithms the OCI image spec registers (sha512 is rare but legal).
-_REGISTERED: Final = {
-    "sha256": re.compile(r"[a-f0-9]{64}"),
-    "sha512": re.compile(r"[a-f0-9]{128}"),
-}
+# The algorithms the OCI image spec registers pin the encoded part (sha512 is rare but legal).
+_REGISTERED: Final = {"sha256": re.compile("[a-f0-9]{64}"), "sha512": re.compile("[a-f0-9]{128}")}
 
 # Long enough for sha512 with room for a longer algorithm name; anything longer is hostile.
 MAX_DIGEST_LENGTH: Final = 256

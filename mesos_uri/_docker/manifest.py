@@ -58,27 +58,22 @@ MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 
 _KNOWN: Final = frozenset({SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, OCI_MANIFEST, *INDEX_MEDIA_TYPES})
 
-# The original's prefixes for a manifest that fails to parse, and that fails validation.
-_FAILED: Final = {
-    SCHEMA1: "Failed to parse the V2 Schema 1 image manifest: ",
-    SCHEMA1_SIGNED: "Failed to parse the V2 Schema 1 image manifest: ",
-    SCHEMA2: "Failed to parse the V2 Schema 2 image manifest: ",
-    OCI_MANIFEST: "Failed to parse the OCI image manifest: ",
+# What the original's texts call each kind of image manifest that fails to parse, and that fails
+# validation.
+_PARSED_AS: Final = {
+    SCHEMA1: "V2 Schema 1",
+    SCHEMA1_SIGNED: "V2 Schema 1",
+    SCHEMA2: "V2 Schema 2",
+    OCI_MANIFEST: "OCI",
 }
-_INVALID: Final = {
-    SCHEMA2: "Docker v2 s2 image manifest validation failed: ",
-    OCI_MANIFEST: "OCI image manifest validation failed: ",
-}
+_VALIDATED_AS: Final = {SCHEMA2: "Docker v2 s2", OCI_MANIFEST: "OCI"}
 
 
 @attrs.frozen
 class ImageManifest:
-    """A Docker schema 2 or OCI image manifest, with the exact bytes it was parsed from.
-
-    ``media_type`` is the manifest's ``mediaType``, or the type it was parsed as when the field
-    is absent (OCI makes it optional). OCI's ``annotations``, ``artifact_type`` and ``subject``
-    are kept, and nothing acts on them.
-    """
+    """A Docker schema 2 or OCI image manifest and the bytes it was parsed from; ``media_type`` is
+    the type it was parsed as (OCI's ``mediaType`` is optional). Nothing acts on OCI's
+    ``annotations``, ``artifact_type`` and ``subject``."""
 
     media_type: str
     schema_version: int
@@ -114,12 +109,9 @@ def _unsupported(media_type: str, why: str = "") -> ManifestError:
 
 
 def classify(content_type: str | None, body: bytes) -> str:
-    """The media type of a manifest response, one of the constants of this module.
-
-    The original compared the Content-Type exactly and took ``application/json`` for schema 1.
-    Here only the media type counts, in any case; a body served without a Content-Type or as
-    ``application/json`` is classified by its own ``schemaVersion`` and ``mediaType`` fields.
-    """
+    """The media type of a manifest response, one of the constants of this module. The original
+    compared the Content-Type exactly and took ``application/json`` for schema 1; here a body
+    served without a media type or as ``application/json`` is classified by its own fields."""
     check_size(body)
     if content_type is not None:
         media_type = media_type_of(content_type)
@@ -159,8 +151,7 @@ def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | Imag
     kind = media_type_of(media_type)
     if kind in INDEX_MEDIA_TYPES:
         raise ManifestError(f"'{kind}' is an index of manifests, not an image manifest")
-    failed = _FAILED.get(kind)
-    if failed is None:
+    if kind not in _PARSED_AS:
         raise _unsupported(media_type)
     try:
         try:
@@ -173,7 +164,9 @@ def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | Imag
             return parse_schema1(document, body)
         return _parse_schema2(document, body, kind)
     except (JSONError, ManifestError) as exc:
-        raise ManifestError(failed + str(exc)) from exc
+        raise ManifestError(
+            f"Failed to parse the {_PARSED_AS[kind]} image manifest: {exc}"
+        ) from exc
 
 
 def _parse_schema2(document: Fields, body: bytes, media_type: str) -> ImageManifest:
@@ -184,7 +177,7 @@ def _parse_schema2(document: Fields, body: bytes, media_type: str) -> ImageManif
     declared = document.optional_string("mediaType") if is_oci else document.string("mediaType")
     config = document.child("config")
     layers = document.children("layers")
-    invalid = _INVALID[media_type]
+    invalid = f"{_VALIDATED_AS[media_type]} image manifest validation failed: "
     if not layers:
         raise ManifestError(invalid + "'layers' field size must be at least one")
     descriptors = tuple(_descriptor(fields, invalid) for fields in (config, *layers))

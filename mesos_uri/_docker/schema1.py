@@ -25,11 +25,8 @@ _VALIDATION: Final = "Docker v2 image manifest validation failed: "
 
 @attrs.frozen
 class Schema1Manifest:
-    """A schema 1 manifest, with the exact bytes it was parsed from.
-
-    ``blob_sums`` are the layers' digests from the top layer down, as schema 1 lists them; the
-    same blob may stand more than once.
-    """
+    """A schema 1 manifest and the bytes it was parsed from; ``blob_sums`` lists the layers from
+    the top down, and may name a blob more than once."""
 
     name: str
     tag: str
