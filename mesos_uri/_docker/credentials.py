@@ -111,11 +111,9 @@ def _checked_name(name: str) -> str:
 def auths_credentials(
     config: DockerConfig, host: str, port: int | None, *, scheme: str = "https"
 ) -> RegistryCredentials | None:
-    """The credentials of the first ``auths`` entry that names the registry and holds any.
-
+    """The credentials of the first ``auths`` entry that names the registry and holds any:
     ``identitytoken`` wins (a token login also stores an ``auth`` of ``user:``), then ``auth``
-    (empty when a helper holds the secret), then ``username`` and ``password``.
-    """
+    (empty when a helper holds the secret), then ``username`` and ``password``."""
     registry = Origin.at(host, port, scheme=scheme)
     for key, entry in config.auths:
         if not names_registry(key, registry):
@@ -159,10 +157,8 @@ def parse_helper_output(program: str, stdout: bytes) -> RegistryCredentials | No
 async def run_credential_helper(
     name: str, server: str, *, helper_timeout: float = HELPER_TIMEOUT
 ) -> RegistryCredentials | None:
-    """Run ``docker-credential-<name> get`` with ``server`` on stdin; None when it has no entry.
-
-    No shell; the helper is killed and reaped when the call is cancelled or times out.
-    """
+    """Run ``docker-credential-<name> get`` (no shell) with ``server`` on stdin; None when it has
+    no entry. The helper is killed and reaped when the call is cancelled or times out."""
     program = HELPER_PREFIX + _checked_name(name)
     path = shutil.which(program)
     if path is None:
@@ -202,12 +198,9 @@ async def resolve_credentials(
     source: str = "a docker config",
 ) -> RegistryCredentials | None:
     """The credentials for the registry at ``host[:port]``, or None (anonymous); ``source``
-    names the config in messages.
-
-    As docker/cli's ``ConfigFile.GetAuthConfig``: ``credHelpers[<server URL>]``, else
-    ``credsStore``, else the ``auths`` entries (the original read only their ``auth``). A
-    configured helper is final, as in Docker's native store: its "not found" is the answer.
-    """
+    names the config in messages. As docker/cli's ``ConfigFile.GetAuthConfig``: a helper named
+    for the server, else ``credsStore``, else the ``auths`` entries (the original read only their
+    ``auth``); a configured helper is final, as in Docker's native store."""
     server = server_url(host, port, scheme=scheme)
     helper = credential_helper(config, server)
     if helper is not None:
@@ -252,9 +245,7 @@ def _oauth_error(body: bytes) -> str:
     """`` (invalid_grant)`` from an OAuth2 (RFC 6749) error body, or nothing: the code only,
     since the description may echo the refresh token."""
     try:
-        code = parse_object(body, secret=True).optional_string("error")
+        code = parse_object(body, secret=True).optional_string("error") or ""
     except JSONError:
         return ""
-    if not code or not code.isascii() or not code.isprintable():
-        return ""
-    return f" ({code[:100]})"
+    return f" ({code[:100]})" if code and code.isascii() and code.isprintable() else ""

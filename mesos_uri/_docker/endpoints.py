@@ -57,14 +57,14 @@ class Mirror:
 def parse_mirror(text: str) -> Mirror:
     """``URL`` (a Docker Hub mirror, as dockerd's ``registry-mirrors``) or ``REGISTRY=URL``."""
     registry, url = parse_host_value(text, flag="registry_mirror")
-    shown = text.removesuffix(url) + redact_url(url)
     try:
         origin = Origin.of(url)
+        parts = urllib.parse.urlsplit(url)
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError("a mirror URL has no path")
     except ValueError as exc:
+        shown = text.removesuffix(url) + redact_url(url)
         raise UsageError(f"Invalid --registry_mirror '{shown}': {exc}") from exc
-    parts = urllib.parse.urlsplit(url)
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        raise UsageError(f"Invalid --registry_mirror '{shown}': a mirror URL has no path")
     return Mirror(registry, str(origin))
 
 

@@ -111,22 +111,18 @@ def _platform(fields: Fields) -> Platform:
 def _choosable_platform(descriptor: Descriptor) -> Platform | None:
     """The platform ``descriptor`` may be chosen for, or None when it is not a runnable image."""
     platform = descriptor.platform
-    if platform is None:
+    if platform is None or dict(descriptor.annotations).get(_REFERENCE_TYPE) == _ATTESTATION:
         return None
-    if dict(descriptor.annotations).get(_REFERENCE_TYPE) == _ATTESTATION:
-        return None
-    if platform.os.lower() == "unknown" and platform.architecture.lower() == "unknown":
-        return None
-    return platform
+    unknown = platform.os.lower() == "unknown" and platform.architecture.lower() == "unknown"
+    return None if unknown else platform
 
 
 def choose(index: Index, wanted: Platform) -> Descriptor:
     """The entry of ``index`` to fetch for ``wanted``, as containerd would pick it.
 
-    The entry may itself be an index, which the caller fetches to choose again. Entries without
-    a platform are skipped, but when no entry matches, the first platform-less entry that is an
-    index is chosen: its platforms are known only once it is fetched (containerd descends into
-    such entries too).
+    The entry may itself be an index, which the caller fetches to choose again. When no entry
+    with a platform matches, the first platform-less index is chosen: its platforms are known
+    only once it is fetched (containerd descends into such entries too).
     """
     candidates = [
         (entry, platform)
