@@ -76,9 +76,7 @@ class TokenCache:
 
     def cached_for(self, registry: str, repository: str) -> Token | None:
         key = self._by_repository.get((registry, repository))
-        if key is None:
-            return None
-        token = self._tokens.get(key)
+        token = None if key is None else self._tokens.get(key)
         return token if token is not None and token.fresh(time.monotonic()) else None
 
     async def obtain(

@@ -98,10 +98,9 @@ def _entry(fields: Fields) -> AuthEntry:
 def names_registry(name: str, registry: Origin) -> bool:
     """Whether ``name``, a docker config key or a registry named in a flag, names ``registry``.
 
-    As Docker, a key is reduced to ``host[:port]`` (one ``http(s)://`` and any path dropped: its
-    scheme says nothing about the registry's) and compared as an origin, no port meaning the
-    registry scheme's default. Docker Hub's names name each other; the original gave any host
-    containing "docker.io" the credentials of any key containing it.
+    As Docker, a key is reduced to ``host[:port]`` (one ``http(s)://``, which says nothing about
+    the registry's scheme, and any path dropped) and compared as an origin. Docker Hub's names
+    name each other; the original matched any host containing "docker.io" to such a key.
     """
     scheme, sep, rest = name.partition("://")
     hostport = rest if sep and scheme.lower() in WEB_SCHEMES else name

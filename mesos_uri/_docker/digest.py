@@ -1,9 +1,7 @@
 """Content digests: the OCI grammar, and hashing bytes to compare against one.
 
-A digest names a file in the target directory, so it is validated before it becomes a path (the
-original used whatever followed the last ``/`` of a URL).
-
-Grammar (OCI image spec, descriptor.md "Digests")::
+A digest names a file, so it is validated before it becomes a path (the original used whatever
+followed the last ``/`` of a URL). Grammar (OCI image spec, descriptor.md "Digests")::
 
     digest    ::= algorithm ":" encoded
     algorithm ::= [a-z0-9]+ ([+._-] [a-z0-9]+)*
@@ -69,25 +67,23 @@ class Digest:
 
 def parse_digest(text: str) -> Digest:
     """Validate ``text`` against the OCI digest grammar before it is used as a name or a path."""
-    if not text:
-        raise DigestError("Invalid digest '': empty")
-    if len(text) > MAX_DIGEST_LENGTH:
-        raise DigestError(
-            f"Invalid digest '{text[:64]}...': longer than {MAX_DIGEST_LENGTH} characters"
-        )
     algorithm, sep, encoded = text.partition(":")
-    if not sep:
-        raise DigestError(f"Invalid digest '{text}': expected 'algorithm:encoded'")
-    if not _ALGORITHM.fullmatch(algorithm):
-        raise DigestError(f"Invalid digest '{text}': malformed algorithm '{algorithm}'")
-    if not _ENCODED.fullmatch(encoded):
-        raise DigestError(f"Invalid digest '{text}': malformed encoded part")
     pattern = _REGISTERED.get(algorithm)
-    if pattern is not None and not pattern.fullmatch(encoded):
-        raise DigestError(
-            f"Invalid digest '{text}': {algorithm} needs {pattern.pattern} (lowercase hex)"
-        )
-    return Digest(algorithm, encoded)
+    if not text:
+        reason = "empty"
+    elif len(text) > MAX_DIGEST_LENGTH:
+        text, reason = f"{text[:64]}...", f"longer than {MAX_DIGEST_LENGTH} characters"
+    elif not sep:
+        reason = "expected 'algorithm:encoded'"
+    elif not _ALGORITHM.fullmatch(algorithm):
+        reason = f"malformed algorithm '{algorithm}'"
+    elif not _ENCODED.fullmatch(encoded):
+        reason = "malformed encoded part"
+    elif pattern is not None and not pattern.fullmatch(encoded):
+        reason = f"{algorithm} needs {pattern.pattern} (lowercase hex)"
+    else:
+        return Digest(algorithm, encoded)
+    raise DigestError(f"Invalid digest '{text}': {reason}")
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> Digest:

@@ -1,12 +1,9 @@
 """Image indexes and Docker manifest lists: parsing one, and choosing its entry for a platform.
 
-An index names one image manifest per platform (OCI image spec, image-index.md; Docker's manifest
-list has the same shape). The original could read neither; the fetch chooses the entry for the
-wanted platform and writes that manifest as ``DIR/manifest``.
-
-Parsing is strict where a later step relies on a field: digests name files, media types are sent
-back in an ``Accept`` header, sizes bound downloads. Unknown fields are ignored, and JSON ``null``
-counts as absent for optional fields, as Go's decoder (containerd, distribution) treats them.
+The original could read neither (OCI image spec, image-index.md). Parsing is strict where a later
+step relies on a field: digests name files, media types go back in an ``Accept`` header, sizes
+bound downloads. Unknown fields are ignored, and ``null`` is an absent optional field, as Go's
+decoder (containerd, distribution) has it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Image manifests: which kind a response is, parsing it from the bytes received, its blobs.
 
-Three kinds are parsed: Docker schema 1 (in :mod:`mesos_uri._docker.schema1`), Docker schema 2
-(the original's ``v2_2::parse``) and the OCI image manifest, which has the shape of schema 2.
-Indexes are recognised here (:func:`is_index`) and parsed in :mod:`mesos_uri._docker.index`; both
-modules are imported only when such a manifest is met.
+Docker schema 2 (the original's ``v2_2::parse``) and the OCI image manifest, of the same shape,
+are parsed here; schema 1 and indexes in modules imported only when one is met.
 """
 
 from __future__ import annotations
@@ -142,11 +140,8 @@ def classify(content_type: str | None, body: bytes) -> str:
 
 
 def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | ImageManifest:
-    """Parse and validate an image manifest of ``media_type`` (as :func:`classify` returns).
-
-    Errors carry the original's prefixes ("Failed to parse the V2 Schema 2 image manifest: ..."),
-    the OCI manifest its own; a field of the wrong type or missing is named by its path.
-    """
+    """Parse and validate an image manifest of ``media_type`` (as :func:`classify` returns);
+    errors carry the original's prefixes and name a wrong or missing field by its path."""
     check_size(body)
     kind = media_type_of(media_type)
     if kind in INDEX_MEDIA_TYPES:

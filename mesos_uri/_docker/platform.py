@@ -46,6 +46,8 @@ _GO_INT: Final = re.compile(r"[+-]?[0-9]{1,9}")
 # No amd64 level above v4 or arm level above v8 exists; a higher wanted level gets no fall-backs
 # rather than a list that long.
 _MAX_VARIANT_LEVEL: Final = 16
+# The lowest level each architecture falls back to: amd64/v1, arm/v5.
+_LOWEST_LEVEL: Final = {"amd64": 1, "arm": 5}
 
 # platform.machine() names that normalize() does not know, as Go's GOARCH and variant.
 _MACHINES: Final = {
@@ -133,17 +135,12 @@ def _fallbacks(os_name: str, architecture: str, variant: str) -> Iterator[tuple[
     ``platformVector``): amd64/vN runs amd64/v(N-1)..v1 and then 386; arm/vN runs
     arm/v(N-1)..v5; arm64 as in ``_arm64_fallbacks``."""
     yield os_name, architecture, variant
+    lowest, level = _LOWEST_LEVEL.get(architecture), _level(variant)
+    if lowest is not None and level is not None and lowest < level <= _MAX_VARIANT_LEVEL:
+        for lower in range(level - 1, lowest - 1, -1):
+            yield os_name, architecture, f"v{lower}"
     if architecture == "amd64":
-        level = _level(variant)
-        if level is not None and 1 < level <= _MAX_VARIANT_LEVEL:
-            for lower in range(level - 1, 0, -1):
-                yield os_name, "amd64", f"v{lower}"
         yield os_name, "386", ""
-    elif architecture == "arm":
-        level = _level(variant)
-        if level is not None and 5 < level <= _MAX_VARIANT_LEVEL:
-            for lower in range(level - 1, 4, -1):
-                yield os_name, "arm", f"v{lower}"
     elif architecture == "arm64":
         yield from _arm64_fallbacks(os_name, variant or "v8")
 

@@ -1,8 +1,7 @@
 """Docker image references: the original's parser, the reference grammar, normalisation.
 
-``parse_image_reference`` splits a reference as the original does and checks nothing beyond what
-it must split, so ``busybox:`` and ``repo@`` pass. ``validate_reference`` adds the distribution
-reference grammar (github.com/distribution/reference, ``regexp.go``)::
+``parse_image_reference`` splits a reference as the original does, so ``busybox:`` and ``repo@``
+pass; ``validate_reference`` adds the grammar of github.com/distribution/reference (regexp.go)::
 
     reference        := name [ ":" tag ] [ "@" digest ]
     name             := [domain '/'] remote-name
@@ -16,9 +15,6 @@ reference grammar (github.com/distribution/reference, ``regexp.go``)::
     separator        := /[_.]|__|[-]*/
     tag              := /[\\w][\\w.-]{0,127}/
     digest           := algorithm ":" encoded    (mesos_uri._docker.digest)
-
-The port is read by :func:`mesos_uri._urls.split_hostport`: decimal, 1 to 65535 (the original
-also took signs and ``0x`` hex).
 """
 
 from __future__ import annotations
@@ -116,10 +112,9 @@ def normalize(
     """The ``docker-manifest`` URI the Mesos agent fetches for ``reference``, e.g.
     ``docker-manifest://registry-1.docker.io:443/library/busybox?latest#https`` for ``busybox``.
 
-    A reference's registry keeps its port as written and is reached over https, but over plain
-    http on port 80 and on a loopback host at any port but 443 (the original's rule for a local
-    registry) unless it is one of ``https_registries``. Beyond the original: ``docker.io`` and
-    ``index.docker.io`` stand for ``registry-1.docker.io``, and an IPv6 registry works.
+    A named registry is reached over https, but over http on port 80 and on a loopback host at
+    any port but 443 (the original's rule for a local registry) unless in ``https_registries``.
+    Beyond the original: ``docker.io`` and ``index.docker.io`` mean ``registry-1.docker.io``.
     """
     try:
         default = Origin.of(default_registry_url)
@@ -150,6 +145,7 @@ def normalize(
 
 
 def _split_registry(registry: str) -> tuple[str, int | None]:
+    # The port is decimal, 1 to 65535 (the original also took signs and 0x hex).
     try:
         return split_hostport(registry)
     except ValueError as exc:

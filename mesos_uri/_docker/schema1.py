@@ -1,8 +1,7 @@
 """Docker image manifest schema 1 (the original's ``v2::parse``), and what its digest covers.
 
 Deprecated, but still served by registries with schema 1 compatibility on, and to clients that do
-not accept schema 2. A fetch needs only its layers (``fsLayers[].blobSum``); the history is checked
-as far as the original checked it and not kept.
+not accept schema 2.
 """
 
 from __future__ import annotations
@@ -37,12 +36,9 @@ class Schema1Manifest:
 
 
 def parse_schema1(document: Fields, raw: bytes) -> Schema1Manifest:
-    """Validate a schema 1 manifest parsed from ``raw``, with the original's rules and texts.
-
-    Each ``history[].v1Compatibility`` must hold a JSON object, whose fields a fetch never uses.
-    Beyond the original, a ``blobSum`` must be a digest in the OCI grammar, not merely contain
-    ``:``, since it becomes a file name.
-    """
+    """Validate a schema 1 manifest parsed from ``raw``, with the original's rules and texts;
+    each ``history[].v1Compatibility`` must hold a JSON object, which a fetch does not read.
+    Beyond the original, a ``blobSum`` must be a digest, since it becomes a file name."""
     name = document.string("name")
     tag = document.string("tag")
     architecture = document.string("architecture")
