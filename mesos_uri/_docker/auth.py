@@ -58,9 +58,6 @@ class Token:
     value: str = attrs.field(repr=False)
     expires_at: float
 
-    def fresh(self, now: float) -> bool:
-        return now < self.expires_at
-
     def header(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.value}"}
 
@@ -77,7 +74,7 @@ class TokenCache:
     def cached_for(self, registry: str, repository: str) -> Token | None:
         key = self._by_repository.get((registry, repository))
         token = None if key is None else self._tokens.get(key)
-        return token if token is not None and token.fresh(time.monotonic()) else None
+        return token if token is not None and time.monotonic() < token.expires_at else None
 
     async def obtain(
         self,
@@ -93,7 +90,7 @@ class TokenCache:
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             token = self._tokens.get(key)
-            if token is None or not token.fresh(time.monotonic()) or token == rejected:
+            if token is None or time.monotonic() >= token.expires_at or token == rejected:
                 value, expires_in = await fetch()
                 margin = min(_EXPIRY_MARGIN, expires_in / 10)
                 token = Token(value, time.monotonic() + expires_in - margin)

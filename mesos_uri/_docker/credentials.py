@@ -1,15 +1,11 @@
-"""Registry credentials found as the Docker CLI finds them, and the OAuth2 identity-token exchange.
-
-A helper is the program ``docker-credential-<name>``, run as ``get`` with the server URL on stdin,
-answering ``{"ServerURL": …, "Username": …, "Secret": …}``. An identity token is an OAuth2 refresh
-token, exchanged at the token realm (distribution docs/spec/auth/oauth.md). Secrets never appear
-in a message or a ``repr``.
+"""Registry credentials found as the Docker CLI finds them, and the OAuth2 identity-token exchange
+(an identity token is a refresh token; distribution docs/spec/auth/oauth.md). Secrets never
+appear in a message or a ``repr``.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import shutil
 import urllib.parse
 from typing import Final
@@ -133,7 +129,7 @@ def _decode_auth(key: str, auth: str) -> str:
     invalid = f"Invalid 'auth' for key '{excerpt(key, 80)}' in docker config: "
     try:
         decoded = base64.b64decode(auth, validate=True)
-    except (binascii.Error, ValueError) as exc:
+    except ValueError as exc:  # binascii.Error among them
         raise UsageError(invalid + "not base64") from exc
     if b":" not in decoded:
         raise UsageError(invalid + "expected base64 of 'username:password'")

@@ -1,11 +1,8 @@
-"""Where a registry is reached and how it is trusted: mirrors, CA bundles, client certificates,
-insecure registries.
-
-These follow Docker's meanings, which the nodes' operators already configured: ``certs.d/<host
-[:port]>/`` holds ``*.crt`` CA bundles and ``*.cert``/``*.key`` client pairs (dockerd's
-``registry.ReadCertsDirectory``); an insecure registry may be reached over plain HTTP or with
-unverified TLS; mirrors are tried in order before the origin. A registry named in a flag names it
-as a docker config key does (``config.names_registry``): ``myregistry`` is ``myregistry:443``.
+"""Where a registry is reached and how it is trusted, in Docker's meanings, which the nodes'
+operators already configured: ``certs.d/<host[:port]>/`` holds ``*.crt`` CA bundles and
+``*.cert``/``*.key`` client pairs (dockerd's ``registry.ReadCertsDirectory``); an insecure
+registry may be reached over plain HTTP or unverified TLS; mirrors are tried in order before the
+origin. A flag names a registry as a docker config key does: ``myregistry`` is ``myregistry:443``.
 """
 
 from __future__ import annotations

@@ -115,12 +115,8 @@ def _choosable_platform(descriptor: Descriptor) -> Platform | None:
 
 
 def choose(index: Index, wanted: Platform) -> Descriptor:
-    """The entry of ``index`` to fetch for ``wanted``, as containerd would pick it.
-
-    The entry may itself be an index, which the caller fetches to choose again. When no entry
-    with a platform matches, the first platform-less index is chosen: its platforms are known
-    only once it is fetched (containerd descends into such entries too).
-    """
+    """The entry of ``index`` to fetch for ``wanted``, as containerd would pick it; else the first
+    index without a platform, whose platforms are known once it is fetched (as containerd)."""
     candidates = [
         (entry, platform)
         for entry in index.manifests

@@ -1,8 +1,7 @@
 """Image platforms (os/architecture/variant) and how an index entry is chosen for one.
 
-Normalisation and matching are containerd's ``platforms`` package (``Normalize``, and ``Only`` with
-its default matcher), which Docker, containerd and nerdctl pull with: a wanted platform expands
-into the platforms it can run, best first; an offered platform matches one of them.
+As containerd's ``platforms`` package (``Normalize``, ``Only``), which Docker and nerdctl pull with:
+a wanted platform expands into the platforms it can run, best first; an offered one must match.
 """
 
 from __future__ import annotations

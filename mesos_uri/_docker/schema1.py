@@ -7,7 +7,6 @@ not accept schema 2.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from typing import Final
 
@@ -79,7 +78,7 @@ def _base64url(text: str, what: str) -> bytes:
         raise ManifestError(_PAYLOAD + f"{what} is not base64url")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
+    except ValueError as exc:  # binascii.Error among them
         raise ManifestError(_PAYLOAD + f"{what} is not base64url") from exc
 
 
@@ -98,14 +97,11 @@ def _cut(raw: bytes, signature: Fields) -> bytes:
 
 
 def schema1_payload(raw: bytes) -> bytes:
-    """The bytes a schema 1 manifest's digest is taken over: ``raw`` without its signatures.
-
-    A signed manifest is a JWS in "pretty" form, the signatures inside the document. As
-    docker/libtrust's ``ParsePrettySignature``: each signature's protected header says how many
-    leading bytes belong to the payload (``formatLength``) and which bytes close it
-    (``formatTail``, base64url). Every signature must name the same payload, and it must say what
-    the document says outside ``signatures``, so that the bytes hashed are the bytes parsed.
-    """
+    """The bytes a schema 1 manifest's digest is taken over: ``raw`` without the signatures of a
+    JWS in "pretty" form. As docker/libtrust's ``ParsePrettySignature``, each protected header
+    names the payload's leading bytes (``formatLength``) and closing bytes (``formatTail``); all
+    must name one payload, which must say what the document says, so the bytes hashed are the
+    bytes parsed."""
     try:
         document = parse_object(raw)
     except JSONError as exc:
