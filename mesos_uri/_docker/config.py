@@ -1,7 +1,5 @@
-"""Docker config files: the two formats, and which of their keys names a registry.
-
-A docker config holds secrets, so nothing here quotes it: errors name the problem and the key,
-never a value, and the ``repr`` of an entry hides its secrets.
+"""Docker config files: the two formats, and which of their keys names a registry. A config holds
+secrets: errors name the problem and the key, never a value, and reprs hide the secrets.
 """
 
 from __future__ import annotations
@@ -51,8 +49,7 @@ class AuthEntry:
 
 @attrs.frozen
 class DockerConfig:
-    """A parsed docker config: entries by key in file order, and the credential helpers
-    (``credsStore``, and ``credHelpers`` as registry -> helper name; config.json only)."""
+    """Entries by key in file order, and config.json's credential helpers."""
 
     auths: tuple[tuple[str, AuthEntry], ...] = ()
     creds_store: str | None = None

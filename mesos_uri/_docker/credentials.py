@@ -173,8 +173,7 @@ async def run_credential_helper(
         raise AuthError(f"Failed to run {program}: {exc}") from exc
     if done.returncode == 0:
         return parse_helper_output(program, done.stdout)
-    stdout = done.stdout.decode("utf-8", "replace").strip()
-    stderr = done.stderr.decode("utf-8", "replace").strip()
+    stdout, stderr = (out.decode("utf-8", "replace").strip() for out in (done.stdout, done.stderr))
     # Helpers built on docker-credential-helpers print their errors on stdout.
     if NOT_FOUND_MESSAGE in stdout or NOT_FOUND_MESSAGE in stderr:
         return None

@@ -27,9 +27,8 @@ _REFERENCE_TYPE: Final = "vnd.docker.reference.type"
 _ATTESTATION: Final = "attestation-manifest"
 
 # RFC 6838 type "/" subtype; anything else cannot go back into an Accept header safely.
-_MEDIA_TYPE: Final = re.compile(
-    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-)
+_RESTRICTED_NAME: Final = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE: Final = re.compile(f"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
 
 # The no-match error lists at most this many offered platforms, to stay one readable line.
 _MAX_LISTED: Final = 20

@@ -86,12 +86,10 @@ def normalize(platform: Platform) -> Platform:
     """containerd's ``platforms.Normalize``, but arm64 keeps its default variant ``v8``: both
     sides of every comparison are normalised, so which platforms match is the same."""
     os_name = platform.os.lower()
-    if os_name == "macos":
-        os_name = "darwin"
     architecture, variant = _normalize_arch(platform.architecture, platform.variant or "")
     return attrs.evolve(
         platform,
-        os=os_name,
+        os="darwin" if os_name == "macos" else os_name,
         architecture=architecture,
         variant=variant or None,
         os_features=tuple(sorted(set(platform.os_features))),
@@ -131,8 +129,7 @@ def _level(variant: str) -> int | None:
 
 def _fallbacks(os_name: str, architecture: str, variant: str) -> Iterator[tuple[str, str, str]]:
     """The platforms a normalised wanted platform can run, best first (containerd's
-    ``platformVector``): amd64/vN runs amd64/v(N-1)..v1 and then 386; arm/vN runs
-    arm/v(N-1)..v5; arm64 as in ``_arm64_fallbacks``."""
+    ``platformVector``): amd64/vN runs v(N-1)..v1, then 386; arm/vN runs v(N-1)..v5."""
     yield os_name, architecture, variant
     lowest, level = _LOWEST_LEVEL.get(architecture), _level(variant)
     if lowest is not None and level is not None and lowest < level <= _MAX_VARIANT_LEVEL:

@@ -4,14 +4,12 @@
 pass; ``validate_reference`` adds the grammar of github.com/distribution/reference (regexp.go)::
 
     reference        := name [ ":" tag ] [ "@" digest ]
-    name             := [domain '/'] remote-name
+    name             := [domain '/'] path-component ['/' path-component]*
     domain           := host [':' port-number]
     host             := domain-name | IPv4address | \\[ IPv6address \\]
     domain-name      := domain-component ['.' domain-component]*
     domain-component := /([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])/
-    remote-name      := path-component ['/' path-component]*
-    path-component   := alpha-numeric [separator alpha-numeric]*
-    alpha-numeric    := /[a-z0-9]+/
+    path-component   := /[a-z0-9]+/ [separator /[a-z0-9]+/]*
     separator        := /[_.]|__|[-]*/
     tag              := /[\\w][\\w.-]{0,127}/
     digest           := algorithm ":" encoded    (mesos_uri._docker.digest)
