@@ -108,8 +108,7 @@ class TokenCache:
 
 
 def token_url(realm: str, service: str | None, scopes: list[str]) -> str:
-    """The realm with ``service`` and ``scope`` added as encoded query parameters (the original
-    did not encode them, nor keep a query the realm already had)."""
+    """The realm with ``service`` and ``scope`` encoded into its query (the original broke both)."""
     params = [("service", service)] if service else []
     params += [("scope", scope) for scope in scopes]
     if not params:
@@ -152,8 +151,7 @@ def bearer_challenge(response: Response, url: str) -> Challenge:
 
 
 def parse_token_response(response: Response, url: str) -> tuple[str, float]:
-    """(token, expires_in seconds) from the token endpoint's JSON answer, with the original's
-    texts; the answer holds a secret, so no error quotes it."""
+    """(token, expires_in seconds) from the token endpoint's answer, a secret no error quotes."""
     if response.code != 200:
         raise AuthError(f"Unexpected HTTP response '{response.status}' when trying to GET '{url}'")
     try:

@@ -57,8 +57,7 @@ class DockerConfig:
 
 
 def parse_auth_config(text: str) -> DockerConfig:
-    """Parse ``~/.docker/config.json`` (keys under ``auths``) or ``~/.dockercfg`` (keys at the top);
-    the original's texts, but none quotes the config."""
+    """Parse ``~/.docker/config.json`` (keys under ``auths``) or ``~/.dockercfg`` (at the top)."""
     try:
         document = parse_object(text, secret=True)
     except JSONError as exc:

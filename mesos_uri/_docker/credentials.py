@@ -82,8 +82,7 @@ class OAuthToken:
 
 
 def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
-    """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``):
-    Docker Hub's, else ``host[:port]`` without the scheme's default port, as ``docker login``."""
+    """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``)."""
     registry = Origin.at(host, port, scheme=scheme)
     return DOCKER_HUB_KEY if names_registry(DOCKER_HUB_KEY, registry) else registry.hostport
 
@@ -237,8 +236,7 @@ def parse_oauth_response(response: Response, url: str) -> OAuthToken:
 
 
 def _oauth_error(body: bytes) -> str:
-    """`` (invalid_grant)`` from an OAuth2 (RFC 6749) error body, or nothing: the code only,
-    since the description may echo the refresh token."""
+    """`` (invalid_grant)`` from an OAuth2 error body; its description may echo the token."""
     try:
         code = parse_object(body, secret=True).optional_string("error") or ""
     except JSONError:

@@ -49,7 +49,6 @@ class Digest:
         return f"{self.algorithm}:{self.encoded}"
 
     def hasher(self) -> Hasher:
-        """A fresh hash object for this digest's algorithm."""
         if self.algorithm not in _REGISTERED:
             raise DigestError(f"Unsupported digest algorithm '{self.algorithm}' in '{self}'")
         return hashlib.new(self.algorithm)

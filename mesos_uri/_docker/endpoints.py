@@ -80,7 +80,6 @@ class Endpoints:
     certs_dir: str | None = DEFAULT_CERTS_DIR
 
     def mirrors_for(self, host: str, port: int | None, *, scheme: str = "https") -> list[Origin]:
-        """The mirrors of the registry at ``host[:port]``, in the order given."""
         registry = Origin.at(host, port, scheme=scheme)
         return [
             Origin.of(mirror.url)

@@ -94,7 +94,6 @@ def is_index(media_type: str) -> bool:
 
 
 def check_size(body: bytes) -> None:
-    """Refuse a manifest or index larger than :data:`MAX_MANIFEST_BYTES`."""
     if len(body) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             f"Manifest is larger than the {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit "

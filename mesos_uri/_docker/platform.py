@@ -74,8 +74,7 @@ def parse_platform(text: str) -> Platform:
 
 
 def host_platform() -> Platform:
-    """This machine's platform as Go spells it; a Mesos agent runs Linux containers everywhere
-    but on Windows agents."""
+    """This machine's platform as Go spells it (a Mesos agent runs Linux but on Windows)."""
     os_name = "windows" if sys.platform == "win32" else "linux"
     machine = _host.machine().lower() or "unknown"
     architecture, variant = _MACHINES.get(machine, (machine, ""))
