@@ -95,11 +95,9 @@ class TokenCache:
                 margin = min(_EXPIRY_MARGIN, expires_in / 10)
                 token = Token(value, time.monotonic() + expires_in - margin)
                 self._tokens[key] = token
+                realm = redact_url(key.realm)
                 _log.info(
-                    "token for %s obtained from %s (valid %.0f s)",
-                    key.scope,
-                    redact_url(key.realm),
-                    expires_in,
+                    "token for %s obtained from %s (valid %.0f s)", key.scope, realm, expires_in
                 )
             else:
                 _log.info("token for %s reused", key.scope)

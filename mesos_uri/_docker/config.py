@@ -26,8 +26,7 @@ __all__ = [
 DOCKER_HUB_KEY: Final = "https://index.docker.io/v1/"
 DOCKER_HUB_HOSTS: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
-# Docker's config.json may hold only helpers, without "auths" (`gcloud auth configure-docker`
-# writes such a file); these keys mark the new format too.
+# These mark config.json too when it has no "auths", as `gcloud auth configure-docker` writes it.
 _HELPER_KEYS: Final = frozenset({"credsStore", "credHelpers"})
 
 

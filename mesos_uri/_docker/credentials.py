@@ -29,8 +29,7 @@ __all__ = [
     "resolve_credentials",
 ]
 
-# docker/cli credentials/native_store.go: the program prefix, and the username that marks the
-# secret as an identity token.
+# docker/cli credentials/native_store.go: the helper program prefix, the identity-token username.
 HELPER_PREFIX: Final = "docker-credential-"
 TOKEN_USERNAME: Final = "<token>"
 # docker-credential-helpers credentials/error.go: what a helper prints when it has no entry.

@@ -56,8 +56,7 @@ MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 
 _KNOWN: Final = frozenset({SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, OCI_MANIFEST, *INDEX_MEDIA_TYPES})
 
-# What the original's texts call each kind of image manifest that fails to parse, and that fails
-# validation.
+# What the original's parse and validation errors call each kind of image manifest.
 _PARSED_AS: Final = {
     SCHEMA1: "V2 Schema 1",
     SCHEMA1_SIGNED: "V2 Schema 1",

@@ -38,12 +38,10 @@ class Platform:
 _OS_PART: Final = re.compile(r"[A-Za-z0-9_-]+")
 _PART: Final = re.compile(r"[A-Za-z0-9_.-]+")
 
-# Go's strconv.Atoi, which containerd uses on variants: ASCII digits with an optional sign (longer
-# numbers than this are past _MAX_VARIANT_LEVEL anyway).
+# Go's strconv.Atoi, which containerd reads variants with (more digits are past any level we use).
 _GO_INT: Final = re.compile(r"[+-]?[0-9]{1,9}")
 
-# No amd64 level above v4 or arm level above v8 exists; a higher wanted level gets no fall-backs
-# rather than a list that long.
+# Above any real level (amd64/v4, arm/v8): a higher wanted level gets no fall-backs at all.
 _MAX_VARIANT_LEVEL: Final = 16
 # The lowest level each architecture falls back to: amd64/v1, arm/v5.
 _LOWEST_LEVEL: Final = {"amd64": 1, "arm": 5}

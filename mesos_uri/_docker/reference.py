@@ -162,8 +162,7 @@ def validate_reference(text: str) -> ImageReference:
 
 def _check(reference: ImageReference) -> None:
     registry, path = reference.registry, reference.repository
-    # As in distribution, the limit is on the whole name; checked first, it also bounds the
-    # work of the patterns below.
+    # As distribution, on the whole name; first, since it bounds the work of the patterns below.
     if len(path if registry is None else f"{registry}/{path}") > NAME_TOTAL_LENGTH_MAX:
         raise ValueError(
             f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"
