@@ -87,8 +87,7 @@ class TokenCache:
     ) -> Token:
         """The token for ``key``: cached, or fetched once however many tasks ask at the same time;
         never ``rejected``, a token the registry just refused (expired or revoked)."""
-        lock = self._locks.setdefault(key, anyio.Lock())
-        async with lock:
+        async with self._locks.setdefault(key, anyio.Lock()):
             token = self._tokens.get(key)
             if token is None or time.monotonic() >= token.expires_at or token == rejected:
                 value, expires_in = await fetch()

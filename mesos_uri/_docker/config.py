@@ -31,7 +31,6 @@ _HELPER_KEYS: Final = frozenset({"credsStore", "credHelpers"})
 
 
 def secret_repr(value: str | None) -> str:
-    """The ``repr`` of a field that holds a secret."""
     return "None" if value is None else "'***'"
 
 

@@ -38,9 +38,7 @@ def parse_schema1(document: Fields, raw: bytes) -> Schema1Manifest:
     """Validate a schema 1 manifest parsed from ``raw``, with the original's rules and texts;
     each ``history[].v1Compatibility`` must hold a JSON object, which a fetch does not read.
     Beyond the original, a ``blobSum`` must be a digest, since it becomes a file name."""
-    name = document.string("name")
-    tag = document.string("tag")
-    architecture = document.string("architecture")
+    name, tag, architecture = (document.string(key) for key in ("name", "tag", "architecture"))
     version = document.count("schemaVersion")
     blob_sums = [layer.string("blobSum") for layer in document.children("fsLayers")]
     history = [entry.string("v1Compatibility") for entry in document.children("history")]
@@ -112,11 +110,10 @@ def schema1_payload(raw: bytes) -> bytes:
         payloads = {_cut(raw, signature) for signature in document.children("signatures")}
     except JSONError as exc:
         raise ManifestError(_PAYLOAD + str(exc)) from exc
-    if len(payloads) != 1:
-        problem = (
-            "'signatures' is empty" if not payloads else "the signatures name different payloads"
-        )
-        raise ManifestError(_PAYLOAD + problem)
+    if not payloads:
+        raise ManifestError(_PAYLOAD + "'signatures' is empty")
+    if len(payloads) > 1:
+        raise ManifestError(_PAYLOAD + "the signatures name different payloads")
     payload = payloads.pop()
     try:
         content = parse_object(payload).values
