@@ -84,9 +84,7 @@ def parse_auth_config(text: str) -> DockerConfig:
 
 def _entry(fields: Fields) -> AuthEntry:
     # AuthEntry's fields are named as the keys of the JSON entry.
-    return AuthEntry(
-        **{name: fields.optional_string(name) for name in attrs.fields_dict(AuthEntry)}
-    )
+    return AuthEntry(**{key: fields.optional_string(key) for key in attrs.fields_dict(AuthEntry)})
 
 
 def names_registry(name: str, registry: Origin) -> bool:

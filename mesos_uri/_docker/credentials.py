@@ -81,7 +81,8 @@ class OAuthToken:
 
 
 def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
-    """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``)."""
+    """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``):
+    no default port, as ``docker login`` stores none while the agent's default names 443."""
     registry = Origin.at(host, port, scheme=scheme)
     return DOCKER_HUB_KEY if names_registry(DOCKER_HUB_KEY, registry) else registry.hostport
 
