@@ -1,4 +1,4 @@
-"""Docker config: both file formats, merging, the entry a registry gets, and secrets kept out."""
+"""Docker config: both file formats, the entry a registry gets, and secrets kept out."""
 
 from __future__ import annotations
 
@@ -12,14 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mesos_uri._docker.config import (
-    DOCKER_HUB_KEY,
-    AuthEntry,
-    DockerConfig,
-    basic_credentials,
-    merge,
-    parse_auth_config,
-)
+from mesos_uri._docker.config import DOCKER_HUB_KEY, AuthEntry, DockerConfig, parse_auth_config
+from mesos_uri._docker.credentials import auths_credentials
 from mesos_uri.errors import FetchError, UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -35,6 +29,14 @@ def config(auths: dict[str, Any], **top: Any) -> DockerConfig:
     return parse_auth_config(json.dumps({"auths": auths, **top}))
 
 
+def basic_credentials(
+    parsed: DockerConfig, host: str, port: int | None, *, scheme: str = "https"
+) -> str | None:
+    """The Basic credentials the ``auths`` entries give the registry, as the session sends them."""
+    found = auths_credentials(parsed, host, port, scheme=scheme)
+    return None if found is None else found.basic()
+
+
 def usage_error(text: str) -> str:
     with pytest.raises(UsageError) as info:
         parse_auth_config(text)
@@ -47,13 +49,12 @@ def usage_error(text: str) -> str:
 def test_parse_docker_config() -> None:
     parsed = parse_auth_config((FIXTURES / "config.json").read_text())
 
-    assert parsed.keys() == ("https://index.docker.io/v1/", "localhost:5000")
-    hub = parsed.get("https://index.docker.io/v1/")
-    assert hub is not None
+    entries = dict(parsed.auths)
+    assert list(entries) == ["https://index.docker.io/v1/", "localhost:5000"]
+    hub = entries["https://index.docker.io/v1/"]
     assert hub.auth == b64("hubuser:hub-secret-1")
     assert hub.email == "builder@example.com"
-    local = parsed.get("localhost:5000")
-    assert local is not None
+    local = entries["localhost:5000"]
     assert local.auth == b64("local:local-secret-2")
     assert local.email == "builder@example.com"
     # Top-level HttpHeaders is ignored; nothing else came out of the file.
@@ -84,8 +85,10 @@ def test_entries_keep_username_password_and_identitytoken() -> None:
             "ghcr.io": {"identitytoken": "refresh-token-123", "email": None},
         }
     )
-    assert parsed.get("registry.example.com") == AuthEntry(username="ci", password=SECRET)
-    assert parsed.get("ghcr.io") == AuthEntry(identitytoken="refresh-token-123")
+    assert dict(parsed.auths) == {
+        "registry.example.com": AuthEntry(username="ci", password=SECRET),
+        "ghcr.io": AuthEntry(identitytoken="refresh-token-123"),
+    }
 
 
 def test_new_format_keeps_creds_store_and_cred_helpers_in_file_order() -> None:
@@ -93,7 +96,7 @@ def test_new_format_keeps_creds_store_and_cred_helpers_in_file_order() -> None:
         '{"auths": {"z.example": {}, "a.example": {}}, "credsStore": "desktop",'
         ' "credHelpers": {"gcr.io": "gcloud", "123.dkr.ecr.us-east-1.amazonaws.com": "ecr-login"}}'
     )
-    assert parsed.keys() == ("z.example", "a.example")
+    assert [key for key, _ in parsed.auths] == ["z.example", "a.example"]
     assert parsed.creds_store == "desktop"
     assert parsed.cred_helpers == (
         ("gcr.io", "gcloud"),
@@ -177,52 +180,16 @@ def test_errors_never_quote_a_bad_auth() -> None:
         assert "'r.example'" in str(info.value)
 
 
-# --- merging (SPEC.md §5.2, the recommended deterministic rule) ---------------------------------
-
-
-def test_merge_puts_per_fetch_entries_first_then_new_defaults() -> None:
-    per_fetch = config({"b.example": {"auth": b64("b:1")}, "https://quay.io": {"auth": b64("q:1")}})
-    default = config(
+def test_the_first_key_that_names_the_registry_wins() -> None:
+    parsed = config(
         {
+            "b.example": {"auth": b64("b:1")},
+            "https://quay.io": {"auth": b64("q:1")},
             "quay.io": {"auth": b64("q:2")},
-            "b.example": {"auth": b64("b:2")},
-            "c.example": {"auth": b64("c:2")},
         }
     )
-    merged = merge(per_fetch, default)
-    assert merged.auths == (
-        ("b.example", AuthEntry(auth=b64("b:1"))),
-        ("https://quay.io", AuthEntry(auth=b64("q:1"))),
-        ("quay.io", AuthEntry(auth=b64("q:2"))),
-        ("c.example", AuthEntry(auth=b64("c:2"))),
-    )
-    assert merge(per_fetch, default) == merged
-    # Two keys naming quay.io: the per-fetch one wins, every time.
-    assert basic_credentials(merged, "quay.io", None) == b64("q:1")
-
-
-def test_merge_per_fetch_entry_replaces_the_default_even_without_auth() -> None:
-    merged = merge(
-        config({"r.example": {"email": "x@example.com"}}),
-        config({"r.example": {"auth": b64("u:p")}}),
-    )
-    assert merged.auths == (("r.example", AuthEntry(email="x@example.com")),)
-
-
-def test_merge_of_helpers() -> None:
-    per_fetch = config({}, credHelpers={"gcr.io": "mine"})
-    default = config({}, credsStore="pass", credHelpers={"gcr.io": "theirs", "ecr.example": "ecr"})
-    merged = merge(per_fetch, default)
-    assert merged.creds_store == "pass"
-    assert merged.cred_helpers == (("gcr.io", "mine"), ("ecr.example", "ecr"))
-    assert merge(config({}, credsStore="desktop"), default).creds_store == "desktop"
-
-
-def test_merge_with_missing_sides() -> None:
-    only = config({"r.example": {"auth": b64("u:p")}})
-    assert merge(None, None) == DockerConfig()
-    assert merge(only, None) == only
-    assert merge(None, only) == only
+    # Two keys naming quay.io: the first in the file wins, every time.
+    assert basic_credentials(parsed, "quay.io", None) == b64("q:1")
 
 
 # --- basic credentials (SPEC.md §5.3 with Docker's key normalisation, issue #8) -----------------
@@ -367,7 +334,6 @@ def use(text: str) -> None:
         for port in (None, 443, 5000):
             with contextlib.suppress(UsageError):
                 basic_credentials(parsed, key, port)
-    merge(parsed, parsed)
 
 
 @settings(max_examples=300)

@@ -36,9 +36,8 @@ from mesos_uri._docker.manifest import (
     blob_descriptors,
     classify,
     parse_image_manifest,
-    schema1_payload,
 )
-from mesos_uri._docker.schema1 import Schema1Manifest
+from mesos_uri._docker.schema1 import Schema1Manifest, schema1_payload
 from mesos_uri.errors import FetchError, ManifestError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -38,7 +38,16 @@ from mesos_uri import _http as http
 from mesos_uri import _uri as uris
 from mesos_uri import _urls as urls
 from mesos_uri import _www_authenticate as www_authenticate
-from mesos_uri._docker import auth, credentials, digest, index, manifest, reference, session
+from mesos_uri._docker import (
+    auth,
+    credentials,
+    digest,
+    index,
+    manifest,
+    reference,
+    schema1,
+    session,
+)
 from mesos_uri._docker import config as docker_config
 from mesos_uri._docker.platform import Platform
 from mesos_uri.errors import FetchError
@@ -473,9 +482,7 @@ def check_config(text: str) -> None:
     parsed = accepted(docker_config.parse_auth_config, text)
     if parsed is None:
         return
-    docker_config.merge(parsed, parsed)
     for host, port in _REGISTRIES:
-        accepted(docker_config.basic_credentials, parsed, host, port)
         server = credentials.server_url(host, port)
         accepted(credentials.credential_helper, parsed, server)
         found = accepted(credentials.auths_credentials, parsed, host, port)
@@ -522,7 +529,7 @@ _WANTED: Final = (
 def check_manifest(given: tuple[str | None, bytes]) -> None:
     content_type, body = given
     accepted(manifest.classify, content_type, body)
-    accepted(manifest.schema1_payload, body)
+    accepted(schema1.schema1_payload, body)
     for media_type in (
         manifest.OCI_MANIFEST,
         manifest.SCHEMA2,

@@ -1,18 +1,8 @@
-"""Registry authorisation: Basic credentials, the Bearer token flow, and a token cache.
+"""Registry authorisation: the Bearer token flow (distribution's docs/spec/auth/token.md).
 
-The flow is the Docker token spec (distribution's docs/spec/auth/token.md): a 401 carries a
-``WWW-Authenticate: Bearer realm=…,service=…,scope=…`` challenge; the client GETs the realm with
-those parameters (and its Basic credentials, if any) and retries with ``Authorization: Bearer``.
-
-Departures from the original (SPEC.md §5.5, §9 rows 3, 5, 6, 17):
-- tokens are cached per (realm, service, scope) until shortly before ``expires_in`` ends and sent up
-  front, so an image costs one token request, not one per blob; concurrent requests for the same
-  token share a single request;
-- ``token`` and ``access_token`` are both read;
-- query parameters are URL-encoded, and a realm that already has a query is extended, not broken;
-- Basic credentials go only to the registry and to the realm it named; a Bearer token is never sent
-  to the token endpoint as if it were a credential; a plain-http realm for an https registry is
-  refused, since the credentials would cross the network in clear.
+Beyond the original: tokens are cached per (realm, service, scope) and sent up front, so an image
+costs one token request, not one per blob; ``token`` and ``access_token`` are both read; and a
+plain-http realm for an https registry is refused, since credentials would cross in clear.
 """
 
 from __future__ import annotations
@@ -36,11 +26,14 @@ if TYPE_CHECKING:
     from mesos_uri._www_authenticate import Challenge
 
 __all__ = [
-    "DEFAULT_EXPIRES_IN",
     "MAX_TOKEN_RESPONSE_BYTES",
     "Token",
     "TokenCache",
     "TokenKey",
+    "bearer_challenge",
+    "check_realm",
+    "parse_token_response",
+    "token_url",
 ]
 
 _log = logging.getLogger(__name__)
@@ -51,9 +44,6 @@ DEFAULT_EXPIRES_IN: Final = 60.0
 _EXPIRY_MARGIN: Final = 10.0
 # Token responses are small JSON objects; 4 MiB is the limit containerd applies to them.
 MAX_TOKEN_RESPONSE_BYTES: Final = 4 * 1024 * 1024
-
-# Issues a GET (url, headers) in request mode and returns the final response.
-Requester = Callable[[str, dict[str, str]], Awaitable[Response]]
 
 
 @attrs.frozen
@@ -68,9 +58,6 @@ class Token:
     value: str = attrs.field(repr=False)
     expires_at: float
 
-    def fresh(self, now: float) -> bool:
-        return now < self.expires_at
-
     def header(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.value}"}
 
@@ -83,15 +70,11 @@ class TokenCache:
     # Which token a repository was last authorised with, to send it up front next time.
     _by_repository: dict[tuple[str, str], TokenKey] = attrs.Factory(dict)
     _locks: dict[TokenKey, anyio.Lock] = attrs.Factory(dict)
-    clock: Callable[[], float] = time.monotonic
-    requests: int = 0
 
     def cached_for(self, registry: str, repository: str) -> Token | None:
         key = self._by_repository.get((registry, repository))
-        if key is None:
-            return None
-        token = self._tokens.get(key)
-        return token if token is not None and token.fresh(self.clock()) else None
+        token = None if key is None else self._tokens.get(key)
+        return token if token is not None and time.monotonic() < token.expires_at else None
 
     async def obtain(
         self,
@@ -102,24 +85,18 @@ class TokenCache:
         fetch: Callable[[], Awaitable[tuple[str, float]]],
         rejected: Token | None = None,
     ) -> Token:
-        """The token for ``key``: cached, or fetched once however many tasks ask at the same time.
-
-        ``rejected`` is a token the registry just refused (expired or revoked): it is not reused.
-        """
-        lock = self._locks.setdefault(key, anyio.Lock())
-        async with lock:
+        """The token for ``key``: cached, or fetched once however many tasks ask at the same time;
+        never ``rejected``, a token the registry just refused (expired or revoked)."""
+        async with self._locks.setdefault(key, anyio.Lock()):
             token = self._tokens.get(key)
-            if token is None or not token.fresh(self.clock()) or token == rejected:
-                self.requests += 1
+            if token is None or time.monotonic() >= token.expires_at or token == rejected:
                 value, expires_in = await fetch()
                 margin = min(_EXPIRY_MARGIN, expires_in / 10)
-                token = Token(value, self.clock() + expires_in - margin)
+                token = Token(value, time.monotonic() + expires_in - margin)
                 self._tokens[key] = token
+                realm = redact_url(key.realm)
                 _log.info(
-                    "token for %s obtained from %s (valid %.0f s)",
-                    key.scope,
-                    redact_url(key.realm),
-                    expires_in,
+                    "token for %s obtained from %s (valid %.0f s)", key.scope, realm, expires_in
                 )
             else:
                 _log.info("token for %s reused", key.scope)
@@ -128,7 +105,7 @@ class TokenCache:
 
 
 def token_url(realm: str, service: str | None, scopes: list[str]) -> str:
-    """The realm with ``service`` and ``scope`` added as encoded query parameters."""
+    """The realm with ``service`` and ``scope`` encoded into its query (the original broke both)."""
     params = [("service", service)] if service else []
     params += [("scope", scope) for scope in scopes]
     if not params:
@@ -150,7 +127,7 @@ def check_realm(realm: str, *, registry_scheme: str, url: str) -> None:
 
 
 def bearer_challenge(response: Response, url: str) -> Challenge:
-    """The Bearer challenge of a 401, with the original's error texts (SPEC.md §5.5 step 1)."""
+    """The Bearer challenge of a 401, with the original's error texts."""
     value = response.headers.get("WWW-Authenticate")
     if not value:
         raise AuthError(f"Got unexpected empty WWW-Authenticate header from {url}")
@@ -171,8 +148,7 @@ def bearer_challenge(response: Response, url: str) -> Challenge:
 
 
 def parse_token_response(response: Response, url: str) -> tuple[str, float]:
-    """(token, expires_in seconds) from the token endpoint's JSON answer, with the original's
-    texts; the answer holds a secret, so no error quotes it."""
+    """(token, expires_in seconds) from the token endpoint's answer, a secret no error quotes."""
     if response.code != 200:
         raise AuthError(f"Unexpected HTTP response '{response.status}' when trying to GET '{url}'")
     try:
@@ -190,11 +166,6 @@ def parse_token_response(response: Response, url: str) -> tuple[str, float]:
         raise AuthError("Finding token in JSON object failed: the token is empty")
     # A lifetime that is not a positive number is the spec's default, not an error.
     expires_in = document.get("expires_in")
-    if (
-        isinstance(expires_in, bool)
-        or not isinstance(expires_in, int | float)
-        or not math.isfinite(expires_in)
-        or expires_in <= 0
-    ):
-        expires_in = DEFAULT_EXPIRES_IN
-    return value, float(expires_in)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return value, DEFAULT_EXPIRES_IN
+    return value, float(expires_in) if 0 < expires_in < math.inf else DEFAULT_EXPIRES_IN

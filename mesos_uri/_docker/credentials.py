@@ -1,22 +1,6 @@
-"""Registry credentials found as the Docker CLI finds them, and the OAuth2 identity-token exchange.
-
-Lookup order, as docker/cli's ``ConfigFile.GetAuthConfig`` (cli/config/configfile/file.go):
-
-1. ``credHelpers[<server URL>]``: a helper for this registry;
-2. else ``credsStore``: the default helper;
-3. else the registry's ``auths`` entry (``auth``, ``username``/``password``, ``identitytoken``).
-
-A configured helper is final, as in Docker's native store: what it answers (or its "not found")
-is the answer, and the ``auths`` entries are not consulted for that registry.
-
-A helper is the program ``docker-credential-<name>``, run as ``get`` with the server URL on stdin,
-answering ``{"ServerURL": …, "Username": …, "Secret": …}``; ``Username == "<token>"`` marks the
-secret as an identity token (docker/cli credentials/native_store.go). An identity token is an
-OAuth2 refresh token, exchanged at the token realm by :func:`identity_token_request` (distribution
-docs/spec/auth/oauth.md).
-
-Secrets never appear in a message or a ``repr``: a helper's stdout is quoted only when it failed
-and did not print JSON, and the OAuth error quoted is the server's ``error`` code alone.
+"""Registry credentials found as the Docker CLI finds them, and the OAuth2 identity-token exchange
+(an identity token is a refresh token; distribution docs/spec/auth/oauth.md). Secrets never
+appear in a message or a ``repr``.
 """
 
 from __future__ import annotations
@@ -30,38 +14,22 @@ import anyio
 import attrs
 
 from mesos_uri._docker.auth import parse_token_response
-from mesos_uri._docker.config import (
-    DOCKER_HUB_KEY,
-    AuthEntry,
-    DockerConfig,
-    basic_credentials,
-    names_registry,
-)
+from mesos_uri._docker.config import DOCKER_HUB_KEY, DockerConfig, names_registry, secret_repr
 from mesos_uri._http import Response
 from mesos_uri._json import JSONError, parse_object
 from mesos_uri._urls import Origin, redact_url
-from mesos_uri.errors import AuthError, UsageError
+from mesos_uri.errors import AuthError, UsageError, excerpt
 
 __all__ = [
-    "CLIENT_ID",
-    "HELPER_PREFIX",
-    "HELPER_TIMEOUT",
-    "NOT_FOUND_MESSAGE",
     "OAUTH_CONTENT_TYPE",
-    "TOKEN_USERNAME",
     "OAuthToken",
     "RegistryCredentials",
-    "auths_credentials",
-    "credential_helper",
     "identity_token_request",
-    "parse_helper_output",
     "parse_oauth_response",
     "resolve_credentials",
-    "run_credential_helper",
-    "server_url",
 ]
 
-# docker/cli credentials/native_store.go: the program prefix and the identity-token username.
+# docker/cli credentials/native_store.go: the helper program prefix, the identity-token username.
 HELPER_PREFIX: Final = "docker-credential-"
 TOKEN_USERNAME: Final = "<token>"
 # docker-credential-helpers credentials/error.go: what a helper prints when it has no entry.
@@ -76,19 +44,12 @@ OAUTH_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 _MAX_QUOTED: Final = 1000
 
 
-def _redacted(value: str | None) -> str:
-    return "None" if value is None else "'***'"
-
-
 @attrs.frozen
 class RegistryCredentials:
-    """Credentials for one registry: a password, or an identity token (an OAuth2 refresh token).
-
-    ``username`` is None for an identity token: the token alone authenticates, at the realm.
-    """
+    """A username and password, or an identity token (``username`` None)."""
 
     username: str | None
-    secret: str = attrs.field(repr=_redacted)
+    secret: str = attrs.field(repr=secret_repr)
     is_identity_token: bool = False
     # Where they came from, for a message that says whose credentials a registry refused.
     source: str = attrs.field(default="a docker config", eq=False)
@@ -105,31 +66,30 @@ class RegistryCredentials:
         return base64.b64encode(pair).decode("ascii")
 
 
+def _credentials(username: str, secret: str) -> RegistryCredentials:
+    if username == TOKEN_USERNAME:
+        return RegistryCredentials(None, secret, is_identity_token=True)
+    return RegistryCredentials(username, secret)
+
+
 @attrs.frozen
 class OAuthToken:
     """The token endpoint's answer to a refresh-token grant."""
 
-    access_token: str = attrs.field(repr=_redacted)
+    access_token: str = attrs.field(repr=secret_repr)
     expires_in: float
 
 
 def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
-    """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``).
-
-    ``https://index.docker.io/v1/`` for Docker Hub, else ``host[:port]``. The scheme's default
-    port is dropped, since ``docker login registry.example.com`` stores no port while the agent's
-    default registry always carries 443. IPv6 hosts are bracketed.
-    """
+    """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``):
+    no default port, as ``docker login`` stores none while the agent's default names 443."""
     registry = Origin.at(host, port, scheme=scheme)
     return DOCKER_HUB_KEY if names_registry(DOCKER_HUB_KEY, registry) else registry.hostport
 
 
 def credential_helper(config: DockerConfig, server: str) -> str | None:
-    """The helper name for ``server``: ``credHelpers[server]``, else ``credsStore``, else None.
-
-    ``credHelpers`` keys are matched exactly, as docker/cli's getConfiguredCredentialStore does;
-    an empty name means no helper (``omitempty`` in Docker's config struct).
-    """
+    """``credHelpers[server]`` (matched exactly, as docker/cli's getConfiguredCredentialStore
+    does), else ``credsStore``, else None; an empty name is no helper, as Docker's ``omitempty``."""
     for registry, helper in config.cred_helpers:
         if registry == server and helper:
             return _checked_name(helper)
@@ -146,28 +106,33 @@ def _checked_name(name: str) -> str:
 def auths_credentials(
     config: DockerConfig, host: str, port: int | None, *, scheme: str = "https"
 ) -> RegistryCredentials | None:
-    """The credentials of the registry's ``auths`` entry, matched as :func:`basic_credentials`.
+    """The credentials of the first ``auths`` entry that names the registry and holds any:
+    ``identitytoken`` wins (a token login also stores an ``auth`` of ``user:``), then ``auth``
+    (empty when a helper holds the secret), then ``username`` and ``password``."""
+    registry = Origin.at(host, port, scheme=scheme)
+    for key, entry in config.auths:
+        if not names_registry(key, registry):
+            continue
+        if entry.identitytoken:
+            return _credentials(TOKEN_USERNAME, entry.identitytoken)
+        if entry.auth:
+            username, _, secret = _decode_auth(key, entry.auth).partition(":")
+            return _credentials(username, secret)
+        if entry.username and entry.password is not None:
+            return _credentials(entry.username, entry.password)
+    return None
 
-    An ``identitytoken`` wins over ``auth`` and ``username``/``password`` in the same entry:
-    ``docker login`` with a token stores both, the ``auth`` holding only ``user:``.
-    """
-    # An identity token travels through basic_credentials' matching under Docker's own marker
-    # username, so that the key matching stays in one place.
-    tagged = DockerConfig(auths=tuple((key, _tag_token(entry)) for key, entry in config.auths))
-    basic = basic_credentials(tagged, host, port, scheme=scheme)
-    if basic is None:
-        return None
-    decoded = base64.b64decode(basic).decode("utf-8", "surrogateescape")
-    username, _, secret = decoded.partition(":")
-    if username == TOKEN_USERNAME:
-        return RegistryCredentials(None, secret, is_identity_token=True)
-    return RegistryCredentials(username, secret)
 
-
-def _tag_token(entry: AuthEntry) -> AuthEntry:
-    if not entry.identitytoken:
-        return entry
-    return AuthEntry(username=TOKEN_USERNAME, password=entry.identitytoken)
+def _decode_auth(key: str, auth: str) -> str:
+    # What Docker's decodeAuth checks; it also keeps a stray CR/LF out of the header.
+    invalid = f"Invalid 'auth' for key '{excerpt(key, 80)}' in docker config: "
+    try:
+        decoded = base64.b64decode(auth, validate=True)
+    except ValueError as exc:  # binascii.Error among them
+        raise UsageError(invalid + "not base64") from exc
+    if b":" not in decoded:
+        raise UsageError(invalid + "expected base64 of 'username:password'")
+    return decoded.decode("utf-8", "surrogateescape")
 
 
 def parse_helper_output(program: str, stdout: bytes) -> RegistryCredentials | None:
@@ -181,21 +146,14 @@ def parse_helper_output(program: str, stdout: bytes) -> RegistryCredentials | No
         raise AuthError(
             f"{program} get printed malformed output (expected a JSON credentials object): {exc}"
         ) from exc
-    if not secret:
-        return None
-    if username == TOKEN_USERNAME:
-        return RegistryCredentials(None, secret, is_identity_token=True)
-    return RegistryCredentials(username, secret)
+    return _credentials(username, secret) if secret else None
 
 
 async def run_credential_helper(
     name: str, server: str, *, helper_timeout: float = HELPER_TIMEOUT
 ) -> RegistryCredentials | None:
-    """Run ``docker-credential-<name> get`` with ``server`` on stdin; None when it has no entry.
-
-    No shell, and the server URL goes on stdin as docker-credential-helpers' client sends it.
-    The helper is killed and reaped when the call is cancelled or ``helper_timeout`` passes.
-    """
+    """Run ``docker-credential-<name> get`` (no shell) with ``server`` on stdin; None when it has
+    no entry. The helper is killed and reaped when the call is cancelled or times out."""
     program = HELPER_PREFIX + _checked_name(name)
     path = shutil.which(program)
     if path is None:
@@ -214,8 +172,7 @@ async def run_credential_helper(
         raise AuthError(f"Failed to run {program}: {exc}") from exc
     if done.returncode == 0:
         return parse_helper_output(program, done.stdout)
-    stdout = done.stdout.decode("utf-8", "replace").strip()
-    stderr = done.stderr.decode("utf-8", "replace").strip()
+    stdout, stderr = (out.decode("utf-8", "replace").strip() for out in (done.stdout, done.stderr))
     # Helpers built on docker-credential-helpers print their errors on stdout.
     if NOT_FOUND_MESSAGE in stdout or NOT_FOUND_MESSAGE in stderr:
         return None
@@ -234,12 +191,10 @@ async def resolve_credentials(
     helper_timeout: float = HELPER_TIMEOUT,
     source: str = "a docker config",
 ) -> RegistryCredentials | None:
-    """The credentials for the registry at ``host[:port]``, found as the Docker CLI finds them;
-    ``source`` names the config in messages.
-
-    None means anonymous. Departure from the original, which read only ``auth`` (SPEC.md §9
-    row 17): helpers, ``username``/``password`` and identity tokens are used too.
-    """
+    """The credentials for the registry at ``host[:port]``, or None (anonymous); ``source``
+    names the config in messages. As docker/cli's ``ConfigFile.GetAuthConfig``: a helper named
+    for the server, else ``credsStore``, else the ``auths`` entries (the original read only their
+    ``auth``); a configured helper is final, as in Docker's native store."""
     server = server_url(host, port, scheme=scheme)
     helper = credential_helper(config, server)
     if helper is not None:
@@ -253,12 +208,9 @@ async def resolve_credentials(
 def identity_token_request(
     realm: str, service: str | None, scope: str | None, credentials: RegistryCredentials
 ) -> tuple[str, bytes]:
-    """The URL and form body of the refresh-token POST (distribution docs/spec/auth/oauth.md).
-
-    The body is sent with Content-Type :data:`OAUTH_CONTENT_TYPE`; several scopes are one
-    space-separated ``scope``, as the spec asks. The caller checks the realm first (auth.py's
-    ``check_realm``): the refresh token must only go where the registry pointed.
-    """
+    """The URL and form body (:data:`OAUTH_CONTENT_TYPE`) of the refresh-token POST. The caller
+    checks the realm first (``auth.check_realm``): the refresh token must only go where the
+    registry pointed."""
     if not credentials.is_identity_token:
         raise UsageError("identity_token_request needs identity-token credentials")
     form = [("grant_type", "refresh_token")]
@@ -267,19 +219,14 @@ def identity_token_request(
     if scope:
         form.append(("scope", scope))
     form += [("client_id", CLIENT_ID), ("refresh_token", credentials.secret)]
-    # surrogateescape: a token read from an `auth` that was not UTF-8 goes out as its bytes,
-    # as RegistryCredentials.basic() sends them.
+    # surrogateescape: a token from an `auth` that was not UTF-8 goes out as its bytes.
     return realm, urllib.parse.urlencode(form, errors="surrogateescape").encode("ascii")
 
 
 def parse_oauth_response(response: Response, url: str) -> OAuthToken:
-    """The access token and its lifetime from the realm's answer.
-
-    ``expires_in`` defaults to 60 s as the token spec says; the token is read by the same code
-    as the GET flow's, so ``token`` is accepted where ``access_token`` is missing. A rotated
-    ``refresh_token`` in the answer is not read: the identity token from the docker config is
-    what is sent next time, as in Docker's daemon, whose static credential store ignores it.
-    """
+    """The access token and its lifetime from the realm's answer, read as the GET flow's are.
+    A rotated ``refresh_token`` is ignored, as Docker's daemon ignores it: the docker config's
+    identity token is sent next time."""
     if response.code != 200:
         raise AuthError(
             f"Unexpected HTTP response '{response.status}' when trying to POST to "
@@ -289,12 +236,9 @@ def parse_oauth_response(response: Response, url: str) -> OAuthToken:
 
 
 def _oauth_error(body: bytes) -> str:
-    """`` (invalid_grant)`` from an OAuth2 (RFC 6749) error body, or nothing: the code only,
-    since the description may echo the refresh token."""
+    """`` (invalid_grant)`` from an OAuth2 error body; its description may echo the token."""
     try:
-        code = parse_object(body, secret=True).optional_string("error")
+        code = parse_object(body, secret=True).optional_string("error") or ""
     except JSONError:
         return ""
-    if not code or not code.isascii() or not code.isprintable():
-        return ""
-    return f" ({code[:100]})"
+    return f" ({code[:100]})" if code and code.isascii() and code.isprintable() else ""

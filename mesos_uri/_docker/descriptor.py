@@ -17,11 +17,8 @@ __all__ = ["Descriptor", "read_descriptor"]
 
 @attrs.frozen
 class Descriptor:
-    """A typed pointer to content by digest (OCI image spec, descriptor.md).
-
-    ``size`` is what the manifest declares; a download is stopped once it exceeds it. ``urls`` are
-    the foreign locations of a non-distributable layer.
-    """
+    """A typed pointer to content by digest (OCI image spec, descriptor.md); a download stops
+    once it exceeds ``size``; ``urls`` are the foreign locations of a non-distributable layer."""
 
     media_type: str
     digest: Digest
@@ -32,12 +29,9 @@ class Descriptor:
 
 
 def read_descriptor(fields: Fields, *, platform: Platform | None = None) -> Descriptor:
-    """The descriptor a manifest or index entry holds.
-
-    Every field is read before the digest is checked, so that a field of the wrong type is a
-    :class:`~mesos_uri._json.JSONError` and only a well-typed but malformed digest a
-    :class:`~mesos_uri.errors.DigestError`: manifests report the two at different stages.
-    """
+    """The descriptor a manifest or index entry holds. Every field is read before the digest is
+    checked: a field of the wrong type is a ``JSONError``, and only a well-typed but malformed
+    digest a ``DigestError``, which manifests report at a different stage."""
     media_type = fields.string("mediaType")
     size = fields.count("size")
     text = fields.string("digest")

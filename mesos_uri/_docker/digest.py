@@ -1,17 +1,11 @@
 """Content digests: the OCI grammar, and hashing bytes to compare against one.
 
-A digest names a file in the target directory, so it is validated before it becomes a path: the
-original used whatever followed the last ``/`` of a URL (SPEC.md §9 row 10).
+A digest names a file, so it is validated before it becomes a path (the original used whatever
+followed the last ``/`` of a URL). Grammar (OCI image spec, descriptor.md "Digests")::
 
-Grammar (OCI image spec, descriptor.md "Digests")::
-
-    digest                ::= algorithm ":" encoded
-    algorithm             ::= algorithm-component (algorithm-separator algorithm-component)*
-    algorithm-component   ::= [a-z0-9]+
-    algorithm-separator   ::= [+._-]
-    encoded               ::= [a-zA-Z0-9=_-]+
-
-Registered algorithms pin the encoded part further: sha256 is 64 and sha512 128 lowercase hex.
+    digest    ::= algorithm ":" encoded
+    algorithm ::= [a-z0-9]+ ([+._-] [a-z0-9]+)*
+    encoded   ::= [a-zA-Z0-9=_-]+
 """
 
 from __future__ import annotations
@@ -29,12 +23,8 @@ __all__ = ["MAX_DIGEST_LENGTH", "Digest", "Hasher", "digest_of", "parse_digest"]
 _ALGORITHM: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
 _ENCODED: Final = re.compile(r"[a-zA-Z0-9=_-]+")
 
-# sha256 and sha512 are the algorithms the OCI image spec registers; both are what registries
-# serve today (sha512 is rare but legal).
-_REGISTERED: Final = {
-    "sha256": re.compile(r"[a-f0-9]{64}"),
-    "sha512": re.compile(r"[a-f0-9]{128}"),
-}
+# The algorithms the OCI image spec registers pin the encoded part (sha512 is rare but legal).
+_REGISTERED: Final = {"sha256": re.compile("[a-f0-9]{64}"), "sha512": re.compile("[a-f0-9]{128}")}
 
 # Long enough for sha512 with room for a longer algorithm name; anything longer is hostile.
 MAX_DIGEST_LENGTH: Final = 256
@@ -59,7 +49,6 @@ class Digest:
         return f"{self.algorithm}:{self.encoded}"
 
     def hasher(self) -> Hasher:
-        """A fresh hash object for this digest's algorithm."""
         if self.algorithm not in _REGISTERED:
             raise DigestError(f"Unsupported digest algorithm '{self.algorithm}' in '{self}'")
         return hashlib.new(self.algorithm)
@@ -77,25 +66,23 @@ class Digest:
 
 def parse_digest(text: str) -> Digest:
     """Validate ``text`` against the OCI digest grammar before it is used as a name or a path."""
-    if not text:
-        raise DigestError("Invalid digest '': empty")
-    if len(text) > MAX_DIGEST_LENGTH:
-        raise DigestError(
-            f"Invalid digest '{text[:64]}...': longer than {MAX_DIGEST_LENGTH} characters"
-        )
     algorithm, sep, encoded = text.partition(":")
-    if not sep:
-        raise DigestError(f"Invalid digest '{text}': expected 'algorithm:encoded'")
-    if not _ALGORITHM.fullmatch(algorithm):
-        raise DigestError(f"Invalid digest '{text}': malformed algorithm '{algorithm}'")
-    if not _ENCODED.fullmatch(encoded):
-        raise DigestError(f"Invalid digest '{text}': malformed encoded part")
     pattern = _REGISTERED.get(algorithm)
-    if pattern is not None and not pattern.fullmatch(encoded):
-        raise DigestError(
-            f"Invalid digest '{text}': {algorithm} needs {pattern.pattern} (lowercase hex)"
-        )
-    return Digest(algorithm, encoded)
+    if not text:
+        reason = "empty"
+    elif len(text) > MAX_DIGEST_LENGTH:
+        text, reason = f"{text[:64]}...", f"longer than {MAX_DIGEST_LENGTH} characters"
+    elif not sep:
+        reason = "expected 'algorithm:encoded'"
+    elif not _ALGORITHM.fullmatch(algorithm):
+        reason = f"malformed algorithm '{algorithm}'"
+    elif not _ENCODED.fullmatch(encoded):
+        reason = "malformed encoded part"
+    elif pattern is not None and not pattern.fullmatch(encoded):
+        reason = f"{algorithm} needs {pattern.pattern} (lowercase hex)"
+    else:
+        return Digest(algorithm, encoded)
+    raise DigestError(f"Invalid digest '{text}': {reason}")
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> Digest:

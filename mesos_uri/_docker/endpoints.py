@@ -1,14 +1,8 @@
-"""Where a registry is reached and how it is trusted: mirrors, CA bundles, client certificates,
-insecure registries.
-
-These follow Docker's meanings, since that is what the nodes' operators already configured:
-``/etc/docker/certs.d/<host[:port]>/`` holds ``*.crt`` CA bundles and ``*.cert``/``*.key`` client
-pairs (dockerd's ``registry.ReadCertsDirectory``); an insecure registry may be reached over plain
-HTTP or with unverified TLS, and only that registry; mirrors are tried in order before the origin.
-
-A registry named in a flag (``--insecure_registry``, ``--registry_mirror REGISTRY=``, ``--cacert
-HOST=``) names it as a docker config key does (:func:`~mesos_uri._docker.config.names_registry`):
-no port is the scheme's default port, as Docker reads ``myregistry`` as ``myregistry:443``.
+"""Where a registry is reached and how it is trusted, in Docker's meanings, which the nodes'
+operators already configured: ``certs.d/<host[:port]>/`` holds ``*.crt`` CA bundles and
+``*.cert``/``*.key`` client pairs (dockerd's ``registry.ReadCertsDirectory``); an insecure
+registry may be reached over plain HTTP or unverified TLS; mirrors are tried in order before the
+origin. A flag names a registry as a docker config key does: ``myregistry`` is ``myregistry:443``.
 """
 
 from __future__ import annotations
@@ -60,14 +54,14 @@ class Mirror:
 def parse_mirror(text: str) -> Mirror:
     """``URL`` (a Docker Hub mirror, as dockerd's ``registry-mirrors``) or ``REGISTRY=URL``."""
     registry, url = parse_host_value(text, flag="registry_mirror")
-    shown = text.removesuffix(url) + redact_url(url)
     try:
         origin = Origin.of(url)
+        parts = urllib.parse.urlsplit(url)
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError("a mirror URL has no path")
     except ValueError as exc:
+        shown = text.removesuffix(url) + redact_url(url)
         raise UsageError(f"Invalid --registry_mirror '{shown}': {exc}") from exc
-    parts = urllib.parse.urlsplit(url)
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        raise UsageError(f"Invalid --registry_mirror '{shown}': a mirror URL has no path")
     return Mirror(registry, str(origin))
 
 
@@ -86,7 +80,6 @@ class Endpoints:
     certs_dir: str | None = DEFAULT_CERTS_DIR
 
     def mirrors_for(self, host: str, port: int | None, *, scheme: str = "https") -> list[Origin]:
-        """The mirrors of the registry at ``host[:port]``, in the order given."""
         registry = Origin.at(host, port, scheme=scheme)
         return [
             Origin.of(mirror.url)

@@ -1,13 +1,9 @@
 """Image indexes and Docker manifest lists: parsing one, and choosing its entry for a platform.
 
-An index names one image manifest per platform (OCI image spec, image-index.md; Docker's manifest
-list is the same shape). The original could read neither; here the fetch chooses the entry for the
-wanted platform and writes that manifest as ``DIR/manifest``. This module and
-:mod:`mesos_uri._docker.platform` are needed only when an index is met.
-
-Parsing is strict where a later step relies on a field: digests name files, media types are sent
-back in an ``Accept`` header, sizes bound downloads. Unknown fields are ignored, and JSON ``null``
-counts as absent for optional fields, as Go's decoder (containerd, distribution) treats them.
+The original could read neither (OCI image spec, image-index.md). Parsing is strict where a later
+step relies on a field: digests name files, media types go back in an ``Accept`` header, sizes
+bound downloads. Unknown fields are ignored, and ``null`` is an absent optional field, as Go's
+decoder (containerd, distribution) has it.
 """
 
 from __future__ import annotations
@@ -18,18 +14,12 @@ from typing import Final
 import attrs
 
 from mesos_uri._docker.descriptor import Descriptor, read_descriptor
-from mesos_uri._docker.manifest import INDEX_MEDIA_TYPES, check_size, is_index, media_type_of
+from mesos_uri._docker.manifest import INDEX_MEDIA_TYPES, check_size, media_type_of
 from mesos_uri._docker.platform import Platform, best_match
 from mesos_uri._json import Fields, JSONError, parse_object
 from mesos_uri.errors import DigestError, ManifestError, excerpt
 
-# is_index lives in manifest.py, so that telling an index needs no import of this module; it is
-# re-exported for callers that already hold this one.
-__all__ = ["MAX_INDEX_DEPTH", "Index", "choose", "is_index", "parse_index"]
-
-# How many indexes deep the fetch follows an index entry that is itself an index; real
-# registries nest at most once, the bound stops an index that (indirectly) names itself.
-MAX_INDEX_DEPTH: Final = 4
+__all__ = ["Index", "choose", "parse_index"]
 
 # BuildKit stores provenance and SBOMs as index entries with this annotation and the platform
 # unknown/unknown; they are not images and must never be chosen.
@@ -37,9 +27,8 @@ _REFERENCE_TYPE: Final = "vnd.docker.reference.type"
 _ATTESTATION: Final = "attestation-manifest"
 
 # RFC 6838 type "/" subtype; anything else cannot go back into an Accept header safely.
-_MEDIA_TYPE: Final = re.compile(
-    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-)
+_RESTRICTED_NAME: Final = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE: Final = re.compile(f"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
 
 # The no-match error lists at most this many offered platforms, to stay one readable line.
 _MAX_LISTED: Final = 20
@@ -118,24 +107,15 @@ def _platform(fields: Fields) -> Platform:
 def _choosable_platform(descriptor: Descriptor) -> Platform | None:
     """The platform ``descriptor`` may be chosen for, or None when it is not a runnable image."""
     platform = descriptor.platform
-    if platform is None:
+    if platform is None or dict(descriptor.annotations).get(_REFERENCE_TYPE) == _ATTESTATION:
         return None
-    if dict(descriptor.annotations).get(_REFERENCE_TYPE) == _ATTESTATION:
-        return None
-    if platform.os.lower() == "unknown" and platform.architecture.lower() == "unknown":
-        return None
-    return platform
+    unknown = platform.os.lower() == "unknown" and platform.architecture.lower() == "unknown"
+    return None if unknown else platform
 
 
 def choose(index: Index, wanted: Platform) -> Descriptor:
-    """The entry of ``index`` to fetch for ``wanted``, as containerd would pick it.
-
-    The entry may itself be an index (see ``is_index``): the caller then fetches it and chooses
-    again, at most ``MAX_INDEX_DEPTH`` deep. Entries without a platform are skipped, with one
-    exception: when no entry matches, the first platform-less entry that is an index is chosen,
-    since the platforms it holds are only known once it is fetched (containerd descends into
-    such entries too).
-    """
+    """The entry of ``index`` to fetch for ``wanted``, as containerd would pick it; else the first
+    index without a platform, whose platforms are known once it is fetched (as containerd)."""
     candidates = [
         (entry, platform)
         for entry in index.manifests
@@ -150,12 +130,8 @@ def choose(index: Index, wanted: Platform) -> Descriptor:
         if entry.platform is None and entry.media_type in INDEX_MEDIA_TYPES:
             return entry
     offered = list(dict.fromkeys(_printable(str(platform)) for _, platform in candidates))
-    if not offered:
-        listing = " no platforms"
-    elif len(offered) > _MAX_LISTED:
-        listing = f": {', '.join(offered[:_MAX_LISTED])} and {len(offered) - _MAX_LISTED} more"
-    else:
-        listing = f": {', '.join(offered)}"
+    more = f" and {len(offered) - _MAX_LISTED} more" if len(offered) > _MAX_LISTED else ""
+    listing = f": {', '.join(offered[:_MAX_LISTED])}{more}" if offered else " no platforms"
     raise ManifestError(
         f"No manifest for platform '{wanted}' in the image index; it offers{listing}"
     )

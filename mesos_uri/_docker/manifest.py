@@ -1,9 +1,7 @@
 """Image manifests: which kind a response is, parsing it from the bytes received, its blobs.
 
-Three kinds of image manifest are parsed: Docker schema 1 (in :mod:`mesos_uri._docker.schema1`,
-imported only when one is met), Docker schema 2 (the original's ``v2_2::parse``) and the OCI image
-manifest, which has the shape of schema 2. Indexes and manifest lists are recognised here
-(:func:`is_index`) but parsed in :mod:`mesos_uri._docker.index`, imported only when one is met.
+Docker schema 2 (the original's ``v2_2::parse``) and the OCI image manifest, of the same shape,
+are parsed here; schema 1 and indexes in modules imported only when one is met.
 """
 
 from __future__ import annotations
@@ -22,16 +20,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPT",
-    "DOCKER_LIST",
     "INDEX_MEDIA_TYPES",
     "MAX_MANIFEST_BYTES",
-    "OCI_INDEX",
-    "OCI_MANIFEST",
     "SCHEMA1",
-    "SCHEMA1_LAYER",
     "SCHEMA1_SIGNED",
-    "SCHEMA2",
-    "UNKNOWN_SIZE",
     "ImageManifest",
     "Schema1Manifest",
     "blob_descriptors",
@@ -40,7 +32,6 @@ __all__ = [
     "is_index",
     "media_type_of",
     "parse_image_manifest",
-    "schema1_payload",
 ]
 
 SCHEMA1: Final = "application/vnd.docker.distribution.manifest.v1+json"
@@ -51,10 +42,8 @@ OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
 INDEX_MEDIA_TYPES: Final = frozenset({OCI_INDEX, DOCKER_LIST})
 
-# What docker/distribution's schema 1 References() calls a layer: schema 1 names no type.
+# Schema 1 names no layer type or size: its layers get docker/distribution's type and no size.
 SCHEMA1_LAYER: Final = "application/vnd.docker.container.image.rootfs.diff+x-gzip"
-
-# Descriptor.size of a schema 1 layer: schema 1 does not declare sizes.
 UNKNOWN_SIZE: Final = -1
 
 # Indexes first, so that the registry never converts a manifest or picks a platform for us (a
@@ -67,30 +56,21 @@ MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 
 _KNOWN: Final = frozenset({SCHEMA1, SCHEMA1_SIGNED, SCHEMA2, OCI_MANIFEST, *INDEX_MEDIA_TYPES})
 
-# The original's prefix for each kind of image manifest that fails to parse.
-_FAILED: Final = {
-    SCHEMA1: "Failed to parse the V2 Schema 1 image manifest: ",
-    SCHEMA1_SIGNED: "Failed to parse the V2 Schema 1 image manifest: ",
-    SCHEMA2: "Failed to parse the V2 Schema 2 image manifest: ",
-    OCI_MANIFEST: "Failed to parse the OCI image manifest: ",
+# What the original's parse and validation errors call each kind of image manifest.
+_PARSED_AS: Final = {
+    SCHEMA1: "V2 Schema 1",
+    SCHEMA1_SIGNED: "V2 Schema 1",
+    SCHEMA2: "V2 Schema 2",
+    OCI_MANIFEST: "OCI",
 }
-_INVALID: Final = {
-    SCHEMA2: "Docker v2 s2 image manifest validation failed: ",
-    OCI_MANIFEST: "OCI image manifest validation failed: ",
-}
-
-# The longest piece of a server's text (a Content-Type, a digest) quoted in an error.
-_MAX_QUOTED: Final = 80
+_VALIDATED_AS: Final = {SCHEMA2: "Docker v2 s2", OCI_MANIFEST: "OCI"}
 
 
 @attrs.frozen
 class ImageManifest:
-    """A Docker schema 2 or OCI image manifest, with the exact bytes it was parsed from.
-
-    ``media_type`` is the manifest's ``mediaType``, or the type it was parsed as when the field
-    is absent (OCI makes it optional). ``annotations``, ``artifact_type`` and ``subject`` are
-    OCI's; they are kept, and nothing here acts on them.
-    """
+    """A Docker schema 2 or OCI image manifest and the bytes it was parsed from; ``media_type`` is
+    the type it was parsed as (OCI's ``mediaType`` is optional). Nothing acts on OCI's
+    ``annotations``, ``artifact_type`` and ``subject``."""
 
     media_type: str
     schema_version: int
@@ -103,8 +83,7 @@ class ImageManifest:
 
 
 def media_type_of(content_type: str) -> str:
-    """The media type of a Content-Type value: parameters dropped, lower-cased, as HTTP compares
-    media types."""
+    """A Content-Type's media type as HTTP compares them: parameters dropped, lower-cased."""
     return content_type.split(";", 1)[0].strip().lower()
 
 
@@ -114,7 +93,6 @@ def is_index(media_type: str) -> bool:
 
 
 def check_size(body: bytes) -> None:
-    """Refuse a manifest or index larger than :data:`MAX_MANIFEST_BYTES`."""
     if len(body) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             f"Manifest is larger than the {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit "
@@ -122,65 +100,52 @@ def check_size(body: bytes) -> None:
         )
 
 
-def classify(content_type: str | None, body: bytes) -> str:
-    """The media type of a manifest response, one of the constants of this module.
+def _unsupported(media_type: str, why: str = "") -> ManifestError:
+    return ManifestError(f"Unsupported manifest MIME type: {excerpt(media_type, 80)}{why}")
 
-    The original compared the Content-Type exactly and took ``application/json`` for schema 1.
-    Here only the media type counts, in any case; a body served without a Content-Type or as
-    ``application/json`` is classified by its own ``schemaVersion`` and ``mediaType`` fields.
-    """
+
+def classify(content_type: str | None, body: bytes) -> str:
+    """The media type of a manifest response, one of the constants of this module. The original
+    compared the Content-Type exactly and took ``application/json`` for schema 1; here a body
+    served without a media type or as ``application/json`` is classified by its own fields."""
     check_size(body)
     if content_type is not None:
         media_type = media_type_of(content_type)
         if media_type in _KNOWN:
             return media_type
         if media_type not in ("", "application/json"):
-            raise ManifestError(f"Unsupported manifest MIME type: {_quoted(content_type)}")
-    return _sniff(content_type, body)
-
-
-def _sniff(content_type: str | None, body: bytes) -> str:
-    shown = "(none)" if content_type is None else _quoted(content_type)
+            raise _unsupported(content_type)
+    shown = "(none)" if content_type is None else content_type
     try:
         document = parse_object(body)
     except JSONError as exc:
-        raise ManifestError(
-            f"Unsupported manifest MIME type: {shown} (the body is not a JSON object: {exc})"
-        ) from exc
+        raise _unsupported(shown, f" (the body is not a JSON object: {exc})") from exc
     version = document.get("schemaVersion")
     declared = document.get("mediaType")
     if type(version) is int and version == 1:
         return SCHEMA1_SIGNED if document.get("signatures") else SCHEMA1
     if isinstance(declared, str):
-        media_type = media_type_of(declared)
-        if media_type in _KNOWN:
-            return media_type
-        raise ManifestError(f"Unsupported manifest MIME type: {_quoted(declared)}")
-    if type(version) is int and version == 2:
-        # OCI makes mediaType optional; what the document holds tells an index from a manifest.
-        if "manifests" in document:
-            return OCI_INDEX
-        if "layers" in document:
-            return OCI_MANIFEST
-    raise ManifestError(
-        f"Unsupported manifest MIME type: {shown} (neither 'schemaVersion' nor 'mediaType' of "
-        "the body names a manifest type)"
-    )
+        if media_type_of(declared) in _KNOWN:
+            return media_type_of(declared)
+        raise _unsupported(declared)
+    # OCI makes mediaType optional; what the document holds tells an index from a manifest.
+    if type(version) is int and version == 2 and "manifests" in document:
+        return OCI_INDEX
+    if type(version) is int and version == 2 and "layers" in document:
+        return OCI_MANIFEST
+    why = " (neither 'schemaVersion' nor 'mediaType' of the body names a manifest type)"
+    raise _unsupported(shown, why)
 
 
 def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | ImageManifest:
-    """Parse and validate an image manifest of ``media_type`` (as :func:`classify` returns).
-
-    Error texts carry the original's prefixes ("Failed to parse the V2 Schema 2 image manifest:
-    ..."), the OCI manifest its own; a field of the wrong type or missing is named by its path.
-    """
+    """Parse and validate an image manifest of ``media_type`` (as :func:`classify` returns);
+    errors carry the original's prefixes and name a wrong or missing field by its path."""
     check_size(body)
     kind = media_type_of(media_type)
     if kind in INDEX_MEDIA_TYPES:
         raise ManifestError(f"'{kind}' is an index of manifests, not an image manifest")
-    failed = _FAILED.get(kind)
-    if failed is None:
-        raise ManifestError(f"Unsupported manifest MIME type: {_quoted(media_type)}")
+    if kind not in _PARSED_AS:
+        raise _unsupported(media_type)
     try:
         try:
             document = parse_object(body)
@@ -192,7 +157,9 @@ def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | Imag
             return parse_schema1(document, body)
         return _parse_schema2(document, body, kind)
     except (JSONError, ManifestError) as exc:
-        raise ManifestError(failed + str(exc)) from exc
+        raise ManifestError(
+            f"Failed to parse the {_PARSED_AS[kind]} image manifest: {exc}"
+        ) from exc
 
 
 def _parse_schema2(document: Fields, body: bytes, media_type: str) -> ImageManifest:
@@ -203,7 +170,7 @@ def _parse_schema2(document: Fields, body: bytes, media_type: str) -> ImageManif
     declared = document.optional_string("mediaType") if is_oci else document.string("mediaType")
     config = document.child("config")
     layers = document.children("layers")
-    invalid = _INVALID[media_type]
+    invalid = f"{_VALIDATED_AS[media_type]} image manifest validation failed: "
     if not layers:
         raise ManifestError(invalid + "'layers' field size must be at least one")
     descriptors = tuple(_descriptor(fields, invalid) for fields in (config, *layers))
@@ -229,35 +196,17 @@ def _descriptor(fields: Fields, invalid: str) -> Descriptor:
         return read_descriptor(fields)
     except DigestError as exc:
         # The original only required a ':'; the digest names a file, so the grammar is checked.
-        text = _quoted(fields.string("digest"))
+        text = excerpt(fields.string("digest"), 80)
         raise ManifestError(invalid + f"Incorrect 'digest' format: {text}: {exc}") from exc
 
 
-def schema1_payload(raw: bytes) -> bytes:
-    """The bytes a schema 1 manifest's digest is taken over: ``raw`` without its signatures."""
-    from mesos_uri._docker import schema1
-
-    return schema1.schema1_payload(raw)
-
-
 def blob_descriptors(manifest: Schema1Manifest | ImageManifest) -> list[Descriptor]:
-    """The blobs to fetch for ``manifest``: config first, then layers in order, each digest once.
-
-    Schema 1 declares neither sizes nor types: its layers get :data:`UNKNOWN_SIZE` and
-    :data:`SCHEMA1_LAYER`.
-    """
+    """The blobs to fetch for ``manifest``: config first, then layers in order, each digest once."""
     if isinstance(manifest, ImageManifest):
         candidates = [manifest.config, *manifest.layers]
     else:
         candidates = [Descriptor(SCHEMA1_LAYER, blob, UNKNOWN_SIZE) for blob in manifest.blob_sums]
-    seen: set[Digest] = set()
-    unique = []
+    unique: dict[Digest, Descriptor] = {}
     for descriptor in candidates:
-        if descriptor.digest not in seen:
-            seen.add(descriptor.digest)
-            unique.append(descriptor)
-    return unique
-
-
-def _quoted(text: str) -> str:
-    return excerpt(text, _MAX_QUOTED)
+        unique.setdefault(descriptor.digest, descriptor)
+    return list(unique.values())

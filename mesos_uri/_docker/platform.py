@@ -1,10 +1,7 @@
 """Image platforms (os/architecture/variant) and how an index entry is chosen for one.
 
-Normalisation and matching follow containerd's ``platforms`` package (``Normalize``, and ``Only``
-with its default matcher), which is what Docker, containerd and nerdctl pull with: a wanted
-platform expands into an ordered list of platforms it can run, best first, and an offered
-platform matches when it equals one of them after normalisation. Where we depart, a comment says
-so.
+As containerd's ``platforms`` package (``Normalize``, ``Only``), which Docker and nerdctl pull with:
+a wanted platform expands into the platforms it can run, best first; an offered one must match.
 """
 
 from __future__ import annotations
@@ -19,15 +16,7 @@ import attrs
 
 from mesos_uri.errors import UsageError
 
-__all__ = [
-    "Platform",
-    "best_match",
-    "host_platform",
-    "matches",
-    "normalize",
-    "parse_platform",
-    "rank",
-]
+__all__ = ["Platform", "best_match", "host_platform", "matches", "parse_platform", "rank"]
 
 
 @attrs.frozen
@@ -49,88 +38,55 @@ class Platform:
 _OS_PART: Final = re.compile(r"[A-Za-z0-9_-]+")
 _PART: Final = re.compile(r"[A-Za-z0-9_.-]+")
 
-# Go's strconv.Atoi, which containerd uses on variants: ASCII digits with an optional sign (longer
-# numbers than this are past _MAX_VARIANT_LEVEL anyway).
+# Go's strconv.Atoi, which containerd reads variants with (more digits are past any level we use).
 _GO_INT: Final = re.compile(r"[+-]?[0-9]{1,9}")
 
-# No amd64 level above v4 or arm level above v8 exists; a higher number in the wanted platform
-# would make the fall-back list that long, so it gets no fall-backs at all.
+# Above any real level (amd64/v4, arm/v8): a higher wanted level gets no fall-backs at all.
 _MAX_VARIANT_LEVEL: Final = 16
+# The lowest level each architecture falls back to: amd64/v1, arm/v5.
+_LOWEST_LEVEL: Final = {"amd64": 1, "arm": 5}
 
-# platform.machine() names (uname -m, and Windows' PROCESSOR_ARCHITECTURE) -> Go's GOARCH/variant.
-_MACHINES: Final[dict[str, tuple[str, str | None]]] = {
-    "x86_64": ("amd64", None),
-    "amd64": ("amd64", None),
-    "aarch64": ("arm64", "v8"),
-    "arm64": ("arm64", "v8"),
+# platform.machine() names that normalize() does not know, as Go's GOARCH and variant.
+_MACHINES: Final = {
     "armv8l": ("arm", "v8"),
     "armv7l": ("arm", "v7"),
     "armv6l": ("arm", "v6"),
     "armv5tel": ("arm", "v5"),
-    "i386": ("386", None),
-    "i486": ("386", None),
-    "i586": ("386", None),
-    "i686": ("386", None),
-    "x86": ("386", None),
-    "ppc64le": ("ppc64le", None),
-    "s390x": ("s390x", None),
-    "riscv64": ("riscv64", None),
+    **dict.fromkeys(("i486", "i586", "i686", "x86"), ("386", "")),
 }
 
 
 def parse_platform(text: str) -> Platform:
-    """Parse the CLI's ``os/arch[/variant]`` into a normalised platform.
-
-    Unlike containerd's specifiers, the OS and the architecture are both required: a node fetches
-    for one definite platform, and inferring the missing half from the host hides typos.
-    """
+    """Parse the CLI's ``os/arch[/variant]`` into a normalised platform. Unlike containerd, both
+    OS and architecture are required: inferring the missing half from the host hides typos."""
     parts = text.split("/")
     if not 2 <= len(parts) <= 3:
-        raise UsageError(
-            f"Invalid platform '{text}': expected 'os/arch[/variant]', e.g. 'linux/arm64/v8'"
-        )
-    if not _OS_PART.fullmatch(parts[0]):
-        raise UsageError(
-            f"Invalid platform '{text}': the OS '{parts[0]}' must be letters, digits, '_' or '-'"
-        )
-    for part in parts[1:]:
-        if not _PART.fullmatch(part):
-            raise UsageError(
-                f"Invalid platform '{text}': '{part}' must be letters, digits, '.', '_' or '-'"
-            )
-    variant = parts[2] if len(parts) == 3 else None
-    return normalize(Platform(parts[0], parts[1], variant))
+        reason = "expected 'os/arch[/variant]', e.g. 'linux/arm64/v8'"
+    elif not _OS_PART.fullmatch(parts[0]):
+        reason = f"the OS '{parts[0]}' must be letters, digits, '_' or '-'"
+    elif bad := [part for part in parts[1:] if not _PART.fullmatch(part)]:
+        reason = f"'{bad[0]}' must be letters, digits, '.', '_' or '-'"
+    else:
+        return normalize(Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None))
+    raise UsageError(f"Invalid platform '{text}': {reason}")
 
 
 def host_platform() -> Platform:
-    """The platform of this machine, spelt as Go and containerd spell it.
-
-    A Mesos agent runs Linux containers everywhere but on Windows agents, so the OS is ``windows``
-    there and ``linux`` otherwise. Unknown machine names are passed through normalisation.
-    """
+    """This machine's platform as Go spells it (a Mesos agent runs Linux but on Windows)."""
     os_name = "windows" if sys.platform == "win32" else "linux"
-    machine = _host.machine().lower()
-    known = _MACHINES.get(machine)
-    if known is None:
-        return normalize(Platform(os_name, machine or "unknown"))
-    architecture, variant = known
-    return normalize(Platform(os_name, architecture, variant))
+    machine = _host.machine().lower() or "unknown"
+    architecture, variant = _MACHINES.get(machine, (machine, ""))
+    return normalize(Platform(os_name, architecture, variant or None))
 
 
 def normalize(platform: Platform) -> Platform:
-    """The canonical form of ``platform`` (containerd ``platforms.Normalize``).
-
-    One departure: containerd writes arm64/v8 without its variant, we write ``v8`` (the issue's
-    spelling, and ``host_platform()``'s); both sides of every comparison are normalised, so which
-    platforms match is the same.
-    """
+    """containerd's ``platforms.Normalize``, but arm64 keeps its default variant ``v8``: both
+    sides of every comparison are normalised, so which platforms match is the same."""
     os_name = platform.os.lower()
-    if os_name == "macos":
-        os_name = "darwin"
     architecture, variant = _normalize_arch(platform.architecture, platform.variant or "")
     return attrs.evolve(
         platform,
-        os=os_name,
+        os="darwin" if os_name == "macos" else os_name,
         architecture=architecture,
         variant=variant or None,
         os_features=tuple(sorted(set(platform.os_features))),
@@ -169,30 +125,22 @@ def _level(variant: str) -> int | None:
 
 
 def _fallbacks(os_name: str, architecture: str, variant: str) -> Iterator[tuple[str, str, str]]:
-    """The platforms a (normalised) wanted platform can run, best first.
-
-    containerd's ``platformVector``: amd64/vN also runs amd64/v(N-1)..v1 and then 386; arm/vN
-    runs arm/v(N-1)..v5; arm64/v8.x runs arm64/v8.(x-1)..v8, arm64/v9.x runs v9.(x-1)..v9 and
-    then v8.(x+5)..v8 (v9.0 forked from v8.5); every arm64 also runs 32-bit arm from v8 down.
-    """
+    """The platforms a normalised wanted platform can run, best first (containerd's
+    ``platformVector``): amd64/vN runs v(N-1)..v1, then 386; arm/vN runs v(N-1)..v5."""
     yield os_name, architecture, variant
+    lowest, level = _LOWEST_LEVEL.get(architecture), _level(variant)
+    if lowest is not None and level is not None and lowest < level <= _MAX_VARIANT_LEVEL:
+        for lower in range(level - 1, lowest - 1, -1):
+            yield os_name, architecture, f"v{lower}"
     if architecture == "amd64":
-        level = _level(variant)
-        if level is not None and 1 < level <= _MAX_VARIANT_LEVEL:
-            for lower in range(level - 1, 0, -1):
-                yield os_name, "amd64", f"v{lower}"
         yield os_name, "386", ""
-    elif architecture == "arm":
-        level = _level(variant)
-        if level is not None and 5 < level <= _MAX_VARIANT_LEVEL:
-            for lower in range(level - 1, 4, -1):
-                yield os_name, "arm", f"v{lower}"
     elif architecture == "arm64":
         yield from _arm64_fallbacks(os_name, variant or "v8")
 
 
 def _arm64_fallbacks(os_name: str, variant: str) -> Iterator[tuple[str, str, str]]:
-    """The arm64 branch of containerd's ``platformVector``, after the platform itself."""
+    """arm64/v8.x runs v8.(x-1)..v8; arm64/v9.x runs v9.(x-1)..v9, then v8.(x+5)..v8 (v9.0
+    forked from v8.5); then 32-bit arm from v8 down."""
     major_text, dot, minor_text = variant.partition(".")
     major = _level(major_text)
     if major is not None and 8 <= major <= _MAX_VARIANT_LEVEL:
@@ -203,25 +151,21 @@ def _arm64_fallbacks(os_name: str, variant: str) -> Iterator[tuple[str, str, str
         if major == 9:
             for lower in range(minor - 1, -1, -1):
                 yield os_name, "arm64", f"v9.{lower}" if lower else "v9"
-            # v9.0 forked from v8.5: v9.x runs v8.(x+5), up to v8.9.
             minor, major = min(minor + 5, 9), 8
             yield os_name, "arm64", f"v8.{minor}"
         for lower in range(minor - 1, -1, -1):
             yield os_name, "arm64", f"v{major}.{lower}" if lower else f"v{major}"
-    # Every arm64 runs 32-bit arm code; there is no arm/v9, so v8.x and v9.x fall back to arm/v8.
+    # There is no arm/v9: v8.x and v9.x fall back to arm/v8.
     if variant.startswith(("v8.", "v9.")):
         variant = "v8"
     yield from _fallbacks(os_name, "arm", variant)
 
 
 def rank(wanted: Platform, offered: Platform) -> int | None:
-    """How well ``offered`` suits ``wanted``: 0 for the platform itself, higher for fall-backs.
-
-    None when it does not match at all. OS features follow containerd's matcher: an offered
-    platform that needs features must need only ones the wanted platform has. ``os.version`` is
-    ignored: containerd checks it only for a wanted Windows platform that names a build, which
-    neither ``parse_platform`` nor ``host_platform`` produces.
-    """
+    """How well ``offered`` suits ``wanted``: 0 for the platform itself, higher for fall-backs,
+    None for no match. As containerd's matcher, ``offered`` may need only OS features ``wanted``
+    has; ``os.version`` is ignored, which containerd checks only for a Windows build we never ask
+    for."""
     want = normalize(wanted)
     have = normalize(offered)
     if not set(have.os_features) <= set(want.os_features):
@@ -230,8 +174,7 @@ def rank(wanted: Platform, offered: Platform) -> int | None:
     for position, (os_name, architecture, variant) in enumerate(
         _fallbacks(want.os, want.architecture, want.variant or "")
     ):
-        candidate = _normalize_arch(architecture, variant)
-        if (os_name, *candidate) == target:
+        if (os_name, *_normalize_arch(architecture, variant)) == target:
             return position
     return None
 
@@ -242,18 +185,11 @@ def matches(wanted: Platform, offered: Platform) -> bool:
 
 
 def best_match(wanted: Platform, candidates: Iterable[Platform]) -> Platform | None:
-    """The candidate containerd would pull for ``wanted``, or None when none matches.
-
-    Ordered by rank; among equals the one with more OS features wins, then the earlier one
-    (containerd sorts stably with ``Only(...).Less``).
-    """
-    best: Platform | None = None
-    best_key: tuple[int, int] | None = None
-    for candidate in candidates:
-        position = rank(wanted, candidate)
-        if position is None:
-            continue
-        key = (position, -len(set(candidate.os_features)))
-        if best_key is None or key < best_key:
-            best, best_key = candidate, key
-    return best
+    """The candidate containerd would pull for ``wanted``, or None when none matches: the best
+    rank, then more OS features, then the earlier one (containerd sorts stably)."""
+    ranked = [
+        ((position, -len(set(candidate.os_features))), candidate)
+        for candidate in candidates
+        if (position := rank(wanted, candidate)) is not None
+    ]
+    return min(ranked, key=lambda pair: pair[0], default=(None, None))[1]

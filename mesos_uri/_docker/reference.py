@@ -1,34 +1,24 @@
 """Docker image references: the original's parser, the reference grammar, normalisation.
 
-``parse_image_reference`` splits a reference as the original does and checks nothing beyond
-what it must split, so ``busybox:`` and ``repo@`` pass. ``validate_reference`` is the check the
-original lacks: the distribution reference grammar (github.com/distribution/reference,
-``regexp.go``)::
+``parse_image_reference`` splits a reference as the original does, so ``busybox:`` and ``repo@``
+pass; ``validate_reference`` adds the grammar of github.com/distribution/reference (regexp.go)::
 
     reference        := name [ ":" tag ] [ "@" digest ]
-    name             := [domain '/'] remote-name
+    name             := [domain '/'] path-component ['/' path-component]*
     domain           := host [':' port-number]
     host             := domain-name | IPv4address | \\[ IPv6address \\]
     domain-name      := domain-component ['.' domain-component]*
     domain-component := /([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])/
-    port-number      := /[0-9]+/
-    remote-name      := path-component ['/' path-component]*
-    path-component   := alpha-numeric [separator alpha-numeric]*
-    alpha-numeric    := /[a-z0-9]+/
+    path-component   := /[a-z0-9]+/ [separator /[a-z0-9]+/]*
     separator        := /[_.]|__|[-]*/
     tag              := /[\\w][\\w.-]{0,127}/
     digest           := algorithm ":" encoded    (mesos_uri._docker.digest)
-
-The port is read by :func:`mesos_uri._urls.split_hostport`, as everywhere else: decimal, 1 to
-65535 (the original also took signs and ``0x`` hex).
-
-``normalize`` turns a reference into the ``docker-manifest`` URI the Mesos agent fetches.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Final
 
 import attrs
@@ -37,17 +27,9 @@ from mesos_uri._docker.config import DOCKER_HUB_HOSTS
 from mesos_uri._docker.digest import parse_digest
 from mesos_uri._uri import URI
 from mesos_uri._urls import Origin, redact_url, split_hostport
-from mesos_uri.errors import DigestError, UsageError
+from mesos_uri.errors import UsageError
 
-__all__ = [
-    "DEFAULT_REGISTRY_URL",
-    "DEFAULT_TAG",
-    "ImageReference",
-    "image_uri",
-    "normalize",
-    "parse_image_reference",
-    "validate_reference",
-]
+__all__ = ["ImageReference", "image_uri", "normalize", "parse_image_reference"]
 
 # The agent's --docker_registry default.
 DEFAULT_REGISTRY_URL: Final = "https://registry-1.docker.io"
@@ -56,7 +38,6 @@ DEFAULT_TAG: Final = "latest"
 # Docker Hub's API is served by registry-1.docker.io, whichever of its names a reference uses.
 _DOCKER_HUB_API_HOST: Final = "registry-1.docker.io"
 
-# The distribution reference grammar (module docstring) and its limits.
 NAME_TOTAL_LENGTH_MAX: Final = 255
 _DOMAIN_COMPONENT: Final = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN_NAME: Final = re.compile(rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*")
@@ -126,112 +107,88 @@ def normalize(
     *,
     https_registries: Collection[str] = (),
 ) -> URI:
-    """The ``docker-manifest`` URI the Mesos agent fetches for ``reference``.
+    """The ``docker-manifest`` URI the Mesos agent fetches for ``reference``, e.g.
+    ``docker-manifest://registry-1.docker.io:443/library/busybox?latest#https`` for ``busybox``.
 
-    ``busybox`` -> ``docker-manifest://registry-1.docker.io:443/library/busybox?latest#https``:
-    a reference without a registry takes ``default_registry_url`` (``--docker_registry``) with
-    its port, a default one if it names none. A reference's registry keeps its port as written
-    and is reached over https, but over plain http on port 80 and on a loopback host at any port
-    but 443 (the original's rule for a local registry) unless it is one of ``https_registries``
-    (``host[:port]``). Beyond the original: ``docker.io`` and ``index.docker.io`` stand for
-    ``registry-1.docker.io``, and a bracketed IPv6 registry (``[::1]:5000``) works.
+    A named registry is reached over https, but over http on port 80 and on a loopback host at
+    any port but 443 (the original's rule for a local registry) unless in ``https_registries``.
+    Beyond the original: ``docker.io`` and ``index.docker.io`` mean ``registry-1.docker.io``.
     """
     try:
         default = Origin.of(default_registry_url)
     except ValueError as exc:
-        shown = redact_url(default_registry_url)
-        raise UsageError(f"Invalid registry URL '{shown}': {exc}") from exc
+        raise UsageError(
+            f"Invalid registry URL '{redact_url(default_registry_url)}': {exc}"
+        ) from exc
     domain = reference.registry if reference.registry is not None else default.host
     repository = reference.repository
     # The original's rule looks at the text, not at Docker Hub's names.
     if "docker.io" in domain and "/" not in repository:
         repository = f"library/{repository}"
-    if reference.digest is not None:
-        query = reference.digest
-    else:
-        query = reference.tag if reference.tag is not None else DEFAULT_TAG
+    query = next((q for q in (reference.digest, reference.tag) if q is not None), DEFAULT_TAG)
     if reference.registry is None:
         return URI("docker-manifest", repository, default.host, default.port, query, default.scheme)
-
-    def invalid(reason: str) -> UsageError:
-        return UsageError(f"Invalid image reference '{reference}': {reason}")
-
-    host, port = _split_registry(reference.registry, invalid)
+    try:
+        host, port = _split_registry(reference.registry)
+    except ValueError as exc:
+        raise UsageError(f"Invalid image reference '{reference}': {exc}") from exc
     if port is None and host in DOCKER_HUB_HOSTS:
         host = _DOCKER_HUB_API_HOST
-    named = {name.lower() for name in https_registries}
-    transport = "https" if reference.registry.lower() in named else _transport(host, port)
+    local = port not in (None, 443) and (
+        port == 80 or Origin.at(host, port, scheme="http").is_loopback
+    )
+    named = reference.registry.lower() in {name.lower() for name in https_registries}
+    transport = "http" if local and not named else "https"
     return URI("docker-manifest", repository, host, port, query, transport)
 
 
-def _transport(host: str, port: int | None) -> str:
-    if port is None or port == 443:
-        return "https"
-    local = port == 80 or Origin.at(host, port, scheme="http").is_loopback
-    return "http" if local else "https"
-
-
-def _split_registry(registry: str, invalid: Callable[[str], UsageError]) -> tuple[str, int | None]:
+def _split_registry(registry: str) -> tuple[str, int | None]:
+    # The port is decimal, 1 to 65535 (the original also took signs and 0x hex).
     try:
         return split_hostport(registry)
     except ValueError as exc:
-        raise invalid(f"registry {exc}") from exc
+        raise ValueError(f"registry {exc}") from exc
 
 
 def validate_reference(text: str) -> ImageReference:
-    """Parse ``text`` and check it against the distribution reference grammar.
-
-    Returns the parsed reference; raises ``UsageError`` saying which part is wrong and why. The
-    255-character limit applies to the whole name (``[domain/]path``), as in distribution.
-    """
-
-    def invalid(reason: str) -> UsageError:
-        return UsageError(f"Invalid image reference '{text}': {reason}")
-
+    """Parse ``text`` and check it against the grammar; the error says which part is wrong."""
     try:
         reference = parse_image_reference(text)
-    except UsageError as exc:
-        raise invalid(str(exc)) from exc
-    name = reference.repository
-    if reference.registry is not None:
-        name = f"{reference.registry}/{name}"
-    # Checked first: it also bounds the work of the patterns below.
-    if len(name) > NAME_TOTAL_LENGTH_MAX:
-        raise invalid(f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters")
-    if reference.registry is not None:
-        _check_domain(reference.registry, invalid)
-    _check_path(reference.repository, invalid)
-    if reference.tag is not None and not _TAG.fullmatch(reference.tag):
-        raise invalid(
-            f"tag '{reference.tag}' must be 1 to 128 of letters, digits, '_', '.' and '-', "
-            "not starting with '.' or '-'"
-        )
-    if reference.digest is not None:
-        try:
-            parse_digest(reference.digest)
-        except DigestError as exc:
-            raise invalid(str(exc)) from exc
+        _check(reference)
+    except ValueError as exc:  # UsageError and DigestError among them
+        raise UsageError(f"Invalid image reference '{text}': {exc}") from exc
     return reference
 
 
-def _check_path(path: str, invalid: Callable[[str], UsageError]) -> None:
+def _check(reference: ImageReference) -> None:
+    registry, path = reference.registry, reference.repository
+    # As distribution, on the whole name; first, since it bounds the work of the patterns below.
+    if len(path if registry is None else f"{registry}/{path}") > NAME_TOTAL_LENGTH_MAX:
+        raise ValueError(
+            f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"
+        )
+    # A bracketed host is an IPv6 address, which split_hostport checks.
+    if registry is not None:
+        host, _ = _split_registry(registry)
+        if not registry.startswith("[") and not _DOMAIN_NAME.fullmatch(host):
+            raise ValueError(
+                f"registry host '{host}' must be dot-separated letters, digits and inner dashes"
+            )
     if not path:
-        raise invalid("repository name must not be empty")
+        raise ValueError("repository name must not be empty")
     for component in path.split("/"):
         if _PATH_COMPONENT.fullmatch(component):
             continue
         if _PATH_COMPONENT.fullmatch(component.lower()):
-            raise invalid(f"repository name '{path}' must be lowercase")
-        raise invalid(
+            raise ValueError(f"repository name '{path}' must be lowercase")
+        raise ValueError(
             f"repository path component '{component}' must be lowercase letters and digits, "
             "separated by '.', '_', '__' or dashes"
         )
-
-
-def _check_domain(domain: str, invalid: Callable[[str], UsageError]) -> None:
-    host, _port = _split_registry(domain, invalid)
-    # A bracketed host is an IPv6 address: split_hostport checked it.
-    if not domain.startswith("[") and not _DOMAIN_NAME.fullmatch(host):
-        raise invalid(
-            f"registry host '{host}' must be dot-separated letters, digits and inner dashes"
+    if reference.tag is not None and not _TAG.fullmatch(reference.tag):
+        raise ValueError(
+            f"tag '{reference.tag}' must be 1 to 128 of letters, digits, '_', '.' and '-', "
+            "not starting with '.' or '-'"
         )
+    if reference.digest is not None:
+        parse_digest(reference.digest)

@@ -1,17 +1,12 @@
 """Docker image manifest schema 1 (the original's ``v2::parse``), and what its digest covers.
 
-Schema 1 is deprecated but still served by registries with schema 1 compatibility on, and by
-registries converting a schema 2 manifest for clients that do not accept it. A fetch needs only its
-layers (``fsLayers[].blobSum``); the history and the signatures are checked as far as the original
-checked them and not kept. A signed manifest is a JWS in "pretty" form: the signatures sit inside
-the JSON document, so its digest is taken over the document with them cut out
-(:func:`schema1_payload`).
+Deprecated, but still served by registries with schema 1 compatibility on, and to clients that do
+not accept schema 2.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from typing import Final
 
@@ -28,11 +23,8 @@ _VALIDATION: Final = "Docker v2 image manifest validation failed: "
 
 @attrs.frozen
 class Schema1Manifest:
-    """A schema 1 manifest, with the exact bytes it was parsed from.
-
-    ``blob_sums`` are the layers' digests from the top layer down, as schema 1 lists them; the
-    same blob may stand more than once.
-    """
+    """A schema 1 manifest and the bytes it was parsed from; ``blob_sums`` lists the layers from
+    the top down, and may name a blob more than once."""
 
     name: str
     tag: str
@@ -43,16 +35,10 @@ class Schema1Manifest:
 
 
 def parse_schema1(document: Fields, raw: bytes) -> Schema1Manifest:
-    """Validate a schema 1 manifest parsed from ``raw``, with the original's rules and texts.
-
-    Each ``history[].v1Compatibility`` must hold a JSON object, as in the original, which also
-    read its fields into a v1 image that a fetch never uses; those fields are not read here.
-    Departure: a ``blobSum`` must be a digest in the OCI grammar, not merely contain ``:``, since
-    it becomes a file name; the error keeps the original's "Incorrect 'blobSum' format" prefix.
-    """
-    name = document.string("name")
-    tag = document.string("tag")
-    architecture = document.string("architecture")
+    """Validate a schema 1 manifest parsed from ``raw``, with the original's rules and texts;
+    each ``history[].v1Compatibility`` must hold a JSON object, which a fetch does not read.
+    Beyond the original, a ``blobSum`` must be a digest, since it becomes a file name."""
+    name, tag, architecture = (document.string(key) for key in ("name", "tag", "architecture"))
     version = document.count("schemaVersion")
     blob_sums = [layer.string("blobSum") for layer in document.children("fsLayers")]
     history = [entry.string("v1Compatibility") for entry in document.children("history")]
@@ -90,7 +76,7 @@ def _base64url(text: str, what: str) -> bytes:
         raise ManifestError(_PAYLOAD + f"{what} is not base64url")
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
+    except ValueError as exc:  # binascii.Error among them
         raise ManifestError(_PAYLOAD + f"{what} is not base64url") from exc
 
 
@@ -109,14 +95,11 @@ def _cut(raw: bytes, signature: Fields) -> bytes:
 
 
 def schema1_payload(raw: bytes) -> bytes:
-    """The bytes a signed schema 1 manifest's digest is taken over: ``raw`` without signatures.
-
-    As docker/libtrust's ``ParsePrettySignature``: each signature's protected header says how
-    many leading bytes of the document belong to the payload (``formatLength``) and which bytes
-    close it (``formatTail``, base64url). Every signature must name the same payload, and that
-    payload must say what the document says outside ``signatures``, so the bytes hashed are the
-    bytes parsed. A document without ``signatures`` is its own payload.
-    """
+    """The bytes a schema 1 manifest's digest is taken over: ``raw`` without the signatures of a
+    JWS in "pretty" form. As docker/libtrust's ``ParsePrettySignature``, each protected header
+    names the payload's leading bytes (``formatLength``) and closing bytes (``formatTail``); all
+    must name one payload, which must say what the document says, so the bytes hashed are the
+    bytes parsed."""
     try:
         document = parse_object(raw)
     except JSONError as exc:
@@ -127,11 +110,10 @@ def schema1_payload(raw: bytes) -> bytes:
         payloads = {_cut(raw, signature) for signature in document.children("signatures")}
     except JSONError as exc:
         raise ManifestError(_PAYLOAD + str(exc)) from exc
-    if len(payloads) != 1:
-        problem = (
-            "'signatures' is empty" if not payloads else "the signatures name different payloads"
-        )
-        raise ManifestError(_PAYLOAD + problem)
+    if not payloads:
+        raise ManifestError(_PAYLOAD + "'signatures' is empty")
+    if len(payloads) > 1:
+        raise ManifestError(_PAYLOAD + "the signatures name different payloads")
     payload = payloads.pop()
     try:
         content = parse_object(payload).values
