@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from mesos_uri._console import Interrupted, PrintableFormatter, Secrets, SignalGate, printable
+from mesos_uri._docker import DEFAULT_CERTS_DIR, DEFAULT_REGISTRY_URL
 from mesos_uri.errors import FetchError, UsageError
 
 if TYPE_CHECKING:
@@ -42,9 +43,6 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 CONSOLE_SCRIPT: Final = "mesos-uri-fetch"
 MODULE: Final = "python -m mesos_uri.fetch"
-# The defaults --help names (the values live in the modules that use them).
-_DEFAULT_REGISTRY: Final = "https://registry-1.docker.io"
-_DEFAULT_CERTS_DIR: Final = "/etc/docker/certs.d"
 
 _DESCRIPTION = """\
 Fetch a URI into DIRECTORY, as the Apache Mesos URI fetcher does.
@@ -99,9 +97,9 @@ def _parser() -> _Parser:
     add(
         "--docker_registry",
         metavar="URL",
-        default=_DEFAULT_REGISTRY,
+        default=DEFAULT_REGISTRY_URL,
         help="registry for image references that name none, as the agent's flag "
-        f"(default {_DEFAULT_REGISTRY})",
+        f"(default {DEFAULT_REGISTRY_URL})",
     )
     add(
         "--https_registry",
@@ -172,9 +170,9 @@ def _parser() -> _Parser:
     add(
         "--certs_dir",
         metavar="DIR",
-        default=_DEFAULT_CERTS_DIR,
+        default=DEFAULT_CERTS_DIR,
         help="Docker's per-host TLS directory: DIR/HOST[:PORT]/*.crt (CA), *.cert + *.key "
-        f"(client certificate for mutual TLS) (default {_DEFAULT_CERTS_DIR})",
+        f"(client certificate for mutual TLS) (default {DEFAULT_CERTS_DIR})",
     )
     add(
         "--insecure_registry",

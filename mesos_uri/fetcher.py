@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from mesos_uri._curl import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT, Timeouts
+from mesos_uri._docker import DEFAULT_REGISTRY_URL
 from mesos_uri._retry import DEFAULT_RETRIES
 from mesos_uri._uri import URI, parse_uri
 from mesos_uri.errors import UsageError
@@ -99,7 +100,7 @@ class Flags:
 
     docker_config: str | None = None
     # The registry of image references that name none, as the agent's --docker_registry.
-    docker_registry: str = "https://registry-1.docker.io"
+    docker_registry: str = DEFAULT_REGISTRY_URL
     # Registries (host[:port]) that image references reach over https whatever their port.
     https_registries: frozenset[str] = frozenset()
     docker_stall_timeout: float | None = attrs.field(

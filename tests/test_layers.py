@@ -98,7 +98,7 @@ def loaded_by(module: str, *prefixes: str) -> list[str]:
 
 
 def test_importing_the_facade_loads_no_plugin() -> None:
-    assert loaded_by("mesos_uri.fetcher", "mesos_uri._docker", "mesos_uri._plugins") == []
+    assert loaded_by("mesos_uri.fetcher", "mesos_uri._docker.", "mesos_uri._plugins") == []
 
 
 def test_the_command_line_module_loads_neither_the_facade_nor_attrs_nor_anyio() -> None:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import urllib.parse
 from pathlib import Path
-from typing import Final
 
 import attrs
 
 from mesos_uri._curl import TLS
+from mesos_uri._docker import DEFAULT_CERTS_DIR
 from mesos_uri._docker.config import DOCKER_HUB_KEY, names_registry
 from mesos_uri._urls import Origin, redact_url
 from mesos_uri.errors import UsageError
 
-__all__ = ["DEFAULT_CERTS_DIR", "Endpoints", "Mirror", "parse_host_value", "parse_mirror"]
-
-DEFAULT_CERTS_DIR: Final = "/etc/docker/certs.d"
+__all__ = ["Endpoints", "Mirror", "parse_host_value", "parse_mirror"]
 
 
 def parse_host_value(text: str, *, flag: str) -> tuple[str | None, str]:

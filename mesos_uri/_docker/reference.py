@@ -23,6 +23,7 @@ from typing import Final
 
 import attrs
 
+from mesos_uri._docker import DEFAULT_REGISTRY_URL
 from mesos_uri._docker.config import DOCKER_HUB_HOSTS
 from mesos_uri._docker.digest import parse_digest
 from mesos_uri._uri import URI
@@ -31,8 +32,6 @@ from mesos_uri.errors import UsageError
 
 __all__ = ["ImageReference", "image_uri", "normalize", "parse_image_reference"]
 
-# The agent's --docker_registry default.
-DEFAULT_REGISTRY_URL: Final = "https://registry-1.docker.io"
 DEFAULT_TAG: Final = "latest"
 
 # Docker Hub's API is served by registry-1.docker.io, whichever of its names a reference uses.
