@@ -312,10 +312,6 @@ def check_http(data: bytes) -> None:
         for response in decoded:
             assert 0 <= response.code <= 999
             response.headers.get("Content-Length")
-    head = accepted(http.parse_head, data)
-    if head is not None:
-        response, consumed = head
-        assert 0 < consumed <= len(data)
 
 
 # -- WWW-Authenticate ---------------------------------------------------------------------------
