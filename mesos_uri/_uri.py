@@ -5,30 +5,16 @@ unset: ``URI("file", "/etc/hosts", host="")`` is ``file:///etc/hosts``, without 
 ``file:/etc/hosts``.
 
 The string form is the original's (``scheme:[//[user[:password]@]host[:port]]path[?query]
-[#fragment]``) with one departure: the original glues a docker URI's host and repository together
-(``docker://registry-1.docker.iolibrary/busybox?latest``), which no parser can split again; we
-write a ``/`` between them. With that, ``parse_uri(str(u)) == u`` holds for every ``URI`` that can
-be built, because the class refuses, with a ``UsageError``, the field values whose string form
-would read back differently. Nothing is percent-encoded: the string form is the URL curl is given,
-exactly as in the original, so instead of escaping we refuse what cannot round-trip:
-
-* ``scheme``: RFC 3986 ``ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )``;
-* no field holds an ASCII control character (they cannot be passed to curl meaningfully);
-* ``host``: none of ``/ ? # @ [ ] %`` or spaces; a host with ``:`` must be an IPv6 address and is
-  written in brackets (``[::1]:5000``); ``port``: 1..65535; ``user`` needs a host and holds none
-  of ``: @ / ? #``; ``password`` needs a user and holds none of ``@ / ? #``;
-* ``path`` holds no ``?`` or ``#``, ``query`` no ``#``; with a host, a non-docker path is empty
-  or starts with ``/`` (it would run into the host); without a host it does not start with
-  ``//`` (it would read as one);
-* docker schemes: a non-empty registry host, a non-empty repository path that does not start
-  with ``/``, a non-empty ``query`` (tag or digest), and a ``fragment`` that is unset, ``http``
-  or ``https`` (the registry transport).
+[#fragment]``), except that a ``/`` separates a docker URI's host and repository (the original
+glued them: ``docker://registry-1.docker.iolibrary/busybox?latest``, which no parser can split).
+Nothing is percent-encoded: the string form is the URL curl is given, as in the original, so a
+``URI`` refuses with a ``UsageError`` the field values whose string form would read back
+differently, and ``parse_uri(str(u)) == u`` holds for every ``URI`` that can be built.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -57,14 +43,14 @@ _PASSWORD_FORBIDDEN: Final = "@/?#"
 
 # Stands for a password in messages.
 _MASK: Final = "***"
+# The original's texts for a docker URI without a host or a tag/digest.
+_NO_HOST: Final = "Registry host (uri.host) is not specified"
+_NO_QUERY: Final = "Image tag/digest (uri.query) is not specified"
 
 
 @attrs.frozen
 class URI:
-    """A fetcher URI; ``str()`` gives the form handed to curl and printed in messages.
-
-    Construction validates the fields (see the module docstring) and raises ``UsageError``.
-    """
+    """A fetcher URI; ``str()`` gives the form handed to curl and printed in messages."""
 
     scheme: str
     path: str = ""
@@ -78,16 +64,7 @@ class URI:
     )
 
     def __attrs_post_init__(self) -> None:
-        problem = _problem(
-            scheme=self.scheme,
-            path=self.path,
-            host=self.host,
-            port=self.port,
-            query=self.query,
-            fragment=self.fragment,
-            user=self.user,
-            password=self.password,
-        )
+        problem = _problem(*attrs.astuple(self, recurse=False))
         if problem is not None:
             try:
                 shown = self.redacted()
@@ -133,7 +110,6 @@ class URI:
 
 
 def _problem(
-    *,
     scheme: str,
     path: str,
     host: str | None,
@@ -144,16 +120,9 @@ def _problem(
     password: str | None,
 ) -> str | None:
     """Why these fields cannot form a URI whose string form parses back to it, or None."""
-    texts: dict[str, object] = {
-        "path": path,
-        "host": host,
-        "query": query,
-        "fragment": fragment,
-        "user": user,
-        "password": password,
-    }
+    texts = {"host": host, "query": query, "fragment": fragment, "user": user}
     return (
-        _type_problem(scheme, port, texts)
+        _type_problem(scheme, port, {"path": path, **texts, "password": password})
         or _authority_problem(host, port, user, password)
         or _path_problem(scheme, path, host, query)
         or (_docker_problem(path, host, query, fragment) if scheme in DOCKER_SCHEMES else None)
@@ -161,7 +130,8 @@ def _problem(
 
 
 def _type_problem(scheme: object, port: object, texts: dict[str, object]) -> str | None:
-    """Checks that need no other field; the annotations are not enforced at run time."""
+    """The annotations are not enforced at run time; no field may hold a control character,
+    which curl cannot be given meaningfully."""
     if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
         return f"scheme '{scheme}' must be a letter followed by letters, digits, '+', '-' or '.'"
     for name, value in texts.items():
@@ -215,32 +185,30 @@ def _path_problem(scheme: str, path: str, host: str | None, query: str | None) -
 
 
 def _docker_problem(
-    path: str, host: str | None, query: str | None, fragment: str | None
+    path: str, host: str | None, query: str | None, fragment: str | None, *, text: bool = False
 ) -> str | None:
-    # The original checks host and query at fetch time; we refuse them at construction so that
-    # every docker URI has a string form that parses back.
+    """The original checks host and query at fetch time; we refuse them at construction, so that
+    every docker URI has a string form. A ``text`` (its path still led by the separator) is
+    refused in the command line's words."""
     if not host:
-        return "Registry host (uri.host) is not specified"
-    if not path:
+        return "docker URI needs a registry host" if text else _NO_HOST
+    if not path or (text and path == "/"):
         return "docker URI needs a repository path"
-    if path.startswith("/"):
+    if path.startswith("/") and not text:
         return f"repository '{path}' must not start with '/'"
     if not query:
-        return "Image tag/digest (uri.query) is not specified"
+        return "docker URI needs '?<tag or digest>'" if text else _NO_QUERY
     if fragment is not None and fragment not in DOCKER_TRANSPORTS:
         return f"docker URI fragment '{fragment}' must be 'http' or 'https'"
     return None
 
 
 def parse_uri(text: str) -> URI:
-    """Parse the string form back into a URI; raise ``UsageError`` naming the text and the fault.
-
-    Accepts what ``str(URI)`` writes, which covers the command line's forms:
-    ``docker[-manifest|-blob]://HOST[:PORT]/REPO?REF[#http|https]`` (exactly one ``/`` after the
-    authority is the separator, REPO may contain further ``/``, REF may contain ``:``),
-    ``http(s)://[user[:password]@]host[:port]/path[?query][#fragment]``, ``ftp(s)://...``,
-    ``file:///abs/path``, ``hdfs://...`` and, without ``//``, host-less ``scheme:path``.
-    IPv6 hosts are written in brackets (``[::1]:5000``) and stored without them.
+    """Parse what ``str(URI)`` writes, which covers the command line's forms:
+    ``docker[-manifest|-blob]://HOST[:PORT]/REPO?REF[#http|https]`` (the first ``/`` after the
+    authority is the separator), ``http(s)://[user[:password]@]host[:port]/path[?query]
+    [#fragment]``, ``ftp(s)://...``, ``file:///abs/path``, ``hdfs://...`` and host-less
+    ``scheme:path``. IPv6 hosts are written in brackets and stored without them.
     """
 
     def invalid(reason: str) -> UsageError:
@@ -277,18 +245,10 @@ def parse_uri(text: str) -> URI:
     path, question_mark, query_text = rest.partition("?")
     query = query_text if question_mark else None
     if scheme in DOCKER_SCHEMES:
-        path = _docker_repository(path, host, query, fragment, invalid)
-    problem = _problem(
-        scheme=scheme,
-        path=path,
-        host=host,
-        port=port,
-        query=query,
-        fragment=fragment,
-        user=user,
-        password=password,
-    )
-    if problem is not None:
+        if (problem := _docker_problem(path, host, query, fragment, text=True)) is not None:
+            raise invalid(problem)
+        path = path[1:]  # the separator
+    if (problem := _problem(scheme, path, host, port, query, fragment, user, password)) is not None:
         raise invalid(problem)
     return URI(scheme, path, host, port, query, fragment, user, password)
 
@@ -304,28 +264,8 @@ def _redact(text: str) -> str:
     return f"{head}://{user}:{_MASK}@{hostport}{rest[end:]}"
 
 
-def _docker_repository(
-    path: str,
-    host: str | None,
-    query: str | None,
-    fragment: str | None,
-    invalid: Callable[[str], UsageError],
-) -> str:
-    """The repository of a docker URI's path: exactly one leading ``/`` removed."""
-    if not host:
-        raise invalid("docker URI needs a registry host")
-    if path in ("", "/"):
-        raise invalid("docker URI needs a repository path")
-    if not query:
-        raise invalid("docker URI needs '?<tag or digest>'")
-    if fragment is not None and fragment not in DOCKER_TRANSPORTS:
-        raise invalid(f"docker URI fragment '{fragment}' must be 'http' or 'https'")
-    return path[1:]
-
-
 def registry_base(uri: URI) -> str:
-    """``T://host[:port]`` of a docker URI: the base of every registry URL; ``T`` is the
-    fragment, else ``https``."""
+    """``T://host[:port]``, the base of every registry URL; ``T`` is the fragment, else https."""
     if not uri.is_docker:
         raise UsageError(f"'{uri}' is not a docker URI")
     assert uri.host is not None  # a docker URI always has one
