@@ -185,7 +185,8 @@ async def run_with_retries(
     describe: str,
     sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> T:
-    """Await ``operation(attempt)`` (attempt 1, 2, ...) until it succeeds or must give up.
+    """Await ``operation(attempt)`` (attempt 1, 2, ...) until it succeeds, or ``is_transient``
+    or the policy says to give up.
 
     The error that ends the loop is re-raised with what each attempt met, when there was more
     than one, so ``--retries=0`` keeps the original's texts. Cancellation is a BaseException and
