@@ -18,12 +18,10 @@
 
 Each error keeps its context as attributes and builds its text from them; nothing rewrites a
 text on the way up. The layers above add context instead: the URI being fetched (``uri``), that
-the failure ended a parallel fetch of several blobs (``collected``), and what each attempt met
-when it was retried (``attempts``). ``str()`` composes them into the one line the CLI prints,
-e.g. ``Failed to fetch 'docker://…': Collect failed: … (gave up after 5 attempts: …)``.
-
-Text that came from the network goes through :func:`excerpt` before it is part of a message: it
-may hold terminal escape sequences or be megabytes long.
+the failure ended a parallel fetch of several blobs (``collected``), and what each retried attempt
+met (``attempts``); ``str()`` composes the one line the CLI prints, e.g. ``Failed to fetch
+'docker://…': Collect failed: … (gave up after 5 attempts: …)``. Text from the network goes
+through :func:`excerpt` first: it may hold terminal escape sequences or be megabytes long.
 """
 
 from __future__ import annotations
@@ -64,11 +62,7 @@ def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
 
 
 class FetchError(Exception):
-    """Base of every error a public call of this package raises.
-
-    ``message`` is what went wrong; ``uri``, ``collected`` and ``attempts`` are the context the
-    fetch adds on the way up, and ``hint`` says what to do about it when we know.
-    """
+    """Base of every error a public call raises; ``hint`` says what to do, when we know."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
