@@ -1,23 +1,18 @@
 """What a person at a terminal sees while an image downloads.
 
-The plugin reports each blob to an observer (``BlobObserver``); ``TerminalProgress`` is the
-observer the CLI uses, and ``terminal_progress`` is the one place that decides whether there is
-one. The display keeps a live area at the bottom of the terminal and redraws it in place: an
-overall line (blobs done, bytes received of the bytes known, rate), then as many transfers in
-progress as the terminal's height allows. When the fetch ends, ``close`` replaces the live area
-with one summary line, or with nothing when the caller prints an error instead.
+The plugin reports each blob to a ``BlobObserver``; ``TerminalProgress`` is the one the CLI uses,
+when ``terminal_progress`` decides there should be one. It redraws a live area at the bottom of
+the terminal in place: an overall line, then as many transfers as the terminal's height allows;
+``close`` replaces it with one summary line, or with nothing when an error is printed instead.
 
-How the live area stays in place: the cursor rests at the end of its last line, never below it;
-no line is as wide as the terminal, so none wraps; and there are never more lines than the
-terminal has rows. A redraw therefore moves up exactly the lines it drew last time, erases to
-the end of the screen and writes the new picture, and nothing it writes scrolls into the
-scrollback. The size is read again at every redraw, so a terminal made smaller during a fetch
-gets a smaller picture. A terminal that re-wraps its lines when made narrower than a line
-already drawn would break the count of lines to move up; the lines are kept short so that only a
-very narrow terminal does.
-
-Everything drawn is plain printable ASCII: digests and names come from the registry or the
-command line, and only ASCII has a width every terminal agrees on.
+The live area stays in place because the cursor rests at the end of its last line, no line is as
+wide as the terminal (none wraps), and there are never more lines than rows (nothing scrolls into
+the scrollback): a redraw moves up the lines it drew last, erases to the end of the screen and
+writes the new picture. The size is read at every redraw, so a terminal made smaller gets a
+smaller picture (one that re-wraps drawn lines when made narrower still breaks the count; the
+lines are kept short so that only a very narrow one does). Everything drawn is printable ASCII,
+the only text whose width every terminal agrees on, since digests and names come from the
+registry or the command line.
 """
 
 from __future__ import annotations
@@ -52,12 +47,9 @@ _NOT_PRINTABLE: Final = re.compile(r"[^\x20-\x7e]")
 
 
 class BlobObserver(Protocol):
-    """Told about each blob of a fetch; every call is made from the fetch's event loop.
-
-    ``received`` gives the bytes of that blob received so far (a running total, not an
-    increment); it may come before ``started`` or not at all. ``finished`` may come without
-    ``started`` for a blob already present.
-    """
+    """Told about each blob of a fetch, from the fetch's event loop. ``received`` gives a running
+    total and may come before ``started`` or not at all; ``finished`` comes without ``started``
+    for a blob already present."""
 
     def started(self, digest: str, size: int) -> None: ...
 
@@ -69,11 +61,8 @@ class BlobObserver(Protocol):
 def terminal_progress(
     stream: TextIO, *, quiet: bool, verbose: int, label: str
 ) -> TerminalProgress | None:
-    """The display for ``stream``, or ``None`` when it would get in the way.
-
-    Only a terminal gets one: anything else (a file, a pipe, a log collector) would keep every
-    redraw. Quiet asks for silence, and verbose logging writes lines the redraws would overwrite.
-    """
+    """The display for ``stream``, or ``None``: only a terminal gets one (a file or a pipe would
+    keep every redraw), and neither quiet nor verbose logging (its lines would be overwritten)."""
     if quiet or verbose or not stream.isatty():
         return None
     return TerminalProgress(stream, label=label)
@@ -90,12 +79,8 @@ class _Blob:
 
 
 class TerminalProgress:
-    """Draws the overall count and the blobs in progress on a terminal, in place.
-
-    ``clock`` is there for tests that step time instead of sleeping through the redraw interval.
-    Once closed, or once the stream has failed, it ignores every further call: a display must
-    never be why a fetch fails.
-    """
+    """Once closed, or once the stream has failed, it ignores every call: a display must never
+    be why a fetch fails. Tests pass a ``clock`` that steps time past the redraw interval."""
 
     def __init__(
         self,
@@ -142,10 +127,8 @@ class TerminalProgress:
         self._draw()
 
     def close(self, *, summary: bool = True) -> None:
-        """Erase the live area; write the summary line unless told not to (a failed fetch).
-
-        Without a single blob there is nothing to summarise, and nothing is written.
-        """
+        """Erase the live area; write the summary line, if there were blobs, unless told not to
+        (a failed fetch)."""
         if self._closed:
             return
         text = self._erase()
