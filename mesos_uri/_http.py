@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Final
 
@@ -27,10 +26,8 @@ from mesos_uri._urls import REDIRECT_CODES
 from mesos_uri.errors import DecodeError, TruncatedResponseError
 
 __all__ = [
-    "DECODING_FAILED",
     "MAX_GUNZIPPED_BYTES",
     "MAX_HEADER_BYTES",
-    "NO_RESPONSE_DECODED",
     "Headers",
     "Response",
     "decode_responses",
@@ -52,15 +49,6 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         wanted = name.lower()
         return [value for key, value in self.fields if key.lower() == wanted]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self.fields)
-
-    def __len__(self) -> int:
-        return len(self.fields)
 
 
 @attrs.frozen
@@ -132,11 +120,7 @@ def decode_responses(data: bytes) -> list[Response]:
     responses: list[Response] = []
     pos = _skip_empty_lines(data, 0)
     while pos < len(data):
-        parsed = _parse_head(data, pos)
-        if parsed is None:
-            # The data ends inside a header block: the connection was cut, not garbled.
-            raise TruncatedResponseError(DECODING_FAILED)
-        head, pos = parsed
+        head, pos = _parse_head(data, pos)
         body, pos = _read_body(data, pos, head)
         responses.append(attrs.evolve(head, body=_decode_content(head.headers, body)))
         pos = _skip_empty_lines(data, pos)
@@ -161,26 +145,23 @@ def _skip_empty_lines(data: bytes, pos: int) -> int:
     return pos
 
 
-def _parse_head(data: bytes, start: int) -> tuple[Response, int] | None:
-    """The status line and header block at ``start`` (empty body) and the position after its
-    blank line; None when the data ends inside it."""
+def _parse_head(data: bytes, start: int) -> tuple[Response, int]:
+    """The status line and header block at ``start`` (empty body), and the position after it.
+    Data that ends inside the block was cut off, not garbled: a truncated response."""
     got = _line(data, start)
     if got is None:
-        partial = data[start : start + 5]
-        if not b"HTTP/".startswith(partial) or len(data) - start > MAX_HEADER_BYTES:
+        if not b"HTTP/".startswith(data[start : start + 5]) or len(data) - start > MAX_HEADER_BYTES:
             raise DecodeError(DECODING_FAILED)
-        return None
-    status_line, pos = got
-    match = _STATUS_LINE.fullmatch(status_line)
+        raise TruncatedResponseError(DECODING_FAILED)
+    match = _STATUS_LINE.fullmatch(got[0])
     if match is None:
         raise DecodeError(DECODING_FAILED)
-    code = int(match[1])
-    reason = None if match[2] is None else match[2].decode("latin-1")
-    fields = _read_fields(data, pos, start)
+    fields = _read_fields(data, got[1], start)
     if fields is None:
-        return None
-    pairs, pos = fields
-    return Response(code, status_string(code, reason), Headers(tuple(pairs))), pos
+        raise TruncatedResponseError(DECODING_FAILED)
+    code, reason = int(match[1]), match[2]
+    status = status_string(code, None if reason is None else reason.decode("latin-1"))
+    return Response(code, status, Headers(tuple(fields[0]))), fields[1]
 
 
 def _read_fields(data: bytes, pos: int, start: int) -> tuple[list[tuple[str, str]], int] | None:
@@ -218,7 +199,7 @@ def _read_body(data: bytes, pos: int, head: Response) -> tuple[bytes, int]:
     if 100 <= code < 200 or code in (204, 304):
         return b"", pos
     unprinted = data.startswith(b"HTTP/", pos)
-    if unprinted and code in REDIRECT_CODES and "Location" in head.headers:
+    if unprinted and code in REDIRECT_CODES and head.headers.get("Location") is not None:
         # curl -L followed this redirect and printed its header block only, never its body.
         return b"", pos
     chunked, length = _framing(head.headers)
@@ -254,19 +235,16 @@ def _framing(headers: Headers) -> tuple[bool, int | None]:
     if not lengths:
         return False, None
     # Content-Length = 1*DIGIT; a list of identical values is one length (RFC 9110).
-    if len(set(lengths)) != 1 or not _is_length(lengths[0]):
+    length = lengths[0] if len(set(lengths)) == 1 else ""
+    if not (length.isascii() and length.isdigit()) or len(length.lstrip("0")) > _MAX_LENGTH_DIGITS:
         raise DecodeError(DECODING_FAILED)
-    return False, int(lengths[0])
+    return False, int(length)
 
 
 def _list_values(values: list[str]) -> list[str]:
     """The elements of a #rule list, lower-cased; empty elements are dropped (RFC 9110)."""
     items = (item.strip(" \t").lower() for value in values for item in value.split(","))
     return [item for item in items if item]
-
-
-def _is_length(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text.lstrip("0")) <= _MAX_LENGTH_DIGITS
 
 
 def _dechunk(data: bytes, pos: int) -> tuple[bytes, int]:
