@@ -37,9 +37,10 @@ DOCKER_TRANSPORTS: Final = frozenset({"http", "https"})
 DEFAULT_DOCKER_TRANSPORT: Final = "https"
 
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# scheme ":" [ "//" authority ] path [ "?" query ] [ "#" fragment ], split as RFC 3986's appendix
+# B does, the scheme to be checked.
+_PARTS: Final = re.compile(r"([^:]*):(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.DOTALL)
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-_USER_FORBIDDEN: Final = ":@/?#"
-_PASSWORD_FORBIDDEN: Final = "@/?#"
 
 # Stands for a password in messages.
 _MASK: Final = "***"
@@ -133,7 +134,7 @@ def _type_problem(scheme: object, port: object, texts: dict[str, object]) -> str
     """The annotations are not enforced at run time; no field may hold a control character,
     which curl cannot be given meaningfully."""
     if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
-        return f"scheme '{scheme}' must be a letter followed by letters, digits, '+', '-' or '.'"
+        return _bad_scheme(scheme)
     for name, value in texts.items():
         if value is None and name != "path":
             continue
@@ -146,6 +147,10 @@ def _type_problem(scheme: object, port: object, texts: dict[str, object]) -> str
     ):
         return f"port {port!r} is not a number in {MIN_PORT}..{MAX_PORT}"
     return None
+
+
+def _bad_scheme(scheme: object) -> str:
+    return f"scheme '{scheme}' must be a letter followed by letters, digits, '+', '-' or '.'"
 
 
 def _authority_problem(
@@ -161,12 +166,10 @@ def _authority_problem(
         return problem
     if password is not None and user is None:
         return "a password needs a user"
-    if user is not None and (bad := next((c for c in user if c in _USER_FORBIDDEN), None)):
-        return f"user contains '{bad}'"
-    if password is not None and (
-        bad := next((c for c in password if c in _PASSWORD_FORBIDDEN), None)
-    ):
-        return f"password contains '{bad}'"
+    # Each would end its field early when the string form is parsed back.
+    for name, value, forbidden in (("user", user, ":@/?#"), ("password", password, "@/?#")):
+        if value is not None and (bad := next((c for c in value if c in forbidden), None)):
+            return f"{name} contains '{bad}'"
     return None
 
 
@@ -214,22 +217,15 @@ def parse_uri(text: str) -> URI:
     def invalid(reason: str) -> UsageError:
         return UsageError(f"Invalid URI '{_redact(text)}': {reason}")
 
-    scheme, colon, rest = text.partition(":")
-    if not colon or not _SCHEME.fullmatch(scheme):
-        if "://" in text:
-            raise invalid(
-                f"scheme '{text.partition('://')[0]}' must be a letter followed by letters, "
-                "digits, '+', '-' or '.'"
-            )
-        raise invalid("missing '://'")
+    match = _PARTS.fullmatch(text)
+    if match is None or not _SCHEME.fullmatch(match[1]):
+        raise invalid(_bad_scheme(text.partition("://")[0]) if "://" in text else "missing '://'")
+    scheme, authority, path, query, fragment = match.groups()
     host: str | None = None
     port: int | None = None
     user: str | None = None
     password: str | None = None
-    if rest.startswith("//"):
-        after = rest[2:]
-        end = next((i for i, char in enumerate(after) if char in "/?#"), len(after))
-        authority, rest = after[:end], after[end:]
+    if authority is not None:
         userinfo, at, hostport = authority.rpartition("@")
         if at:
             user, colon, pw = userinfo.partition(":")
@@ -240,10 +236,6 @@ def parse_uri(text: str) -> URI:
             raise invalid(str(exc)) from exc
     elif scheme in DOCKER_SCHEMES:
         raise invalid("missing '://'")
-    rest, hash_sign, fragment_text = rest.partition("#")
-    fragment = fragment_text if hash_sign else None
-    path, question_mark, query_text = rest.partition("?")
-    query = query_text if question_mark else None
     if scheme in DOCKER_SCHEMES:
         if (problem := _docker_problem(path, host, query, fragment, text=True)) is not None:
             raise invalid(problem)
