@@ -50,7 +50,6 @@ MAX_PORT: Final = 65535
 _USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 # The authority of a URL runs to the first of these.
 _AUTHORITY: Final = re.compile(r"[^/?#]*")
-_DIGITS: Final = re.compile(r"[0-9]+")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 # Delimiters of a URL, and the space, which no host name holds.
 _HOST_FORBIDDEN: Final = "/?#@[]% "
@@ -84,11 +83,9 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         )
     else:
         host, colon, port_text = text.partition(":")
-        problem = host_problem(host)
-        if problem is not None:
+        if (problem := host_problem(host)) is not None:
             raise ValueError(problem)
-        if not colon:
-            port_text = None
+        port_text = port_text if colon else None
     return host, (None if port_text is None else _port(port_text))
 
 
@@ -102,8 +99,7 @@ def host_problem(host: str) -> str | None:
     """Why ``host`` (IPv6 without brackets) cannot stand in a URL, or None."""
     if _CONTROL.search(host):
         return f"host {host!r} contains a control character"
-    bad = next((char for char in host if char in _HOST_FORBIDDEN), None)
-    if bad is not None:
+    if (bad := next((char for char in host if char in _HOST_FORBIDDEN), None)) is not None:
         return f"host '{host}' contains '{bad}'"
     if ":" in host and not _is_ipv6(host):
         return f"host '{host}' contains ':' but is not an IPv6 address"
@@ -130,7 +126,7 @@ def _web_scheme(scheme: str) -> str:
 def _port(text: str) -> int:
     # Bounded before int(): a long digit string is out of range anyway.
     if (
-        not _DIGITS.fullmatch(text)
+        not (text.isascii() and text.isdigit())
         or len(text.lstrip("0")) > len(str(MAX_PORT))
         or not MIN_PORT <= int(text) <= MAX_PORT
     ):
@@ -191,10 +187,8 @@ class Origin:
     @property
     def is_loopback(self) -> bool:
         """``localhost`` or a loopback address: traffic that never leaves this machine."""
-        if self.host == "localhost":
-            return True
         try:
-            return ipaddress.ip_address(self.host).is_loopback
+            return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
 
