@@ -12,7 +12,7 @@
     │   └── TooManyRedirectsError
     ├── AuthError               the 401 dance failed (challenge, token endpoint, credentials)
     ├── ManifestError           a manifest or index is malformed, unsupported or too large
-    ├── DigestError             a digest string is not in the OCI grammar
+    ├── DigestError             a digest string is not ``algorithm:encoded`` (the OCI grammar)
     ├── DigestMismatchError     bytes arrived whose digest is not the one asked for
     └── BlobSizeError           a body longer or shorter than its declared size
 
@@ -62,7 +62,7 @@ def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
 
 
 class FetchError(Exception):
-    """Base of every error a public call raises; ``hint`` says what to do, when we know."""
+    """``hint`` says what to do about it, when we know."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -95,15 +95,8 @@ class UsageError(FetchError, ValueError):
 class CurlError(FetchError):
     """curl failed to run or exited non-zero; ``exit_code`` is None when it never started."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        exit_code: int | None = None,
-        stderr: str = "",
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, exit_code: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
         self.exit_code = exit_code
         self.stderr = stderr
 
@@ -113,8 +106,7 @@ class TransferInterruptedError(CurlError):
     passed its size, cancelled with another caller, or crashed. Worth another attempt."""
 
 
-class DecodeError(FetchError):
-    """curl's stdout did not decode as the HTTP/1.x response stream we asked for."""
+class DecodeError(FetchError): ...
 
 
 class TruncatedResponseError(DecodeError):
@@ -131,24 +123,13 @@ class ResponseTooLargeError(DecodeError):
 
 
 class HTTPStatusError(FetchError):
-    """A server answered with a status code the step cannot use (404, 500, ...)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: int,
-        retry_after: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, code: int, retry_after: str | None = None) -> None:
+        super().__init__(message)
         self.code = code
         self.retry_after = retry_after
 
 
 class RedirectError(FetchError):
-    """A redirect we will not follow: to a scheme other than http(s), or https to http."""
-
     def __init__(self, *, url: str, reason: str) -> None:
         super().__init__(f"Refusing to follow a redirect from '{url}' {reason}")
         self.url = url
@@ -163,21 +144,16 @@ class TooManyRedirectsError(RedirectError):
         self.limit = limit
 
 
-class AuthError(FetchError):
-    """Authorisation failed: a bad challenge, a token endpoint error, or rejected credentials."""
+class AuthError(FetchError): ...
 
 
-class ManifestError(FetchError):
-    """A manifest or index cannot be used: malformed, unsupported media type, or too large."""
+class ManifestError(FetchError): ...
 
 
-class DigestError(FetchError, ValueError):
-    """A digest string is not ``algorithm:encoded`` as the OCI image spec defines it."""
+class DigestError(FetchError, ValueError): ...
 
 
 class DigestMismatchError(FetchError):
-    """Bytes were received whose digest differs from the one they were fetched by."""
-
     def __init__(self, message: str, *, expected: str, actual: str) -> None:
         super().__init__(message)
         self.expected = expected
