@@ -38,11 +38,8 @@ _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 def printable(text: str, *, limit: int = MAX_LINE) -> str:
     """``text`` as one line that a terminal shows as it is: runs of whitespace become one space,
     other controls their ``\\xNN`` or ``\\uNNNN`` escape, and the line is cut to ``limit``."""
-    one_line = " ".join(text.split())
-    shown = _CONTROL.sub(_escape, one_line)
-    if len(shown) > limit:
-        shown = shown[: limit - 3] + "..."
-    return shown
+    shown = _CONTROL.sub(_escape, " ".join(text.split()))
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _escape(match: re.Match[str]) -> str:
