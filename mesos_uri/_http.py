@@ -43,8 +43,7 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The last value of ``name``: the original kept the last of a repeated header."""
-        values = self.get_all(name)
-        return values[-1] if values else None
+        return next(reversed(self.get_all(name)), None)
 
     def get_all(self, name: str) -> list[str]:
         wanted = name.lower()
@@ -85,7 +84,6 @@ _FIELD_LINE: Final = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\
 _OBS_FOLD: Final = re.compile(rb"[ \t][\t\x20-\x7e\x80-\xff]*")
 # chunk-size = 1*HEXDIG; chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), ignored.
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?")
-_OWS: Final = b" \t"
 
 # Where our phrases differ from the standard library's (the IANA registry's): the original's
 # own, and 418 and 422 as IANA spells them; 413 is listed as Python 3.13 renames it.
@@ -156,23 +154,21 @@ def _parse_head(data: bytes, start: int) -> tuple[Response, int]:
     match = _STATUS_LINE.fullmatch(got[0])
     if match is None:
         raise DecodeError(DECODING_FAILED)
-    fields = _read_fields(data, got[1], start)
-    if fields is None:
-        raise TruncatedResponseError(DECODING_FAILED)
+    pairs, pos = _read_fields(data, got[1], start, cut=TruncatedResponseError)
     code, reason = int(match[1]), match[2]
     status = status_string(code, None if reason is None else reason.decode("latin-1"))
-    return Response(code, status, Headers(tuple(fields[0]))), fields[1]
+    return Response(code, status, Headers(tuple(pairs))), pos
 
 
-def _read_fields(data: bytes, pos: int, start: int) -> tuple[list[tuple[str, str]], int] | None:
-    """Field lines up to the blank line; None when it has not arrived yet."""
+def _read_fields(
+    data: bytes, pos: int, start: int, *, cut: type[DecodeError]
+) -> tuple[list[tuple[str, str]], int]:
+    """Field lines up to the blank line, and the position after it; ``cut`` if it never came."""
     pairs: list[tuple[str, str]] = []
     while True:
         got = _line(data, pos)
         if got is None or got[1] - start > MAX_HEADER_BYTES:
-            if len(data) - start > MAX_HEADER_BYTES:
-                raise DecodeError(DECODING_FAILED)
-            return None
+            raise (DecodeError if len(data) - start > MAX_HEADER_BYTES else cut)(DECODING_FAILED)
         line, pos = got
         if not line:
             return pairs, pos
@@ -188,7 +184,7 @@ def _read_fields(data: bytes, pos: int, start: int) -> tuple[list[tuple[str, str
 
 def _field_value(raw: bytes) -> str:
     # Trailing whitespace is OWS too (RFC 9110); http-parser, the original's, kept it.
-    return raw.strip(_OWS).decode("latin-1")
+    return raw.strip(b" \t").decode("latin-1")
 
 
 def _read_body(data: bytes, pos: int, head: Response) -> tuple[bytes, int]:
@@ -267,10 +263,7 @@ def _dechunk(data: bytes, pos: int) -> tuple[bytes, int]:
         body += data[pos:end]
         pos = after[1]
     # Trailer fields are read and dropped; the original stored an empty-named header instead.
-    trailers = _read_fields(data, pos, pos)
-    if trailers is None:
-        raise DecodeError(DECODING_FAILED)
-    return bytes(body), trailers[1]
+    return bytes(body), _read_fields(data, pos, pos, cut=DecodeError)[1]
 
 
 def _decode_content(headers: Headers, body: bytes) -> bytes:
