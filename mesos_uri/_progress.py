@@ -1,18 +1,14 @@
 """What a person at a terminal sees while an image downloads.
 
-The plugin reports each blob to a ``BlobObserver``; ``TerminalProgress`` is the one the CLI uses,
-when ``terminal_progress`` decides there should be one. It redraws a live area at the bottom of
-the terminal in place: an overall line, then as many transfers as the terminal's height allows;
-``close`` replaces it with one summary line, or with nothing when an error is printed instead.
+The plugin reports each blob to a ``BlobObserver``. The CLI's, ``TerminalProgress``, redraws a
+live area at the bottom of the terminal in place (an overall line, then as many transfers as
+fit); ``close`` replaces it with a summary line, or with nothing when an error is printed.
 
-The live area stays in place because the cursor rests at the end of its last line, no line is as
-wide as the terminal (none wraps), and there are never more lines than rows (nothing scrolls into
-the scrollback): a redraw moves up the lines it drew last, erases to the end of the screen and
-writes the new picture. The size is read at every redraw, so a terminal made smaller gets a
-smaller picture (one that re-wraps drawn lines when made narrower still breaks the count; the
-lines are kept short so that only a very narrow one does). Everything drawn is printable ASCII,
-the only text whose width every terminal agrees on, since digests and names come from the
-registry or the command line.
+It stays in place because the cursor rests at the end of its last line, no line is as wide as
+the terminal and there are never more lines than rows: a redraw moves up the lines it drew,
+erases to the end of the screen and writes the new picture. The size is read at every redraw (a
+terminal that re-wraps drawn lines when made narrower still breaks the count: lines are kept
+short). Everything drawn is printable ASCII, the only text whose width all terminals agree on.
 """
 
 from __future__ import annotations
@@ -83,15 +79,10 @@ class TerminalProgress:
     be why a fetch fails. Tests pass a ``clock`` that steps time past the redraw interval."""
 
     def __init__(
-        self,
-        stream: TextIO,
-        *,
-        label: str = "",
-        clock: Callable[[], float] = time.monotonic,
+        self, stream: TextIO, *, label: str = "", clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._stream = stream
-        # What the summary line names: the repository, or the file (set once it is known).
-        self.label = label
+        self.label = label  # what the summary names: the repository or the file, once known
         self._clock = clock
         self._created = clock()
         self._first: float | None = None
