@@ -48,10 +48,6 @@ class Challenge:
         wanted = name.lower()
         return next((value for key, value in reversed(self.params) if key.lower() == wanted), None)
 
-    def is_scheme(self, scheme: str) -> bool:
-        """Scheme names are case-insensitive (RFC 9110)."""
-        return self.scheme.lower() == scheme.lower()
-
 
 def parse_www_authenticate(value: str) -> list[Challenge]:
     """Every challenge of a ``WWW-Authenticate`` value, in order; AuthError if malformed."""
@@ -67,9 +63,10 @@ def parse_www_authenticate(value: str) -> list[Challenge]:
 
 
 def select_challenge(value: str) -> Challenge:
-    """The Bearer challenge when the header offers one (the Docker token flow), else the first."""
+    """The Bearer challenge when the header offers one (the Docker token flow), else the first;
+    scheme names are case-insensitive (RFC 9110)."""
     challenges = parse_www_authenticate(value)
-    return next((c for c in challenges if c.is_scheme("Bearer")), challenges[0])
+    return next((c for c in challenges if c.scheme.lower() == "bearer"), challenges[0])
 
 
 def _format_error(value: str) -> AuthError:

@@ -365,7 +365,7 @@ def check_challenge(value: str) -> None:
     challenge = accepted(auth.bearer_challenge, response, "http://127.0.0.1/v2/")
     if challenge is None:
         return
-    assert challenge.is_scheme("Bearer")
+    assert challenge.scheme.lower() == "bearer"
     realm = challenge.param("realm") or ""
     accepted(auth.check_realm, realm, registry_scheme="https", url="u")
     try:
