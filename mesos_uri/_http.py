@@ -72,16 +72,16 @@ MAX_GUNZIPPED_BYTES: Final = 64 * 1024 * 1024
 # 18 decimal digits are an exabyte; longer lengths are hostile and would trip int()'s digit limit.
 _MAX_LENGTH_DIGITS: Final = 18
 
+# *( HTAB / SP / VCHAR / obs-text ): a reason-phrase or field-value, no other controls (RFC 9110
+# lets a recipient reject CR, LF and NUL; we reject every CTL but HTAB).
+_TEXT: Final = rb"[\t\x20-\x7e\x80-\xff]*"
 # HTTP-version = "HTTP/" DIGIT "." DIGIT; curl prints "HTTP/2" and "HTTP/3" without a minor.
 # status-code = 3DIGIT, any of them (the original failed on a code outside its table).
-# reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ); http-parser also took "HTTP/1.1 200".
-_STATUS_LINE: Final = re.compile(
-    rb"HTTP/(?:[0-9]\.[0-9]|[23]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?"
-)
-# field-name = token; field-value = *( VCHAR / obs-text / SP / HTAB ), no other controls
-# (RFC 9110 lets a recipient reject CR, LF and NUL; we reject every CTL but HTAB).
-_FIELD_LINE: Final = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)")
-_OBS_FOLD: Final = re.compile(rb"[ \t][\t\x20-\x7e\x80-\xff]*")
+# http-parser also took "HTTP/1.1 200", without the SP before an empty reason-phrase.
+_STATUS_LINE: Final = re.compile(rb"HTTP/(?:[0-9]\.[0-9]|[23]) ([0-9]{3})(?: (" + _TEXT + rb"))?")
+# field-name = token
+_FIELD_LINE: Final = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):(" + _TEXT + rb")")
+_OBS_FOLD: Final = re.compile(rb"[ \t]" + _TEXT)
 # chunk-size = 1*HEXDIG; chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), ignored.
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?")
 

@@ -89,8 +89,7 @@ class Fields:
         return _string(self._required(key), self._at(key))
 
     def optional_string(self, key: str) -> str | None:
-        value = self.values.get(key)
-        return None if value is None else _string(value, self._at(key))
+        return self.string(key) if key in self else None
 
     def count(self, key: str) -> int:
         """A required integer from 0 to :data:`MAX_COUNT`: a size or a version."""
@@ -104,8 +103,7 @@ class Fields:
         return _object(self._required(key), self._at(key))
 
     def optional_child(self, key: str) -> Fields | None:
-        value = self.values.get(key)
-        return None if value is None else _object(value, self._at(key))
+        return self.child(key) if key in self else None
 
     def children(self, key: str, *, required: bool = False) -> tuple[Fields, ...]:
         """An array of objects; unset is empty unless ``required``."""

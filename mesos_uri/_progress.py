@@ -220,14 +220,12 @@ def _transfer_line(digest: str, blob: _Blob, now: float) -> str:
 
 
 def _bytes(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    value = count / 1024
-    for unit in _UNITS[:-1]:
+    value, unit = float(count), "B"
+    for bigger in _UNITS:
         if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} {_UNITS[-1]}"
+            break
+        value, unit = value / 1024, bigger
+    return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def _rate(count: int, seconds: float) -> str:

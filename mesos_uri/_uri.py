@@ -64,9 +64,7 @@ class URI:
                 shown = self.redacted()
             except TypeError:  # a field of the wrong type: show the fields instead
                 fields = attrs.asdict(self, recurse=False)
-                if self.password is not None:
-                    fields["password"] = _MASK
-                shown = repr(fields)
+                shown = repr({**fields, "password": _MASK} if self.password is not None else fields)
             raise UsageError(f"Invalid URI '{shown}': {problem}")
 
     def __str__(self) -> str:
@@ -80,12 +78,8 @@ class URI:
         text = f"{self.scheme}:"
         if self.host is not None:
             text += "//"
-            # user/password are only written with a host, as in the original.
-            if self.user is not None:
-                text += self.user
-                if password is not None:
-                    text += f":{password}"
-                text += "@"
+            if self.user is not None:  # as in the original, only written with a host
+                text += self.user + ("" if password is None else f":{password}") + "@"
             text += join_hostport(self.host, self.port)
             # Unlike the original, a separator between registry and repository.
             if self.scheme in DOCKER_SCHEMES and not self.path.startswith("/"):

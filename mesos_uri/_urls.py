@@ -48,8 +48,6 @@ MAX_PORT: Final = 65535
 
 # The userinfo of an authority: everything up to the last "@" before the path (as urlsplit does).
 _USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-# The authority of a URL runs to the first of these.
-_AUTHORITY: Final = re.compile(r"[^/?#]*")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 # Delimiters of a URL, and the space, which no host name holds.
 _HOST_FORBIDDEN: Final = "/?#@[]% "
@@ -157,9 +155,7 @@ class Origin:
         scheme, sep, rest = url.strip().partition("://")
         if not sep:
             raise ValueError("missing '://'")
-        authority = _AUTHORITY.match(rest)
-        assert authority is not None  # the pattern matches the empty string
-        return _origin(scheme, authority.group())
+        return _origin(scheme, re.split(r"[/?#]", rest, maxsplit=1)[0])  # the authority
 
     @classmethod
     def parse(cls, hostport: str, *, scheme: str) -> Origin:
