@@ -1,15 +1,12 @@
 """Reading JSON objects from untrusted text: one parser, and typed accessors for their fields.
 
-Every JSON document the package reads goes through :func:`parse_object`, then field by field
-through :class:`Fields`, so that one set of rules holds for all of them: UTF-8 without a BOM (RFC
-8259); no ``NaN``/``Infinity``, trailing text or non-object top level; deep nesting is our error,
-not ``RecursionError``; an absent or ``null`` field is unset; strings hold no lone surrogate (JSON's
-``"\\ud800"``), which no header, file name or program name can carry; counts are integers in
-0..2^63-1, the int64 sizes of the OCI descriptor.
-
-A :class:`JSONError` names the field by its path (``layers[1].digest``) and never quotes a string
-of the document: a docker config holds secrets, and a registry's text may hold terminal escapes.
-Callers add the prefix their users know ("Failed to parse the V2 Schema 2 image manifest: ...").
+Every JSON document the package reads goes through :func:`parse_object` and :class:`Fields`, so
+one set of rules holds: UTF-8 without a BOM (RFC 8259); no ``NaN``/``Infinity``, trailing text or
+non-object top level; deep nesting is our error, not ``RecursionError``; ``null`` is unset; no lone
+surrogate (JSON's ``"\\ud800"``), which no header or file name can carry; counts in 0..2^63-1.
+A :class:`JSONError` names a field by its path (``layers[1].digest``) and never quotes a string of
+the document (a docker config holds secrets, a registry's text terminal escapes); callers add the
+prefix their users know ("Failed to parse the V2 Schema 2 image manifest: ...").
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """When to try an exchange again, and how long to wait first.
 
-The original never retries: one refused connection, one 503 from a storage backend or one dropped
-connection failed the whole fetch. Here a failure is retried when it is *transient* (the same
-request, sent again a little later, may well succeed): a curl exit that means the network failed
-us, or a status curl's own ``--retry`` calls transient. Anything else (404, 401, a bad manifest, a
-digest mismatch, a bad flag) gets the same answer again and fails at once.
+The original never retried: one refused connection, 503 or dropped connection failed the whole
+fetch. Here a *transient* failure is retried: a curl exit that means the network failed us, or a
+status curl's own ``--retry`` calls transient. Anything else (404, 401, a bad manifest, a digest
+mismatch) would get the same answer again, and fails at once.
 """
 
 from __future__ import annotations
@@ -47,10 +46,9 @@ _log = logging.getLogger(__name__)
 # (--max-download-attempts); podman retries 3 times, skopeo not at all.
 DEFAULT_RETRIES: Final = 4
 
-# curl exit codes (libcurl-errors(3)) that mean the transfer broke, not that the request was
-# wrong, with the words the final error lists per attempt. Not 6 (a name that does not resolve is
-# nearly always a wrong name) nor 35 (a failed TLS handshake fails again, most often because the
-# server speaks plain HTTP).
+# curl exits (libcurl-errors(3)) that mean the transfer broke, with the words the error lists per
+# attempt. Not 6 (a name that does not resolve is nearly always wrong) nor 35 (a TLS handshake that
+# fails, fails again: most often the server speaks plain HTTP).
 _TRANSIENT_CURL_EXITS: Final = {
     7: "could not connect",  # refused or unreachable: a registry restarting, no healthy backend
     16: "HTTP/2 framing error",  # a proxy or server resetting the session
@@ -110,14 +108,10 @@ def _between(low: float, high: float) -> Callable[[object, attrs.Attribute[Any],
 
 @attrs.frozen
 class RetryPolicy:
-    """``retries`` counts the attempts after the first. Before retry ``n`` the wait is
-    ``base_delay * 2 ** (n - 1)``, capped at ``max_delay``, with equal jitter; a server's
-    ``Retry-After`` lengthens it, up to ``max_retry_after``. Tests pass a seeded ``rng``.
+    """Before retry ``n`` the wait is ``base_delay * 2 ** (n - 1)``, capped at ``max_delay``,
+    with equal jitter; a server's ``Retry-After`` lengthens it, up to ``max_retry_after``."""
 
-    ``retries`` is validated where it is given, as an option of the fetcher.
-    """
-
-    retries: int = DEFAULT_RETRIES
+    retries: int = DEFAULT_RETRIES  # after the first attempt; validated as the fetcher's option
     base_delay: float = attrs.field(default=0.5, validator=_between(0, math.inf))
     max_delay: float = attrs.field(default=30.0, validator=_between(0, math.inf))
     max_retry_after: float = attrs.field(default=60.0, validator=_between(0, math.inf))
@@ -129,13 +123,10 @@ class RetryPolicy:
         return self.retries + 1
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (from 1) before the next.
-
-        Equal jitter draws the wait from ``[d * (1 - jitter), d]`` for the backoff ``d``: like
-        full jitter it spreads the parallel downloads that fail together, but keeps a floor, so a
-        struggling server is not retried almost at once. ``Retry-After`` is a floor too, capped
-        at ``max_retry_after`` (Docker Hub may ask for hours).
-        """
+        """Seconds to wait after failed attempt ``attempt`` (from 1). Equal jitter draws from
+        ``[d * (1 - jitter), d]``: like full jitter it spreads the downloads that fail together,
+        but a struggling server is never retried almost at once. ``Retry-After`` is a floor too,
+        capped at ``max_retry_after`` (Docker Hub may ask for hours)."""
         if attempt < 1:
             raise UsageError(f"Attempts are numbered from 1, got {attempt}")
         backoff = min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, _MAX_EXPONENT))
@@ -146,11 +137,9 @@ class RetryPolicy:
 
 
 def classify_error(exc: BaseException) -> tuple[bool, float | None]:
-    """The default judge of :func:`run_with_retries`: (transient?, Retry-After seconds).
-
-    A digest mismatch is not transient: a registry holding other bytes under a digest serves them
-    again, and a proxy that corrupts bytes is a fault to surface, not to paper over.
-    """
+    """The default judge of :func:`run_with_retries`: (transient?, Retry-After seconds). Not a
+    digest mismatch: the registry would serve the same bytes, and a corrupting proxy is a fault
+    to surface."""
     if isinstance(exc, TransferInterruptedError | TruncatedResponseError):
         # A truncated header block: the server hung up, which curl 7.88 calls success.
         return True, None
@@ -185,14 +174,10 @@ async def run_with_retries(
     describe: str,
     sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> T:
-    """Await ``operation(attempt)`` (attempt 1, 2, ...) until it succeeds, or ``is_transient``
-    or the policy says to give up.
-
-    The error that ends the loop is re-raised with what each attempt met, when there was more
-    than one, so ``--retries=0`` keeps the original's texts. Cancellation is a BaseException and
-    never retried. ``describe`` names the exchange in the log (never a credential); tests pass a
-    ``sleep`` to see every delay without waiting.
-    """
+    """Await ``operation(attempt)`` (from 1) until it succeeds, or ``is_transient`` or the policy
+    gives up; the last error is raised with what each attempt met when there was more than one
+    (so ``--retries=0`` keeps the original's texts). Cancellation, a BaseException, is never
+    retried. ``describe`` names the exchange in the log (never a credential)."""
     if sleep is None:
         import anyio
 

@@ -118,8 +118,7 @@ def _problem(
 
 
 def _type_problem(scheme: object, port: object, texts: dict[str, object]) -> str | None:
-    """The annotations are not enforced at run time; no field may hold a control character,
-    which curl cannot be given meaningfully."""
+    """Types (annotations are not enforced), and no control character, which curl cannot take."""
     if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
         return _bad_scheme(scheme)
     for name, value in texts.items():
@@ -194,12 +193,9 @@ def _docker_problem(
 
 
 def parse_uri(text: str) -> URI:
-    """Parse what ``str(URI)`` writes, which covers the command line's forms:
-    ``docker[-manifest|-blob]://HOST[:PORT]/REPO?REF[#http|https]`` (the first ``/`` after the
-    authority is the separator), ``http(s)://[user[:password]@]host[:port]/path[?query]
-    [#fragment]``, ``ftp(s)://...``, ``file:///abs/path``, ``hdfs://...`` and host-less
-    ``scheme:path``. IPv6 hosts are written in brackets and stored without them.
-    """
+    """Parse what ``str(URI)`` writes: ``docker[-manifest|-blob]://HOST[:PORT]/REPO?REF[#http|
+    https]`` (the first ``/`` after the authority separates), ``http(s)://[user[:password]@]host
+    [:port]/path[?query][#fragment]``, ``file:///abs/path``, host-less ``scheme:path``, ..."""
 
     def invalid(reason: str) -> UsageError:
         return UsageError(f"Invalid URI '{_redact(text)}': {reason}")
