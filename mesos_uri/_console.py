@@ -76,16 +76,13 @@ class Interrupted(BaseException):
 
 
 class SignalGate:
-    """SIGINT and SIGTERM for the CLI's whole life.
-
-    The first one stops the CLI: before the fetch it is raised as :class:`Interrupted`; during
-    it, it cancels the fetch, whose cleanup (curl children reaped, temporary files removed) runs
-    to its end. Later ones, and any after the fetch, are ignored, so that a second Ctrl-C or a
-    supervisor's repeated SIGTERM interrupts neither cleanup nor exit, and the exit status stays
-    the first signal's. (Python's handler would raise KeyboardInterrupt wherever it lands,
-    asyncio's gives way to the default once its receiver closes, and the interpreter's shutdown
-    puts every default back but SIG_IGN.)
-    """
+    """SIGINT and SIGTERM for the CLI's whole life. The first one is raised as
+    :class:`Interrupted` before the fetch, and cancels it during (its cleanup, curl children
+    reaped and temporary files removed, runs to its end). Later ones, and any after the fetch, are
+    ignored: a second Ctrl-C or a supervisor's repeated SIGTERM interrupts neither cleanup nor
+    exit, and the exit status stays the first signal's. (Python's handler would raise wherever it
+    lands, asyncio's gives way to the default once its receiver closes, and the interpreter's
+    shutdown puts every default back but SIG_IGN.)"""
 
     def __init__(self) -> None:
         self.first: int | None = None

@@ -1,8 +1,5 @@
-"""Flag values: Mesos durations, and docker configs given inline or as a file.
-
-Durations are read as stout reads them (``10secs``, ``1mins``, ``500ms``; the number times the
-unit truncated to whole nanoseconds), since the agent passes its own flags through.
-"""
+"""Flag values: Mesos durations, read as stout reads them since the agent passes its own flags
+through, and docker configs given inline or as a file."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """HTTP/1.x values and the sans-I/O decoder of curl's ``-i --raw`` output.
 
-Request mode runs ``curl -s -S -L -i --raw`` and hands its stdout, after curl exits, to
-:func:`decode_responses`: the header block of every response curl read (redirects, ``100
-Continue``, a proxy's CONNECT answer), each followed by the body bytes curl printed for it.
-
-Grammar (RFC 9112; the regexes below implement it, with the leniencies named beside them)::
+Request mode hands the stdout of ``curl -s -S -L -i --raw`` to :func:`decode_responses`: the
+header block of every response curl read (redirects, ``100 Continue``, a proxy's CONNECT answer),
+each followed by the body bytes curl printed for it. Grammar (RFC 9112), leniencies named below::
 
     status-line   = HTTP-version SP status-code SP [ reason-phrase ]
     field-line    = field-name ":" OWS field-value OWS
@@ -110,11 +108,8 @@ def status_string(code: int, reason: str | None = None) -> str:
 
 
 def decode_responses(data: bytes) -> list[Response]:
-    """Decode curl's ``-i --raw`` stdout into the responses it holds, in order.
-
-    As in the original, the whole output must decode: EOF inside a response, a malformed line or
-    a header section over :data:`MAX_HEADER_BYTES` fail even after complete responses.
-    """
+    """The responses in curl's ``-i --raw`` stdout, in order. As in the original, all of it must
+    decode: a cut, a malformed line or an oversized header section fail after complete ones too."""
     responses: list[Response] = []
     pos = _skip_empty_lines(data, 0)
     while pos < len(data):

@@ -19,7 +19,6 @@ import attrs
 from mesos_uri.errors import RedirectError, TooManyRedirectsError
 
 __all__ = [
-    "DEFAULT_PORTS",
     "MAX_PORT",
     "MAX_REDIRECTS",
     "MIN_PORT",
@@ -59,12 +58,9 @@ def redact_url(url: str) -> str:
 
 
 def split_hostport(text: str) -> tuple[str, int | None]:
-    """``host[:port]`` or ``[v6][:port]`` → (host, IPv6 without brackets; the port or None).
-
-    :class:`ValueError` says what is wrong; the caller names the input. An IPv6 address must be
-    bracketed, as its colons cannot be told from a port's; the host may be empty (``file:///``).
-    Case is kept: :class:`Origin` lower-cases.
-    """
+    """``host[:port]`` or ``[v6][:port]`` → (host, IPv6 without brackets; the port or None);
+    the host may be empty (``file:///``) and keeps its case. An IPv6 address must be bracketed, as
+    its colons cannot be told from a port's. The ValueError's text leaves the input to be named."""
     if text.startswith("["):
         inner, bracket, tail = text[1:].partition("]")
         if not bracket:
@@ -168,8 +164,7 @@ class Origin:
 
     @classmethod
     def at(cls, host: str, port: int | None, *, scheme: str) -> Origin:
-        """The origin of a docker URI's fields, checked when it was made; ``host`` bare or
-        bracketed."""
+        """The origin of a docker URI's (checked) fields; ``host`` bare or bracketed."""
         scheme = _web_scheme(scheme)
         bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         return cls(scheme, bare.lower(), DEFAULT_PORTS[scheme] if port is None else port)
