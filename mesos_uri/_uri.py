@@ -40,6 +40,8 @@ _MASK: Final = "***"
 # The original's texts for a docker URI without a host or a tag/digest.
 _NO_HOST: Final = "Registry host (uri.host) is not specified"
 _NO_QUERY: Final = "Image tag/digest (uri.query) is not specified"
+# A URI's fields in order: scheme, path, host, port, query, fragment, user, password.
+_Fields = tuple[str, str, str | None, int | None, str | None, str | None, str | None, str | None]
 
 
 @attrs.frozen
@@ -58,7 +60,7 @@ class URI:
     )
 
     def __attrs_post_init__(self) -> None:
-        problem = _problem(*attrs.astuple(self, recurse=False))
+        problem = _problem(attrs.astuple(self, recurse=False))
         if problem is not None:
             try:
                 shown = self.redacted()
@@ -97,17 +99,9 @@ class URI:
         return self.scheme in DOCKER_SCHEMES
 
 
-def _problem(
-    scheme: str,
-    path: str,
-    host: str | None,
-    port: int | None,
-    query: str | None,
-    fragment: str | None,
-    user: str | None,
-    password: str | None,
-) -> str | None:
+def _problem(fields: _Fields) -> str | None:
     """Why these fields cannot form a URI whose string form parses back to it, or None."""
+    scheme, path, host, port, query, fragment, user, password = fields
     texts = {"host": host, "query": query, "fragment": fragment, "user": user}
     return (
         _type_problem(scheme, port, {"path": path, **texts, "password": password})
@@ -223,9 +217,10 @@ def parse_uri(text: str) -> URI:
         if (problem := _docker_problem(path, host, query, fragment, text=True)) is not None:
             raise invalid(problem)
         path = path[1:]  # the separator
-    if (problem := _problem(scheme, path, host, port, query, fragment, user, password)) is not None:
+    fields = (scheme, path, host, port, query, fragment, user, password)
+    if (problem := _problem(fields)) is not None:
         raise invalid(problem)
-    return URI(scheme, path, host, port, query, fragment, user, password)
+    return URI(*fields)
 
 
 def _redact(text: str) -> str:
