@@ -48,27 +48,22 @@ class Duration:
 def parse_duration(text: str) -> Duration:
     """A number (digits and dots) and exactly one unit: ``10secs``, ``500ms``, ``1.5hrs``; there
     are no negative durations (``-1secs`` has no number)."""
+    invalid = f"Invalid duration '{text}'"
     unit = text.lstrip(_NUMBER_CHARS)
     number = text[: len(text) - len(unit)]
     if not unit:
-        raise UsageError(
-            f"Invalid duration '{text}': a number and a unit, one of {_UNITS_TEXT} (e.g. 30secs)"
-        )
+        raise UsageError(f"{invalid}: a number and a unit, one of {_UNITS_TEXT} (e.g. 30secs)")
     try:
         value = float(number)
     except ValueError as exc:
-        raise UsageError(
-            f"Invalid duration '{text}': '{number}' is not a number (e.g. 30secs)"
-        ) from exc
+        raise UsageError(f"{invalid}: '{number}' is not a number (e.g. 30secs)") from exc
     factor = _UNITS.get(unit)
     if factor is None:
-        raise UsageError(
-            f"Invalid duration '{text}': unknown unit '{unit}'; the units are {_UNITS_TEXT}"
-        )
+        raise UsageError(f"{invalid}: unknown unit '{unit}'; the units are {_UNITS_TEXT}")
     # stout computes in double and truncates to int64 nanoseconds.
     nanoseconds = value * factor
     if not nanoseconds <= _MAX_NANOSECONDS:
-        raise UsageError(f"Invalid duration '{text}': too large")
+        raise UsageError(f"{invalid}: too large")
     return Duration(int(nanoseconds))
 
 
