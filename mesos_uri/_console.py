@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, Final
 
-__all__ = ["MAX_LINE", "Interrupted", "PrintableFormatter", "Secrets", "SignalGate", "printable"]
+__all__ = ["Interrupted", "PrintableFormatter", "Secrets", "SignalGate", "printable"]
 
 # The longest line the CLI prints: room for any error of ours with its URI and a short excerpt
 # of a registry's own message; a hostile registry's kilobytes of text end here.
@@ -151,9 +151,8 @@ def _quiet_signal_races(unraisable: Any) -> None:
     """Drop Python's report (a traceback) of a signal that arrived just before its handler
     became SIG_IGN, as ignoring it was meant; report anything else."""
     error = unraisable.exc_value
-    if isinstance(error, OSError) and "ignored due to race condition" in str(error):
-        return
-    sys.__unraisablehook__(unraisable)
+    if not (isinstance(error, OSError) and "ignored due to race condition" in str(error)):
+        sys.__unraisablehook__(unraisable)
 
 
 class PrintableFormatter(logging.Formatter):

@@ -11,7 +11,7 @@ import attrs
 
 from mesos_uri.errors import UsageError
 
-__all__ = ["Duration", "config_text", "parse_duration", "read_config", "world_readable"]
+__all__ = ["Duration", "config_text", "parse_duration", "world_readable"]
 
 NANOSECONDS_PER_SECOND: Final = 1_000_000_000
 

@@ -23,14 +23,7 @@ import attrs
 from mesos_uri._urls import REDIRECT_CODES
 from mesos_uri.errors import DecodeError, TruncatedResponseError
 
-__all__ = [
-    "MAX_GUNZIPPED_BYTES",
-    "MAX_HEADER_BYTES",
-    "Headers",
-    "Response",
-    "decode_responses",
-    "status_string",
-]
+__all__ = ["Headers", "Response", "decode_responses", "status_string"]
 
 
 @attrs.frozen
@@ -125,10 +118,7 @@ def decode_responses(data: bytes) -> list[Response]:
 def _line(data: bytes, pos: int) -> tuple[bytes, int] | None:
     """The line at ``pos`` without its CRLF (RFC 9112 tolerates a bare LF) and the next pos."""
     end = data.find(b"\n", pos)
-    if end < 0:
-        return None
-    line = data[pos:end]
-    return (line[:-1] if line.endswith(b"\r") else line), end + 1
+    return None if end < 0 else (data[pos:end].removesuffix(b"\r"), end + 1)
 
 
 def _skip_empty_lines(data: bytes, pos: int) -> int:

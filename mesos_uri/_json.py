@@ -17,7 +17,7 @@ from typing import Final, NoReturn, TypeVar
 
 import attrs
 
-__all__ = ["MAX_COUNT", "Fields", "JSONError", "parse_object"]
+__all__ = ["Fields", "JSONError", "parse_object"]
 
 # Sizes are int64 in the OCI descriptor; a larger number describes nothing that exists.
 MAX_COUNT: Final = 2**63 - 1

@@ -28,15 +28,7 @@ from mesos_uri.errors import (
     UsageError,
 )
 
-__all__ = [
-    "DEFAULT_RETRIES",
-    "RetryPolicy",
-    "classify_error",
-    "parse_retry_after",
-    "run_with_retries",
-    "transient_curl_exit",
-    "transient_status",
-]
+__all__ = ["DEFAULT_RETRIES", "RetryPolicy", "run_with_retries", "transient_status"]
 
 T = TypeVar("T")
 

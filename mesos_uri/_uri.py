@@ -22,7 +22,7 @@ import attrs
 from mesos_uri._urls import MAX_PORT, MIN_PORT, host_problem, join_hostport, split_hostport
 from mesos_uri.errors import UsageError
 
-__all__ = ["DEFAULT_DOCKER_TRANSPORT", "DOCKER_SCHEMES", "URI", "parse_uri", "registry_base"]
+__all__ = ["DEFAULT_DOCKER_TRANSPORT", "URI", "parse_uri", "registry_base"]
 
 DOCKER_SCHEMES: Final = frozenset({"docker", "docker-manifest", "docker-blob"})
 # The fragment of a docker URI names the transport of registry calls.

@@ -20,7 +20,6 @@ from mesos_uri.errors import RedirectError, TooManyRedirectsError
 
 __all__ = [
     "MAX_PORT",
-    "MAX_REDIRECTS",
     "MIN_PORT",
     "REDIRECT_CODES",
     "WEB_SCHEMES",
