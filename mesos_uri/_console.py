@@ -19,8 +19,7 @@ from typing import Any, Final
 
 __all__ = ["Interrupted", "PrintableFormatter", "Secrets", "SignalGate", "printable"]
 
-# The longest line the CLI prints: room for any error of ours with its URI and a short excerpt
-# of a registry's own message; a hostile registry's kilobytes of text end here.
+# The longest line the CLI prints: any error of ours with an excerpt of a registry's message.
 MAX_LINE: Final = 1000
 # Stands for a password in what the CLI prints.
 _MASK: Final = "***"

@@ -25,8 +25,7 @@ __all__ = ["BlobObserver", "TerminalProgress", "terminal_progress"]
 
 # Redraws per second at most: enough to look alive, cheap on 40 fast layers.
 _REDRAW_INTERVAL: Final = 0.2
-# Rows the live area leaves free: started on the last row of a full screen, the live area scrolls
-# the screen up, and this row keeps the command that started the fetch in view.
+# Rows left free: on a full screen the live area scrolls up, and this keeps the command in view.
 _MARGIN_ROWS: Final = 1
 # What a stream that cannot say its size is taken to be: the classic terminal.
 _FALLBACK_COLUMNS: Final = 80
@@ -43,9 +42,8 @@ _NOT_PRINTABLE: Final = re.compile(r"[^\x20-\x7e]")
 
 
 class BlobObserver(Protocol):
-    """Told about each blob of a fetch, from the fetch's event loop. ``received`` gives a running
-    total and may come before ``started`` or not at all; ``finished`` comes without ``started``
-    for a blob already present."""
+    """Called from the fetch's event loop. ``received`` (a running total) may come before
+    ``started`` or not at all; ``finished`` comes without ``started`` for a blob present."""
 
     def started(self, digest: str, size: int) -> None: ...
 

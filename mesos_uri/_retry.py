@@ -34,8 +34,7 @@ T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
 
-# dockerd, the puller a Mesos agent replaces, gives a layer download five attempts
-# (--max-download-attempts); podman retries 3 times, skopeo not at all.
+# Five attempts, as dockerd (the puller a Mesos agent replaces) gives a layer download.
 DEFAULT_RETRIES: Final = 4
 
 # curl exits (libcurl-errors(3)) that mean the transfer broke, with the words the error lists per

@@ -17,11 +17,10 @@
     └── BlobSizeError           a body longer or shorter than its declared size
 
 Each error keeps its context as attributes and builds its text from them; nothing rewrites a
-text on the way up. The layers above add context instead: the URI being fetched (``uri``), that
-the failure ended a parallel fetch of several blobs (``collected``), and what each retried attempt
-met (``attempts``); ``str()`` composes the one line the CLI prints, e.g. ``Failed to fetch
-'docker://…': Collect failed: … (gave up after 5 attempts: …)``. Text from the network goes
-through :func:`excerpt` first: it may hold terminal escape sequences or be megabytes long.
+text on the way up. The layers above add context instead: the URI (``uri``), that the failure
+ended a parallel fetch of blobs (``collected``), what each retried attempt met (``attempts``).
+``str()`` composes the line the CLI prints: ``Failed to fetch 'docker://…': Collect failed: …
+(gave up after 5 attempts: …)``.
 """
 
 from __future__ import annotations
@@ -55,8 +54,8 @@ _CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
-    """``text`` made safe to print: control characters become one ``?`` per run, whitespace is
-    collapsed, and at most ``limit`` characters are kept (``…`` marks a cut)."""
+    """Text from the network made safe to quote, as it may hold terminal escapes or megabytes:
+    each run of controls becomes ``?``, whitespace one space, and ``…`` marks a cut at ``limit``."""
     cleaned = " ".join(_CONTROLS.sub(lambda m: " " if m[0].isspace() else "?", text).split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
