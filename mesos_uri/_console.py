@@ -1,8 +1,7 @@
-"""What the command line owns: the one sanitised line it prints, and SIGINT and SIGTERM.
+"""What the command line owns: the sanitised lines it prints, and SIGINT and SIGTERM.
 
-Everything printed may hold text a registry chose (an error message, a header, a redirect target),
-so every line goes through :func:`printable` on its way out, and the URI's password through
-:class:`Secrets`.
+Every line printed may hold text a registry chose (an error message, a header, a redirect target):
+it goes through :func:`printable`, and the URI's password through :class:`Secrets`.
 """
 
 from __future__ import annotations
@@ -18,10 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, Final
 
-__all__ = ["MAX_LINE", "Interrupted", "PrintableFormatter", "Secrets", "SignalGate", "printable"]
+__all__ = ["Interrupted", "PrintableFormatter", "Secrets", "SignalGate", "printable"]
 
-# The longest line the CLI prints: room for any error of ours with its URI and a short excerpt
-# of a registry's own message; a hostile registry's kilobytes of text end here.
+# The longest line the CLI prints: any error of ours with an excerpt of a registry's message.
 MAX_LINE: Final = 1000
 # Stands for a password in what the CLI prints.
 _MASK: Final = "***"
@@ -37,15 +35,10 @@ _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
 def printable(text: str, *, limit: int = MAX_LINE) -> str:
-    """``text`` as one line that a terminal shows as it is: every run of whitespace (line
-    breaks and tabs included) becomes one space, every other control character (ESC, and so
-    every escape sequence, BEL, NUL, DEL, C1, bidirectional overrides) is written as its
-    ``\\xNN`` or ``\\uNNNN`` escape, and the line is cut to ``limit`` characters."""
-    one_line = " ".join(text.split())
-    shown = _CONTROL.sub(_escape, one_line)
-    if len(shown) > limit:
-        shown = shown[: limit - 3] + "..."
-    return shown
+    """``text`` as one line that a terminal shows as it is: runs of whitespace become one space,
+    other controls their ``\\xNN`` or ``\\uNNNN`` escape, and the line is cut to ``limit``."""
+    shown = _CONTROL.sub(_escape, " ".join(text.split()))
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -82,17 +75,13 @@ class Interrupted(BaseException):
 
 
 class SignalGate:
-    """SIGINT and SIGTERM for the CLI's whole life.
-
-    The first one stops the CLI: before the fetch it is raised as :class:`Interrupted` where the
-    CLI stands; during the fetch it cancels the fetch, whose cleanup (curl children killed and
-    reaped, temporary files removed) then runs to its end. Every later one is ignored, so that
-    a second Ctrl-C or a supervisor's repeated SIGTERM can interrupt neither that cleanup nor the
-    exit, and the exit status stays the first signal's. Once the fetch has ended, signals are
-    ignored too. (Python's own handler would raise KeyboardInterrupt wherever it lands, asyncio's
-    would give way to the default as soon as its receiver closed, and the interpreter's shutdown
-    puts every default back but SIG_IGN.)
-    """
+    """SIGINT and SIGTERM for the CLI's whole life. The first one is raised as
+    :class:`Interrupted` before the fetch, and cancels it during (its cleanup, curl children
+    reaped and temporary files removed, runs to its end). Later ones, and any after the fetch, are
+    ignored: a second Ctrl-C or a supervisor's repeated SIGTERM interrupts neither cleanup nor
+    exit, and the exit status stays the first signal's. (Python's handler would raise wherever it
+    lands, asyncio's gives way to the default once its receiver closes, and the interpreter's
+    shutdown puts every default back but SIG_IGN.)"""
 
     def __init__(self) -> None:
         self.first: int | None = None
@@ -102,9 +91,8 @@ class SignalGate:
         self._arrivals: socket.socket | None = None
 
     def install(self, early: Sequence[int] = ()) -> None:
-        """Take SIGINT and SIGTERM over; ``early`` are those that came before (the first of
-        them is raised now). Only the main thread may set handlers: elsewhere the caller keeps
-        its own."""
+        """Take SIGINT and SIGTERM over (only the main thread can; elsewhere the caller keeps its
+        own); the first of ``early``, those that came before, is raised now."""
         if _in_main_thread():
             self._arrivals, wakeup = socket.socketpair()
             for end in (self._arrivals, wakeup):
@@ -138,8 +126,8 @@ class SignalGate:
 
     @contextlib.contextmanager
     def fetching(self, cancel: Callable[[], object]) -> Iterator[None]:
-        """While the fetch runs, the first signal calls ``cancel``, which must be safe to call
-        from a signal handler, and raises nothing; once it has ended, signals are ignored."""
+        """While the fetch runs, the first signal calls ``cancel`` (which must be safe to call
+        from a signal handler) instead of raising; once it has ended, signals are ignored."""
         self._cancel = cancel
         try:
             yield
@@ -159,12 +147,11 @@ def _in_main_thread() -> bool:
 
 
 def _quiet_signal_races(unraisable: Any) -> None:
-    """Python's report of a signal that arrived just before its handler became SIG_IGN: the
-    ignoring was meant, and the report (a traceback) is noise; anything else is reported."""
+    """Drop Python's report (a traceback) of a signal that arrived just before its handler
+    became SIG_IGN, as ignoring it was meant; report anything else."""
     error = unraisable.exc_value
-    if isinstance(error, OSError) and "ignored due to race condition" in str(error):
-        return
-    sys.__unraisablehook__(unraisable)
+    if not (isinstance(error, OSError) and "ignored due to race condition" in str(error)):
+        sys.__unraisablehook__(unraisable)
 
 
 class PrintableFormatter(logging.Formatter):

@@ -1,24 +1,12 @@
 """Reading JSON objects from untrusted text: one parser, and typed accessors for their fields.
 
-Every JSON document the package reads (manifests, indexes, token and OAuth answers, credential
-helper output, docker configs, registry error bodies, JSON flags) goes through
-:func:`parse_object`, then field by field through :class:`Fields`, so that one set of rules holds
-for all of them:
-
-* bytes must be UTF-8, the encoding RFC 8259 requires between systems; no byte-order mark;
-* ``NaN`` and ``Infinity`` (which Python's json accepts) are refused, as is anything after the
-  value but whitespace, and a top-level value that is not an object;
-* nesting deeper than Python's json can follow is an error of ours, never ``RecursionError``;
-* a field that is absent or ``null`` is unset; a required one that is unset is an error;
-* strings must be valid Unicode: JSON's ``"\\ud800"`` escape parses to a lone surrogate, which no
-  header, file name or program name can carry;
-* counts (sizes, versions) are integers from 0 to 2^63-1, the range of the int64 sizes of the
-  OCI descriptor; a fraction, a string of digits or a larger number is not a count.
-
-Every failure is a :class:`JSONError` whose text names the field by its path in the document
-(``layers[1].digest``) and never quotes a string of the document: a docker config holds secrets,
-and a registry's text may hold terminal escapes. Callers catch it and raise their own error with
-the prefix their users know ("Failed to parse the V2 Schema 2 image manifest: ...").
+Every JSON document the package reads goes through :func:`parse_object` and :class:`Fields`, so
+one set of rules holds: UTF-8 without a BOM (RFC 8259); no ``NaN``/``Infinity``, trailing text or
+non-object top level; deep nesting is our error, not ``RecursionError``; ``null`` is unset; no lone
+surrogate (JSON's ``"\\ud800"``), which no header or file name can carry; counts in 0..2^63-1.
+A :class:`JSONError` names a field by its path (``layers[1].digest``) and never quotes a string of
+the document (a docker config holds secrets, a registry's text terminal escapes); callers add the
+prefix their users know ("Failed to parse the V2 Schema 2 image manifest: ...").
 """
 
 from __future__ import annotations
@@ -29,7 +17,7 @@ from typing import Final, NoReturn, TypeVar
 
 import attrs
 
-__all__ = ["MAX_COUNT", "Fields", "JSONError", "parse_object"]
+__all__ = ["Fields", "JSONError", "parse_object"]
 
 # Sizes are int64 in the OCI descriptor; a larger number describes nothing that exists.
 MAX_COUNT: Final = 2**63 - 1
@@ -55,12 +43,8 @@ _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_object(data: bytes | str, *, secret: bool = False) -> Fields:
-    """Parse ``data`` as one JSON object.
-
-    The texts are stout's where it had one ("Unexpected JSON type parsed", "Parsed JSON included
-    non-whitespace trailing characters: <rest>"). A ``secret`` document (a docker config, a
-    token answer) has its trailing characters located instead of quoted.
-    """
+    """Parse ``data`` as one JSON object, failing with stout's texts where it had one; a
+    ``secret`` document (a docker config, a token answer) has trailing text located, not quoted."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
@@ -85,11 +69,8 @@ def parse_object(data: bytes | str, *, secret: bool = False) -> Fields:
 
 @attrs.frozen
 class Fields:
-    """A parsed JSON object, read one field at a time by the type the field must have.
-
-    ``path`` is where the object sits in its document (``""`` at the top, ``config``,
-    ``manifests[2].platform``); errors name a field by it.
-    """
+    """A parsed JSON object, read one field at a time by the type the field must have;
+    ``path`` is where it sits in its document (``""``, ``manifests[2].platform``)."""
 
     values: Mapping[str, object]
     path: str = ""
@@ -105,8 +86,7 @@ class Fields:
         return _string(self._required(key), self._at(key))
 
     def optional_string(self, key: str) -> str | None:
-        value = self.values.get(key)
-        return None if value is None else _string(value, self._at(key))
+        return self.string(key) if key in self else None
 
     def count(self, key: str) -> int:
         """A required integer from 0 to :data:`MAX_COUNT`: a size or a version."""
@@ -120,8 +100,7 @@ class Fields:
         return _object(self._required(key), self._at(key))
 
     def optional_child(self, key: str) -> Fields | None:
-        value = self.values.get(key)
-        return None if value is None else _object(value, self._at(key))
+        return self.child(key) if key in self else None
 
     def children(self, key: str, *, required: bool = False) -> tuple[Fields, ...]:
         """An array of objects; unset is empty unless ``required``."""
@@ -192,15 +171,8 @@ def _kind(value: object) -> str:
     """The JSON type of ``value``, for an error text that must not quote it (it may be secret)."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "a number"
+    kinds = ((bool, "a boolean"), (str, "a string"), (list, "an array"), (dict, "an object"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "a number")
 
 
 def _number(value: object) -> str:

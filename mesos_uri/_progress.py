@@ -1,23 +1,14 @@
 """What a person at a terminal sees while an image downloads.
 
-The plugin reports each blob to an observer (``BlobObserver``); ``TerminalProgress`` is the
-observer the CLI uses, and ``terminal_progress`` is the one place that decides whether there is
-one. The display keeps a live area at the bottom of the terminal and redraws it in place: an
-overall line (blobs done, bytes received of the bytes known, rate), then as many transfers in
-progress as the terminal's height allows. When the fetch ends, ``close`` replaces the live area
-with one summary line, or with nothing when the caller prints an error instead.
+The plugin reports each blob to a ``BlobObserver``. The CLI's, ``TerminalProgress``, redraws a
+live area at the bottom of the terminal in place (an overall line, then as many transfers as
+fit); ``close`` replaces it with a summary line, or with nothing when an error is printed.
 
-How the live area stays in place: the cursor rests at the end of its last line, never below it;
-no line is as wide as the terminal, so none wraps; and there are never more lines than the
-terminal has rows. A redraw therefore moves up exactly the lines it drew last time, erases to
-the end of the screen and writes the new picture, and nothing it writes scrolls into the
-scrollback. The size is read again at every redraw, so a terminal made smaller during a fetch
-gets a smaller picture. A terminal that re-wraps its lines when made narrower than a line
-already drawn would break the count of lines to move up; the lines are kept short so that only a
-very narrow terminal does.
-
-Everything drawn is plain printable ASCII: digests and names come from the registry or the
-command line, and only ASCII has a width every terminal agrees on.
+It stays in place because the cursor rests at the end of its last line, no line is as wide as
+the terminal and there are never more lines than rows: a redraw moves up the lines it drew,
+erases to the end of the screen and writes the new picture. The size is read at every redraw (a
+terminal that re-wraps drawn lines when made narrower still breaks the count: lines are kept
+short). Everything drawn is printable ASCII, the only text whose width all terminals agree on.
 """
 
 from __future__ import annotations
@@ -34,8 +25,7 @@ __all__ = ["BlobObserver", "TerminalProgress", "terminal_progress"]
 
 # Redraws per second at most: enough to look alive, cheap on 40 fast layers.
 _REDRAW_INTERVAL: Final = 0.2
-# Rows the live area leaves free: started on the last row of a full screen, the live area scrolls
-# the screen up, and this row keeps the command that started the fetch in view.
+# Rows left free: on a full screen the live area scrolls up, and this keeps the command in view.
 _MARGIN_ROWS: Final = 1
 # What a stream that cannot say its size is taken to be: the classic terminal.
 _FALLBACK_COLUMNS: Final = 80
@@ -52,12 +42,8 @@ _NOT_PRINTABLE: Final = re.compile(r"[^\x20-\x7e]")
 
 
 class BlobObserver(Protocol):
-    """Told about each blob of a fetch; every call is made from the fetch's event loop.
-
-    ``received`` gives the bytes of that blob received so far (a running total, not an
-    increment); it may come before ``started`` or not at all. ``finished`` may come without
-    ``started`` for a blob already present.
-    """
+    """Called from the fetch's event loop. ``received`` (a running total) may come before
+    ``started`` or not at all; ``finished`` comes without ``started`` for a blob present."""
 
     def started(self, digest: str, size: int) -> None: ...
 
@@ -69,11 +55,8 @@ class BlobObserver(Protocol):
 def terminal_progress(
     stream: TextIO, *, quiet: bool, verbose: int, label: str
 ) -> TerminalProgress | None:
-    """The display for ``stream``, or ``None`` when it would get in the way.
-
-    Only a terminal gets one: anything else (a file, a pipe, a log collector) would keep every
-    redraw. Quiet asks for silence, and verbose logging writes lines the redraws would overwrite.
-    """
+    """The display for ``stream``, or ``None``: only a terminal gets one (a file or a pipe would
+    keep every redraw), and neither quiet nor verbose logging (its lines would be overwritten)."""
     if quiet or verbose or not stream.isatty():
         return None
     return TerminalProgress(stream, label=label)
@@ -90,23 +73,14 @@ class _Blob:
 
 
 class TerminalProgress:
-    """Draws the overall count and the blobs in progress on a terminal, in place.
-
-    ``clock`` is there for tests that step time instead of sleeping through the redraw interval.
-    Once closed, or once the stream has failed, it ignores every further call: a display must
-    never be why a fetch fails.
-    """
+    """Once closed, or once the stream has failed, it ignores every call: a display must never
+    be why a fetch fails. Tests pass a ``clock`` that steps time past the redraw interval."""
 
     def __init__(
-        self,
-        stream: TextIO,
-        *,
-        label: str = "",
-        clock: Callable[[], float] = time.monotonic,
+        self, stream: TextIO, *, label: str = "", clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._stream = stream
-        # What the summary line names: the repository, or the file (set once it is known).
-        self.label = label
+        self.label = label  # what the summary names: the repository or the file, once known
         self._clock = clock
         self._created = clock()
         self._first: float | None = None
@@ -142,10 +116,8 @@ class TerminalProgress:
         self._draw()
 
     def close(self, *, summary: bool = True) -> None:
-        """Erase the live area; write the summary line unless told not to (a failed fetch).
-
-        Without a single blob there is nothing to summarise, and nothing is written.
-        """
+        """Erase the live area; write the summary line, if there were blobs, unless told not to
+        (a failed fetch)."""
         if self._closed:
             return
         text = self._erase()
@@ -246,14 +218,12 @@ def _transfer_line(digest: str, blob: _Blob, now: float) -> str:
 
 
 def _bytes(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    value = count / 1024
-    for unit in _UNITS[:-1]:
+    value, unit = float(count), "B"
+    for bigger in _UNITS:
         if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} {_UNITS[-1]}"
+            break
+        value, unit = value / 1024, bigger
+    return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def _rate(count: int, seconds: float) -> str:

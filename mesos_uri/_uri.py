@@ -5,30 +5,16 @@ unset: ``URI("file", "/etc/hosts", host="")`` is ``file:///etc/hosts``, without 
 ``file:/etc/hosts``.
 
 The string form is the original's (``scheme:[//[user[:password]@]host[:port]]path[?query]
-[#fragment]``) with one departure: the original glues a docker URI's host and repository together
-(``docker://registry-1.docker.iolibrary/busybox?latest``), which no parser can split again; we
-write a ``/`` between them. With that, ``parse_uri(str(u)) == u`` holds for every ``URI`` that can
-be built, because the class refuses, with a ``UsageError``, the field values whose string form
-would read back differently. Nothing is percent-encoded: the string form is the URL curl is given,
-exactly as in the original, so instead of escaping we refuse what cannot round-trip:
-
-* ``scheme``: RFC 3986 ``ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )``;
-* no field holds an ASCII control character (they cannot be passed to curl meaningfully);
-* ``host``: none of ``/ ? # @ [ ] %`` or spaces; a host with ``:`` must be an IPv6 address and is
-  written in brackets (``[::1]:5000``); ``port``: 1..65535; ``user`` needs a host and holds none
-  of ``: @ / ? #``; ``password`` needs a user and holds none of ``@ / ? #``;
-* ``path`` holds no ``?`` or ``#``, ``query`` no ``#``; with a host, a non-docker path is empty
-  or starts with ``/`` (it would run into the host); without a host it does not start with
-  ``//`` (it would read as one);
-* docker schemes: a non-empty registry host, a non-empty repository path that does not start
-  with ``/``, a non-empty ``query`` (tag or digest), and a ``fragment`` that is unset, ``http``
-  or ``https`` (the registry transport).
+[#fragment]``), except that a ``/`` separates a docker URI's host and repository (the original
+glued them: ``docker://registry-1.docker.iolibrary/busybox?latest``, which no parser can split).
+Nothing is percent-encoded: the string form is the URL curl is given, as in the original, so a
+``URI`` refuses with a ``UsageError`` the field values whose string form would read back
+differently, and ``parse_uri(str(u)) == u`` holds for every ``URI`` that can be built.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -36,14 +22,7 @@ import attrs
 from mesos_uri._urls import MAX_PORT, MIN_PORT, host_problem, join_hostport, split_hostport
 from mesos_uri.errors import UsageError
 
-__all__ = [
-    "DEFAULT_DOCKER_TRANSPORT",
-    "DOCKER_SCHEMES",
-    "DOCKER_TRANSPORTS",
-    "URI",
-    "parse_uri",
-    "registry_base",
-]
+__all__ = ["DEFAULT_DOCKER_TRANSPORT", "URI", "parse_uri", "registry_base"]
 
 DOCKER_SCHEMES: Final = frozenset({"docker", "docker-manifest", "docker-blob"})
 # The fragment of a docker URI names the transport of registry calls.
@@ -51,20 +30,23 @@ DOCKER_TRANSPORTS: Final = frozenset({"http", "https"})
 DEFAULT_DOCKER_TRANSPORT: Final = "https"
 
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# scheme ":" [ "//" authority ] path [ "?" query ] [ "#" fragment ], split as RFC 3986's appendix
+# B does, the scheme to be checked.
+_PARTS: Final = re.compile(r"([^:]*):(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.DOTALL)
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-_USER_FORBIDDEN: Final = ":@/?#"
-_PASSWORD_FORBIDDEN: Final = "@/?#"
 
 # Stands for a password in messages.
 _MASK: Final = "***"
+# The original's texts for a docker URI without a host or a tag/digest.
+_NO_HOST: Final = "Registry host (uri.host) is not specified"
+_NO_QUERY: Final = "Image tag/digest (uri.query) is not specified"
+# A URI's fields in order: scheme, path, host, port, query, fragment, user, password.
+_Fields = tuple[str, str, str | None, int | None, str | None, str | None, str | None, str | None]
 
 
 @attrs.frozen
 class URI:
-    """A fetcher URI; ``str()`` gives the form handed to curl and printed in messages.
-
-    Construction validates the fields (see the module docstring) and raises ``UsageError``.
-    """
+    """A fetcher URI; ``str()`` gives the form handed to curl and printed in messages."""
 
     scheme: str
     path: str = ""
@@ -78,24 +60,13 @@ class URI:
     )
 
     def __attrs_post_init__(self) -> None:
-        problem = _problem(
-            scheme=self.scheme,
-            path=self.path,
-            host=self.host,
-            port=self.port,
-            query=self.query,
-            fragment=self.fragment,
-            user=self.user,
-            password=self.password,
-        )
+        problem = _problem(attrs.astuple(self, recurse=False))
         if problem is not None:
             try:
                 shown = self.redacted()
             except TypeError:  # a field of the wrong type: show the fields instead
                 fields = attrs.asdict(self, recurse=False)
-                if self.password is not None:
-                    fields["password"] = _MASK
-                shown = repr(fields)
+                shown = repr({**fields, "password": _MASK} if self.password is not None else fields)
             raise UsageError(f"Invalid URI '{shown}': {problem}")
 
     def __str__(self) -> str:
@@ -109,12 +80,8 @@ class URI:
         text = f"{self.scheme}:"
         if self.host is not None:
             text += "//"
-            # user/password are only written with a host, as in the original.
-            if self.user is not None:
-                text += self.user
-                if password is not None:
-                    text += f":{password}"
-                text += "@"
+            if self.user is not None:  # as in the original, only written with a host
+                text += self.user + ("" if password is None else f":{password}") + "@"
             text += join_hostport(self.host, self.port)
             # Unlike the original, a separator between registry and repository.
             if self.scheme in DOCKER_SCHEMES and not self.path.startswith("/"):
@@ -132,28 +99,12 @@ class URI:
         return self.scheme in DOCKER_SCHEMES
 
 
-def _problem(
-    *,
-    scheme: str,
-    path: str,
-    host: str | None,
-    port: int | None,
-    query: str | None,
-    fragment: str | None,
-    user: str | None,
-    password: str | None,
-) -> str | None:
+def _problem(fields: _Fields) -> str | None:
     """Why these fields cannot form a URI whose string form parses back to it, or None."""
-    texts: dict[str, object] = {
-        "path": path,
-        "host": host,
-        "query": query,
-        "fragment": fragment,
-        "user": user,
-        "password": password,
-    }
+    scheme, path, host, port, query, fragment, user, password = fields
+    texts = {"host": host, "query": query, "fragment": fragment, "user": user}
     return (
-        _type_problem(scheme, port, texts)
+        _type_problem(scheme, port, {"path": path, **texts, "password": password})
         or _authority_problem(host, port, user, password)
         or _path_problem(scheme, path, host, query)
         or (_docker_problem(path, host, query, fragment) if scheme in DOCKER_SCHEMES else None)
@@ -161,9 +112,9 @@ def _problem(
 
 
 def _type_problem(scheme: object, port: object, texts: dict[str, object]) -> str | None:
-    """Checks that need no other field; the annotations are not enforced at run time."""
+    """Types (annotations are not enforced), and no control character, which curl cannot take."""
     if not isinstance(scheme, str) or not _SCHEME.fullmatch(scheme):
-        return f"scheme '{scheme}' must be a letter followed by letters, digits, '+', '-' or '.'"
+        return _bad_scheme(scheme)
     for name, value in texts.items():
         if value is None and name != "path":
             continue
@@ -176,6 +127,10 @@ def _type_problem(scheme: object, port: object, texts: dict[str, object]) -> str
     ):
         return f"port {port!r} is not a number in {MIN_PORT}..{MAX_PORT}"
     return None
+
+
+def _bad_scheme(scheme: object) -> str:
+    return f"scheme '{scheme}' must be a letter followed by letters, digits, '+', '-' or '.'"
 
 
 def _authority_problem(
@@ -191,12 +146,10 @@ def _authority_problem(
         return problem
     if password is not None and user is None:
         return "a password needs a user"
-    if user is not None and (bad := next((c for c in user if c in _USER_FORBIDDEN), None)):
-        return f"user contains '{bad}'"
-    if password is not None and (
-        bad := next((c for c in password if c in _PASSWORD_FORBIDDEN), None)
-    ):
-        return f"password contains '{bad}'"
+    # Each would end its field early when the string form is parsed back.
+    for name, value, forbidden in (("user", user, ":@/?#"), ("password", password, "@/?#")):
+        if value is not None and (bad := next((c for c in value if c in forbidden), None)):
+            return f"{name} contains '{bad}'"
     return None
 
 
@@ -215,53 +168,41 @@ def _path_problem(scheme: str, path: str, host: str | None, query: str | None) -
 
 
 def _docker_problem(
-    path: str, host: str | None, query: str | None, fragment: str | None
+    path: str, host: str | None, query: str | None, fragment: str | None, *, text: bool = False
 ) -> str | None:
-    # The original checks host and query at fetch time; we refuse them at construction so that
-    # every docker URI has a string form that parses back.
+    """The original checks host and query at fetch time; we refuse them at construction, so that
+    every docker URI has a string form. A ``text`` (its path still led by the separator) is
+    refused in the command line's words."""
     if not host:
-        return "Registry host (uri.host) is not specified"
-    if not path:
+        return "docker URI needs a registry host" if text else _NO_HOST
+    if not path or (text and path == "/"):
         return "docker URI needs a repository path"
-    if path.startswith("/"):
+    if path.startswith("/") and not text:
         return f"repository '{path}' must not start with '/'"
     if not query:
-        return "Image tag/digest (uri.query) is not specified"
+        return "docker URI needs '?<tag or digest>'" if text else _NO_QUERY
     if fragment is not None and fragment not in DOCKER_TRANSPORTS:
         return f"docker URI fragment '{fragment}' must be 'http' or 'https'"
     return None
 
 
 def parse_uri(text: str) -> URI:
-    """Parse the string form back into a URI; raise ``UsageError`` naming the text and the fault.
-
-    Accepts what ``str(URI)`` writes, which covers the command line's forms:
-    ``docker[-manifest|-blob]://HOST[:PORT]/REPO?REF[#http|https]`` (exactly one ``/`` after the
-    authority is the separator, REPO may contain further ``/``, REF may contain ``:``),
-    ``http(s)://[user[:password]@]host[:port]/path[?query][#fragment]``, ``ftp(s)://...``,
-    ``file:///abs/path``, ``hdfs://...`` and, without ``//``, host-less ``scheme:path``.
-    IPv6 hosts are written in brackets (``[::1]:5000``) and stored without them.
-    """
+    """Parse what ``str(URI)`` writes: ``docker[-manifest|-blob]://HOST[:PORT]/REPO?REF[#http|
+    https]`` (the first ``/`` after the authority separates), ``http(s)://[user[:password]@]host
+    [:port]/path[?query][#fragment]``, ``file:///abs/path``, host-less ``scheme:path``, ..."""
 
     def invalid(reason: str) -> UsageError:
         return UsageError(f"Invalid URI '{_redact(text)}': {reason}")
 
-    scheme, colon, rest = text.partition(":")
-    if not colon or not _SCHEME.fullmatch(scheme):
-        if "://" in text:
-            raise invalid(
-                f"scheme '{text.partition('://')[0]}' must be a letter followed by letters, "
-                "digits, '+', '-' or '.'"
-            )
-        raise invalid("missing '://'")
+    match = _PARTS.fullmatch(text)
+    if match is None or not _SCHEME.fullmatch(match[1]):
+        raise invalid(_bad_scheme(text.partition("://")[0]) if "://" in text else "missing '://'")
+    scheme, authority, path, query, fragment = match.groups()
     host: str | None = None
     port: int | None = None
     user: str | None = None
     password: str | None = None
-    if rest.startswith("//"):
-        after = rest[2:]
-        end = next((i for i, char in enumerate(after) if char in "/?#"), len(after))
-        authority, rest = after[:end], after[end:]
+    if authority is not None:
         userinfo, at, hostport = authority.rpartition("@")
         if at:
             user, colon, pw = userinfo.partition(":")
@@ -272,25 +213,14 @@ def parse_uri(text: str) -> URI:
             raise invalid(str(exc)) from exc
     elif scheme in DOCKER_SCHEMES:
         raise invalid("missing '://'")
-    rest, hash_sign, fragment_text = rest.partition("#")
-    fragment = fragment_text if hash_sign else None
-    path, question_mark, query_text = rest.partition("?")
-    query = query_text if question_mark else None
     if scheme in DOCKER_SCHEMES:
-        path = _docker_repository(path, host, query, fragment, invalid)
-    problem = _problem(
-        scheme=scheme,
-        path=path,
-        host=host,
-        port=port,
-        query=query,
-        fragment=fragment,
-        user=user,
-        password=password,
-    )
-    if problem is not None:
+        if (problem := _docker_problem(path, host, query, fragment, text=True)) is not None:
+            raise invalid(problem)
+        path = path[1:]  # the separator
+    fields = (scheme, path, host, port, query, fragment, user, password)
+    if (problem := _problem(fields)) is not None:
         raise invalid(problem)
-    return URI(scheme, path, host, port, query, fragment, user, password)
+    return URI(*fields)
 
 
 def _redact(text: str) -> str:
@@ -304,28 +234,8 @@ def _redact(text: str) -> str:
     return f"{head}://{user}:{_MASK}@{hostport}{rest[end:]}"
 
 
-def _docker_repository(
-    path: str,
-    host: str | None,
-    query: str | None,
-    fragment: str | None,
-    invalid: Callable[[str], UsageError],
-) -> str:
-    """The repository of a docker URI's path: exactly one leading ``/`` removed."""
-    if not host:
-        raise invalid("docker URI needs a registry host")
-    if path in ("", "/"):
-        raise invalid("docker URI needs a repository path")
-    if not query:
-        raise invalid("docker URI needs '?<tag or digest>'")
-    if fragment is not None and fragment not in DOCKER_TRANSPORTS:
-        raise invalid(f"docker URI fragment '{fragment}' must be 'http' or 'https'")
-    return path[1:]
-
-
 def registry_base(uri: URI) -> str:
-    """``T://host[:port]`` of a docker URI: the base of every registry URL; ``T`` is the
-    fragment, else ``https``."""
+    """``T://host[:port]``, the base of every registry URL; ``T`` is the fragment, else https."""
     if not uri.is_docker:
         raise UsageError(f"'{uri}' is not a docker URI")
     assert uri.host is not None  # a docker URI always has one

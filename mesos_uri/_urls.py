@@ -1,17 +1,9 @@
 """Where a URL points, and where a redirect may take us.
 
-:func:`split_hostport` is the one reader of ``host[:port]`` and ``[v6][:port]``: the URI parser,
-image references, the registry flags, docker config keys and every URL we compare go through it,
-so brackets, ports and hosts are checked once and refused with the same words.
-
-An :class:`Origin` (scheme, host, port) is the unit of trust: credentials go only to the origin
-that asked for them, and a registry's origin decides whether plain HTTP is acceptable. Every
-module that needs "the registry's host and port" or "is this the same server" uses it, so IPv6
-brackets, default ports and case are handled once.
-
-:func:`follow_redirect` is the one place that decides whether a ``Location`` is followed: only to
-http or https (never ``file:``, ``gopher:``, ``dict:``, ... which curl would happily speak), never
-from https down to http unless the caller allows it, at most :data:`MAX_REDIRECTS` hops.
+:func:`split_hostport` is the one reader of ``host[:port]`` and ``[v6][:port]`` (URIs, image
+references, flags, docker config keys), and :class:`Origin` the one notion of "the same server":
+credentials go only to the origin that asked for them. :func:`follow_redirect` is the one place
+that decides whether a ``Location`` is followed.
 """
 
 from __future__ import annotations
@@ -27,9 +19,7 @@ import attrs
 from mesos_uri.errors import RedirectError, TooManyRedirectsError
 
 __all__ = [
-    "DEFAULT_PORTS",
     "MAX_PORT",
-    "MAX_REDIRECTS",
     "MIN_PORT",
     "REDIRECT_CODES",
     "WEB_SCHEMES",
@@ -56,9 +46,6 @@ MAX_PORT: Final = 65535
 
 # The userinfo of an authority: everything up to the last "@" before the path (as urlsplit does).
 _USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-# The authority of a URL runs to the first of these.
-_AUTHORITY: Final = re.compile(r"[^/?#]*")
-_DIGITS: Final = re.compile(r"[0-9]+")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 # Delimiters of a URL, and the space, which no host name holds.
 _HOST_FORBIDDEN: Final = "/?#@[]% "
@@ -70,14 +57,9 @@ def redact_url(url: str) -> str:
 
 
 def split_hostport(text: str) -> tuple[str, int | None]:
-    """``host[:port]`` or ``[v6][:port]`` → (host as written, IPv6 without brackets; the port or
-    None).
-
-    Raises :class:`ValueError` whose text says what is wrong; the caller names the input it was
-    reading. A port is 1 to 65535 in decimal (leading zeros allowed); an IPv6 address must be
-    bracketed, since its colons cannot be told from a port's; the host may be empty (``file:///``),
-    callers that need one check for it. Case is kept: :class:`Origin` lower-cases.
-    """
+    """``host[:port]`` or ``[v6][:port]`` → (host, IPv6 without brackets; the port or None);
+    the host may be empty (``file:///``) and keeps its case. An IPv6 address must be bracketed, as
+    its colons cannot be told from a port's. The ValueError's text leaves the input to be named."""
     if text.startswith("["):
         inner, bracket, tail = text[1:].partition("]")
         if not bracket:
@@ -94,11 +76,9 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         )
     else:
         host, colon, port_text = text.partition(":")
-        problem = host_problem(host)
-        if problem is not None:
+        if (problem := host_problem(host)) is not None:
             raise ValueError(problem)
-        if not colon:
-            port_text = None
+        port_text = port_text if colon else None
     return host, (None if port_text is None else _port(port_text))
 
 
@@ -112,8 +92,7 @@ def host_problem(host: str) -> str | None:
     """Why ``host`` (IPv6 without brackets) cannot stand in a URL, or None."""
     if _CONTROL.search(host):
         return f"host {host!r} contains a control character"
-    bad = next((char for char in host if char in _HOST_FORBIDDEN), None)
-    if bad is not None:
+    if (bad := next((char for char in host if char in _HOST_FORBIDDEN), None)) is not None:
         return f"host '{host}' contains '{bad}'"
     if ":" in host and not _is_ipv6(host):
         return f"host '{host}' contains ':' but is not an IPv6 address"
@@ -140,7 +119,7 @@ def _web_scheme(scheme: str) -> str:
 def _port(text: str) -> int:
     # Bounded before int(): a long digit string is out of range anyway.
     if (
-        not _DIGITS.fullmatch(text)
+        not (text.isascii() and text.isdigit())
         or len(text.lstrip("0")) > len(str(MAX_PORT))
         or not MIN_PORT <= int(text) <= MAX_PORT
     ):
@@ -158,8 +137,8 @@ def _origin(scheme: str, authority: str) -> Origin:
 
 @attrs.frozen
 class Origin:
-    """Scheme, host and port of a URL, normalised: lower case, IPv6 without brackets, the
-    scheme's default port filled in. Equal origins are the same server."""
+    """Scheme, host and port, normalised (lower case, IPv6 without brackets, the default port
+    filled in): equal origins are the same server."""
 
     scheme: str
     host: str
@@ -167,29 +146,24 @@ class Origin:
 
     @classmethod
     def of(cls, url: str) -> Origin:
-        """The origin of an absolute http(s) URL; :class:`ValueError` saying why for anything
-        else, including a URL with a user or password (it names no origin we compare)."""
+        """The origin of an absolute http(s) URL without a user or password; else ValueError."""
         scheme, sep, rest = url.strip().partition("://")
         if not sep:
             raise ValueError("missing '://'")
-        authority = _AUTHORITY.match(rest)
-        assert authority is not None  # the pattern matches the empty string
-        return _origin(scheme, authority.group())
+        return _origin(scheme, re.split(r"[/?#]", rest, maxsplit=1)[0])  # the authority
 
     @classmethod
     def parse(cls, hostport: str, *, scheme: str) -> Origin:
-        """``host[:port]`` or ``[v6][:port]`` as Docker names registries, over ``scheme``;
-        :class:`ValueError` saying why it is not one."""
-        scheme = _web_scheme(scheme)
+        """``host[:port]`` or ``[v6][:port]`` as Docker names registries; else ValueError."""
+        _web_scheme(scheme)
         host, port = split_hostport(hostport)
         if not host:
             raise ValueError("missing host")
-        return cls(scheme, host.lower(), DEFAULT_PORTS[scheme] if port is None else port)
+        return cls.at(host, port, scheme=scheme)
 
     @classmethod
     def at(cls, host: str, port: int | None, *, scheme: str) -> Origin:
-        """The origin of a docker URI's fields: ``host`` bare or bracketed, no port meaning the
-        scheme's default. The fields are the URI's, checked when it was made."""
+        """The origin of a docker URI's (checked) fields; ``host`` bare or bracketed."""
         scheme = _web_scheme(scheme)
         bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         return cls(scheme, bare.lower(), DEFAULT_PORTS[scheme] if port is None else port)
@@ -203,10 +177,8 @@ class Origin:
     @property
     def is_loopback(self) -> bool:
         """``localhost`` or a loopback address: traffic that never leaves this machine."""
-        if self.host == "localhost":
-            return True
         try:
-            return ipaddress.ip_address(self.host).is_loopback
+            return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
 
@@ -223,13 +195,10 @@ def same_origin(a: str, b: str) -> bool:
 
 
 def follow_redirect(url: str, location: str, *, hops: int, allow_downgrade: bool = False) -> str:
-    """The absolute URL a redirect from ``url`` to ``location`` leads to, if we may go there.
-
-    ``hops`` counts the redirects already followed for this request. Refused with
-    :class:`RedirectError`: a scheme other than http/https, and https to http unless
-    ``allow_downgrade`` (an insecure registry). :class:`TooManyRedirectsError` past
-    :data:`MAX_REDIRECTS`.
-    """
+    """The absolute URL a redirect from ``url`` to ``location`` leads to, if we may go there:
+    never to a scheme but http(s) (curl would speak ``file:``, ``gopher:``, ...), from https to
+    http only with ``allow_downgrade`` (an insecure registry), and at most :data:`MAX_REDIRECTS`
+    hops (``hops`` were followed already)."""
     if hops >= MAX_REDIRECTS:
         raise TooManyRedirectsError(url=redact_url(url), limit=MAX_REDIRECTS)
     try:

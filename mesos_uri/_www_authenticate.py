@@ -1,6 +1,6 @@
-"""The ``WWW-Authenticate`` header: challenges as registries send them (RFC 9110 §11.6.1).
+"""The ``WWW-Authenticate`` header: challenges as registries send them.
 
-Grammar (RFC 9110 §11, §5.6)::
+Grammar (RFC 9110)::
 
     WWW-Authenticate = #challenge
     challenge        = auth-scheme [ 1*SP ( token68 / #auth-param ) ]
@@ -9,8 +9,8 @@ Grammar (RFC 9110 §11, §5.6)::
     quoted-string    = DQUOTE *( qdtext / quoted-pair ) DQUOTE
     quoted-pair      = "\\" ( HTAB / SP / VCHAR / obs-text )
 
-The original split on spaces and took one challenge with case-sensitive names and no escapes
-(SPEC.md §5.6, §9 row 19); its error texts are kept so that logs read the same.
+The original split on spaces and took one challenge, with case-sensitive names and no escapes;
+its error texts are kept so that logs read the same.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ _TOKEN68: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # non-ASCII is obs-text, as the header bytes were decoded as latin-1.
 _QUOTED: Final = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"')
 _QUOTED_PAIR: Final = re.compile(r"\\(.)", re.DOTALL)
-# Schemes whose challenges name a realm: Basic (RFC 7617 §2) and Digest (RFC 7616 §3.3) must;
-# Bearer names the token endpoint there (Docker token spec). The original required it of all.
+# Schemes whose challenges name a realm: Basic (RFC 7617) and Digest (RFC 7616) must; Bearer
+# names the token endpoint there (Docker's token spec). The original required it of all.
 _REALM_SCHEMES: Final = frozenset({"basic", "bearer", "digest"})
 
 
@@ -44,36 +44,29 @@ class Challenge:
     token68: str | None = None
 
     def param(self, name: str) -> str | None:
-        """The value of ``name``, compared case-insensitively (RFC 9110 §11.2); last one wins."""
+        """The last value of ``name``, compared case-insensitively (RFC 9110)."""
         wanted = name.lower()
-        found: str | None = None
-        for key, value in self.params:
-            if key.lower() == wanted:
-                found = value
-        return found
-
-    def is_scheme(self, scheme: str) -> bool:
-        """Scheme names are case-insensitive (RFC 9110 §11.1)."""
-        return self.scheme.lower() == scheme.lower()
+        return next((value for key, value in reversed(self.params) if key.lower() == wanted), None)
 
 
 def parse_www_authenticate(value: str) -> list[Challenge]:
     """Every challenge of a ``WWW-Authenticate`` value, in order; AuthError if malformed."""
     challenges: list[Challenge] = []
-    pos = _skip_separators(value, 0)
+    pos = _skip(value, 0, " \t,")
     while pos < len(value):
         challenge, pos = _parse_challenge(value, pos)
         challenges.append(challenge)
-        pos = _skip_separators(value, pos)
+        pos = _skip(value, pos, " \t,")
     if not challenges:
         raise _format_error(value)
     return challenges
 
 
 def select_challenge(value: str) -> Challenge:
-    """The Bearer challenge when the header offers one (the Docker token flow), else the first."""
+    """The Bearer challenge when the header offers one (the Docker token flow), else the first;
+    scheme names are case-insensitive (RFC 9110)."""
     challenges = parse_www_authenticate(value)
-    return next((c for c in challenges if c.is_scheme("Bearer")), challenges[0])
+    return next((c for c in challenges if c.scheme.lower() == "bearer"), challenges[0])
 
 
 def _format_error(value: str) -> AuthError:
@@ -84,9 +77,10 @@ def _param_error(rest: str) -> AuthError:
     return AuthError(f"Unexpected auth-param format: '{rest}'")
 
 
-def _skip_separators(value: str, pos: int) -> int:
-    """Skip OWS and empty list elements (``,,``), which RFC 9110 §5.6.1 says to accept."""
-    while pos < len(value) and value[pos] in " \t,":
+def _skip(value: str, pos: int, chars: str = " \t") -> int:
+    """Skip OWS (the original only skipped spaces); with ``,`` also the empty list elements
+    (``,,``) that RFC 9110 says to accept."""
+    while pos < len(value) and value[pos] in chars:
         pos += 1
     return pos
 
@@ -98,7 +92,7 @@ def _parse_challenge(value: str, pos: int) -> tuple[Challenge, int]:
     scheme = scheme_match[0]
     pos = scheme_match.end()
     # RFC 9110 says 1*SP here; a tab is accepted too, as everywhere else in the header.
-    start = _skip_ws(value, pos)
+    start = _skip(value, pos)
     if start == pos:
         if pos < len(value) and value[pos] != ",":
             raise _format_error(value)
@@ -106,7 +100,7 @@ def _parse_challenge(value: str, pos: int) -> tuple[Challenge, int]:
 
     token68 = _TOKEN68.match(value, start)
     if token68 is not None:
-        after = _skip_ws(value, token68.end())
+        after = _skip(value, token68.end())
         if after == len(value) or value[after] == ",":
             return _checked(value, Challenge(scheme, token68=token68[0]), token68[0]), after
 
@@ -114,7 +108,7 @@ def _parse_challenge(value: str, pos: int) -> tuple[Challenge, int]:
     pos = end = start
     while True:
         separator = pos
-        pos = _skip_separators(value, pos)
+        pos = _skip(value, pos, " \t,")
         if pos == len(value):
             break
         if "," in value[separator:pos] and _starts_challenge(value, pos):
@@ -122,18 +116,11 @@ def _parse_challenge(value: str, pos: int) -> tuple[Challenge, int]:
         name, param_value, pos = _parse_param(value, pos, start)
         params.append((name, param_value))
         end = pos
-        pos = _skip_ws(value, pos)
+        pos = _skip(value, pos)
         if pos < len(value) and value[pos] != ",":
             raise _param_error(value[start:])
     rest = value[start:end] if params else value[start:pos].rstrip(" \t")
     return _checked(value, Challenge(scheme, tuple(params)), rest), pos
-
-
-def _skip_ws(value: str, pos: int) -> int:
-    """Skip OWS (SP / HTAB); the original only skipped spaces (SPEC.md §9 row 19)."""
-    while pos < len(value) and value[pos] in " \t":
-        pos += 1
-    return pos
 
 
 def _starts_challenge(value: str, pos: int) -> bool:
@@ -141,7 +128,7 @@ def _starts_challenge(value: str, pos: int) -> bool:
     token = _TOKEN.match(value, pos)
     if token is None:
         return False
-    after = _skip_ws(value, token.end())
+    after = _skip(value, token.end())
     return after == len(value) or value[after] != "="
 
 
@@ -150,10 +137,10 @@ def _parse_param(value: str, pos: int, start: int) -> tuple[str, str, int]:
     name = _TOKEN.match(value, pos)
     if name is None:
         raise _param_error(value[start:])
-    equals = _skip_ws(value, name.end())
+    equals = _skip(value, name.end())
     if equals == len(value) or value[equals] != "=":
         raise _param_error(value[start:])
-    pos = _skip_ws(value, equals + 1)
+    pos = _skip(value, equals + 1)
     if (quoted := _QUOTED.match(value, pos)) is not None:
         return name[0], _QUOTED_PAIR.sub(r"\1", quoted[1]), quoted.end()
     if (token := _TOKEN.match(value, pos)) is not None:
@@ -162,7 +149,7 @@ def _parse_param(value: str, pos: int, start: int) -> tuple[str, str, int]:
 
 
 def _checked(value: str, challenge: Challenge, rest: str) -> Challenge:
-    """Require a realm where the scheme defines one, with the original's texts (SPEC.md §5.6)."""
+    """Require a realm where the scheme defines one, with the original's texts."""
     if challenge.scheme.lower() not in _REALM_SCHEMES or challenge.param("realm") is not None:
         return challenge
     if not rest:

@@ -12,18 +12,15 @@
     │   └── TooManyRedirectsError
     ├── AuthError               the 401 dance failed (challenge, token endpoint, credentials)
     ├── ManifestError           a manifest or index is malformed, unsupported or too large
-    ├── DigestError             a digest string is not in the OCI grammar
+    ├── DigestError             a digest string is not ``algorithm:encoded`` (the OCI grammar)
     ├── DigestMismatchError     bytes arrived whose digest is not the one asked for
     └── BlobSizeError           a body longer or shorter than its declared size
 
 Each error keeps its context as attributes and builds its text from them; nothing rewrites a
-text on the way up. The layers above add context instead: the URI being fetched (``uri``), that
-the failure ended a parallel fetch of several blobs (``collected``), and what each attempt met
-when it was retried (``attempts``). ``str()`` composes them into the one line the CLI prints,
-e.g. ``Failed to fetch 'docker://…': Collect failed: … (gave up after 5 attempts: …)``.
-
-Text that came from the network goes through :func:`excerpt` before it is part of a message: it
-may hold terminal escape sequences or be megabytes long.
+text on the way up. The layers above add context instead: the URI (``uri``), that the failure
+ended a parallel fetch of blobs (``collected``), what each retried attempt met (``attempts``).
+``str()`` composes the line the CLI prints: ``Failed to fetch 'docker://…': Collect failed: …
+(gave up after 5 attempts: …)``.
 """
 
 from __future__ import annotations
@@ -57,18 +54,14 @@ _CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 def excerpt(text: str, limit: int = MAX_EXCERPT) -> str:
-    """``text`` made safe to print: control characters become one ``?`` per run, whitespace is
-    collapsed, and at most ``limit`` characters are kept (``…`` marks a cut)."""
+    """Text from the network made safe to quote, as it may hold terminal escapes or megabytes:
+    each run of controls becomes ``?``, whitespace one space, and ``…`` marks a cut at ``limit``."""
     cleaned = " ".join(_CONTROLS.sub(lambda m: " " if m[0].isspace() else "?", text).split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
 class FetchError(Exception):
-    """Base of every error a public call of this package raises.
-
-    ``message`` is what went wrong; ``uri``, ``collected`` and ``attempts`` are the context the
-    fetch adds on the way up, and ``hint`` says what to do about it when we know.
-    """
+    """``hint`` says what to do about it, when we know."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -101,15 +94,8 @@ class UsageError(FetchError, ValueError):
 class CurlError(FetchError):
     """curl failed to run or exited non-zero; ``exit_code`` is None when it never started."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        exit_code: int | None = None,
-        stderr: str = "",
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, exit_code: int | None = None, stderr: str = "") -> None:
+        super().__init__(message)
         self.exit_code = exit_code
         self.stderr = stderr
 
@@ -119,8 +105,7 @@ class TransferInterruptedError(CurlError):
     passed its size, cancelled with another caller, or crashed. Worth another attempt."""
 
 
-class DecodeError(FetchError):
-    """curl's stdout did not decode as the HTTP/1.x response stream we asked for."""
+class DecodeError(FetchError): ...
 
 
 class TruncatedResponseError(DecodeError):
@@ -137,24 +122,13 @@ class ResponseTooLargeError(DecodeError):
 
 
 class HTTPStatusError(FetchError):
-    """A server answered with a status code the step cannot use (404, 500, ...)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: int,
-        retry_after: str | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
+    def __init__(self, message: str, *, code: int, retry_after: str | None = None) -> None:
+        super().__init__(message)
         self.code = code
         self.retry_after = retry_after
 
 
 class RedirectError(FetchError):
-    """A redirect we will not follow: to a scheme other than http(s), or https to http."""
-
     def __init__(self, *, url: str, reason: str) -> None:
         super().__init__(f"Refusing to follow a redirect from '{url}' {reason}")
         self.url = url
@@ -169,21 +143,16 @@ class TooManyRedirectsError(RedirectError):
         self.limit = limit
 
 
-class AuthError(FetchError):
-    """Authorisation failed: a bad challenge, a token endpoint error, or rejected credentials."""
+class AuthError(FetchError): ...
 
 
-class ManifestError(FetchError):
-    """A manifest or index cannot be used: malformed, unsupported media type, or too large."""
+class ManifestError(FetchError): ...
 
 
-class DigestError(FetchError, ValueError):
-    """A digest string is not ``algorithm:encoded`` as the OCI image spec defines it."""
+class DigestError(FetchError, ValueError): ...
 
 
 class DigestMismatchError(FetchError):
-    """Bytes were received whose digest differs from the one they were fetched by."""
-
     def __init__(self, message: str, *, expected: str, actual: str) -> None:
         super().__init__(message)
         self.expected = expected

@@ -15,10 +15,9 @@ from mesos_uri._http import (
     Headers,
     Response,
     decode_responses,
-    parse_head,
     status_string,
 )
-from mesos_uri.errors import DecodeError, FetchError
+from mesos_uri.errors import DecodeError, FetchError, TruncatedResponseError
 
 FAILED = "Decoding failed"
 
@@ -53,7 +52,7 @@ def test_decoder_response_with_content_length() -> None:
     assert response.code == 200
     assert response.status == "200 OK"
     assert response.body == b"hi"
-    assert len(response.headers) == 3
+    assert len(response.headers.fields) == 3
     assert response.headers.get("Content-Type") == "text/plain"
     assert response.headers.get("Date") == "Fri, 31 Dec 1999 23:59:59 GMT"
 
@@ -68,7 +67,7 @@ def test_decoder_response_with_unspecified_length_runs_to_eof() -> None:
     response = one(head + b"hi")
     assert response.status == "200 OK"
     assert response.body == b"hi"
-    assert len(response.headers) == 2
+    assert len(response.headers.fields) == 2
     # Without a length only EOF ends the body: more bytes make a longer body, not an error.
     assert one(head + b"hi there").body == b"hi there"
 
@@ -230,14 +229,14 @@ def test_repeated_headers_keep_every_field_and_get_returns_the_last() -> None:
     )
     assert response.headers.get("SET-COOKIE") == "b=2"
     assert response.headers.get_all("Set-Cookie") == ["a=1", "b=2"]
-    assert [name for name, _ in response.headers] == [
+    assert [name for name, _ in response.headers.fields] == [
         "Set-Cookie",
         "X-Other",
         "set-cookie",
         "Content-Length",
     ]
-    assert "x-other" in response.headers
-    assert "Missing" not in response.headers
+    assert response.headers.get("x-other") == "x"
+    assert response.headers.get("Missing") is None
 
 
 def test_header_value_loses_surrounding_whitespace() -> None:
@@ -288,8 +287,6 @@ def test_header_section_over_80_kib_fails() -> None:
     assert one(at_limit).headers.get("X") == "a" * filler_len
     over = status + b"X: " + b"a" * (filler_len + 1) + b"\r\n" + end
     fails(over)
-    with pytest.raises(DecodeError, match=FAILED):
-        parse_head(over)
 
 
 # --- status lines -----------------------------------------------------------------------------
@@ -484,57 +481,48 @@ def test_no_response_decoded(data: bytes) -> None:
     fails(data, "No response decoded")
 
 
-# --- parse_head (download mode) ---------------------------------------------------------------
+# --- a header block and where it ends ---------------------------------------------------------
 
 
-def test_parse_head_returns_the_block_and_its_length() -> None:
-    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nDocker-Content-Digest: sha256:ab\r\n\r\n"
-    parsed = parse_head(head + b"first bytes of the body")
-    assert parsed is not None
-    response, consumed = parsed
-    assert consumed == len(head)
-    assert response == Response(
-        200,
-        "200 OK",
-        Headers((("Content-Length", "1000"), ("Docker-Content-Digest", "sha256:ab"))),
-    )
+def test_the_header_block_ends_at_its_blank_line() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\nDocker-Content-Digest: sha256:ab\r\n\r\n"
+    assert decode_responses(head + b"first bytes of the body") == [
+        Response(
+            200,
+            "200 OK",
+            Headers((("Content-Length", "23"), ("Docker-Content-Digest", "sha256:ab"))),
+            b"first bytes of the body",
+        )
+    ]
 
 
-def test_parse_head_waits_for_a_complete_block() -> None:
+def test_an_incomplete_header_block_is_a_truncated_response() -> None:
     head = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /x\r\n\r\n"
-    for end in range(len(head)):
-        assert parse_head(head[:end]) is None, head[:end]
-    assert parse_head(head) is not None
+    for end in range(1, len(head)):
+        with pytest.raises(TruncatedResponseError, match=FAILED):
+            decode_responses(head[:end])
+    assert one(head).code == 307
 
 
-def test_parse_head_accepts_http2() -> None:
-    parsed = parse_head(b"HTTP/2 404 \r\ncontent-type: application/json\r\n\r\n{")
-    assert parsed is not None
-    assert (parsed[0].status, parsed[0].headers.get("Content-Type")) == (
+def test_an_http2_block_decodes() -> None:
+    response = one(b"HTTP/2 404 \r\ncontent-type: application/json\r\n\r\n{")
+    assert (response.status, response.headers.get("Content-Type")) == (
         "404 Not Found",
         "application/json",
     )
 
 
-def test_parse_head_steps_past_100_continue() -> None:
+def test_a_100_continue_block_comes_before_the_final_one() -> None:
     data = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    codes = []
-    while (parsed := parse_head(data)) is not None:
-        codes.append(parsed[0].code)
-        data = data[parsed[1] :]
-        if parsed[0].code >= 200:
-            break
-    assert codes == [100, 200]
-    assert data == b"ok"
+    assert [(r.code, r.body) for r in decode_responses(data)] == [(100, b""), (200, b"ok")]
 
 
 @pytest.mark.parametrize(
     "data",
     [b"garbage", b"HTTP/1.1 2x0 OK\r\n", b"HTTP/1.1 200 OK\r\nbad header\r\n", b"<html>"],
 )
-def test_parse_head_fails_early_on_malformed_input(data: bytes) -> None:
-    with pytest.raises(DecodeError, match=FAILED):
-        parse_head(data)
+def test_malformed_input_fails_as_garbled_not_truncated(data: bytes) -> None:
+    assert type(fails(data)) is DecodeError
 
 
 @pytest.mark.parametrize(
@@ -546,9 +534,10 @@ def test_parse_head_fails_early_on_malformed_input(data: bytes) -> None:
     ],
     ids=["many-fields", "endless-line", "blank-lines"],
 )
-def test_parse_head_fails_rather_than_waiting_forever(data: bytes) -> None:
-    with pytest.raises(DecodeError, match=FAILED):
-        parse_head(data)
+def test_an_endless_header_section_fails_as_garbled_not_truncated(data: bytes) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_responses(data)
+    assert type(info.value) is DecodeError
 
 
 # --- properties -------------------------------------------------------------------------------
@@ -669,7 +658,6 @@ def _never_raises_but_decode_error(function: Callable[[bytes], object], data: by
 @example(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n\x1f\x8b")
 def test_arbitrary_bytes_raise_only_decode_error(data: bytes) -> None:
     _never_raises_but_decode_error(decode_responses, data)
-    _never_raises_but_decode_error(parse_head, data)
 
 
 @settings(max_examples=500)
@@ -683,4 +671,3 @@ def test_mutated_streams_raise_only_decode_error(
     splice = data.draw(st.binary(max_size=8), label="splice")
     mutated = encoded[:start] + splice + encoded[stop:]
     _never_raises_but_decode_error(decode_responses, mutated)
-    _never_raises_but_decode_error(parse_head, mutated)

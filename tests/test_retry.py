@@ -29,6 +29,7 @@ from mesos_uri.errors import (
     ManifestError,
     UsageError,
 )
+from mesos_uri.fetcher import Flags
 
 # Sun, 06 Nov 1994 08:49:37 GMT, the example date of RFC 9110 §5.6.7.
 RFC_EXAMPLE_EPOCH = 784111777.0
@@ -169,12 +170,16 @@ def test_late_attempts_do_not_overflow() -> None:
     assert RetryPolicy(jitter=0.0).delay(100_000, None) == 30.0
 
 
+@pytest.mark.parametrize("retries", [-1, 1.5, True])
+def test_invalid_retry_counts_are_usage_errors(retries: object) -> None:
+    # Given as an option of the fetcher, which validates it before any policy is made.
+    with pytest.raises(UsageError):
+        Flags(retries=retries)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "options",
     [
-        {"retries": -1},
-        {"retries": 1.5},
-        {"retries": True},
         {"base_delay": -0.1},
         {"max_delay": float("nan")},
         {"max_retry_after": -1.0},
