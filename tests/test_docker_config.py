@@ -43,7 +43,7 @@ def usage_error(text: str) -> str:
     return str(info.value)
 
 
-# --- SPEC.md §10.2, ported ---------------------------------------------------------------------
+# --- the original's docker_spec_tests, ported ----------------------------------------------------
 
 
 def test_parse_docker_config() -> None:
@@ -75,7 +75,7 @@ def test_parse_dockercfg() -> None:
     )
 
 
-# --- what this port keeps beyond the original (issues #2, #8) ------------------------------------
+# --- what this port keeps beyond the original ----------------------------------------------------
 
 
 def test_entries_keep_username_password_and_identitytoken() -> None:
@@ -112,7 +112,7 @@ def test_repr_hides_secrets() -> None:
     assert "username='u'" in text
 
 
-# --- errors (SPEC.md §5.1 texts, without quoting the config) -------------------------------------
+# --- errors: the original's texts, without quoting the config ------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -192,7 +192,7 @@ def test_the_first_key_that_names_the_registry_wins() -> None:
     assert basic_credentials(parsed, "quay.io", None) == b64("q:1")
 
 
-# --- basic credentials (SPEC.md §5.3 with Docker's key normalisation, issue #8) -----------------
+# --- basic credentials, with Docker's key normalisation ------------------------------------------
 
 
 HUB = b64("hubuser:hubpass")

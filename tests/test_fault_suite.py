@@ -1,4 +1,4 @@
-"""Issue #7's fault-injection suite: every fault of a hostile network, against the whole fetch.
+"""The fault-injection suite: every fault of a hostile network, against the whole fetch.
 
 Each test serves an image from a :class:`~faults.FaultServer`, scripts one fault on the manifest
 or on a blob, fetches through the library (the ``Fetcher`` facade over a
@@ -148,7 +148,7 @@ def make_image(repository: str, layer_sizes: Sequence[int], *, seed: int) -> Ima
 
 
 SMALL: Final = make_image("lab/small", [48 * 1024, 5000], seed=1)
-# Issue #7: "a 2 MiB blob dropped after 1 MiB is completed with a Range request".
+# A 2 MiB blob dropped after 1 MiB is completed with a Range request.
 LARGE: Final = make_image("lab/large", [2 * 1024 * 1024, 1000], seed=2)
 HALF: Final = 1024 * 1024
 

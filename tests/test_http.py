@@ -36,7 +36,7 @@ def one(data: bytes) -> Response:
     return responses[0]
 
 
-# --- the original's DecoderTest (SPEC.md §10.3) ---------------------------------------------
+# --- the original's DecoderTest ------------------------------------------------------------------
 
 
 def test_decoder_response_with_content_length() -> None:
@@ -358,7 +358,7 @@ def test_http2_status_line_decodes() -> None:
 
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
 def test_followed_redirect_with_content_length_has_no_printed_body(code: int) -> None:
-    # curl -L -i prints a followed 3xx's header block but not its body (SPEC.md §4.3.1): the
+    # curl -L -i prints a followed 3xx's header block but not its body : the
     # original ate 9 bytes of the next response here.
     data = (
         f"HTTP/1.1 {code} Moved\r\nLocation: https://cdn.example/blob\r\n"
@@ -398,7 +398,7 @@ def test_redirect_without_location_is_framed_by_its_length() -> None:
 
 
 def test_proxy_connect_block_has_no_body() -> None:
-    # Recognised by its structure, with no https_proxy in sight (SPEC.md §4.3.3).
+    # A proxy's answer to CONNECT is recognised by its structure, with no https_proxy in sight.
     data = (
         b"HTTP/1.1 200 Connection established\r\nProxy-agent: tinyproxy/1.11.1\r\n\r\n"
         b'HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Bearer realm="r"\r\n'

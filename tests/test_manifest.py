@@ -1,6 +1,6 @@
 """Image manifests: classification, schema 1 / schema 2 / OCI parsing, blobs, schema 1 payload.
 
-The first tests port the original's docker_spec_tests (SPEC.md §10.2) with equivalent fixtures.
+The first tests port the original's docker_spec_tests with equivalent fixtures.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def sign(payload: bytes, *, length: int | None = None, tail: bytes | None = None
     )
 
 
-# --- SPEC.md §10.2, ported ---------------------------------------------------------------------
+# --- the original's docker_spec_tests, ported ----------------------------------------------------
 
 
 def test_parse_v2_image_manifest() -> None:
@@ -246,7 +246,7 @@ def test_schema1_blob_sum_must_be_a_digest() -> None:
 
 
 def test_schema1_history_entry_with_a_v1_key_is_accepted() -> None:
-    # The original aborted the process here (SPEC.md §9 row 22); the key is ignored.
+    # The original aborted the process here; the key is ignored.
     document = schema1_document()
     document["history"][0]["v1"] = {"id": "not what v1Compatibility says"}
     manifest = parse_image_manifest(SCHEMA1, encode(document))
@@ -289,7 +289,7 @@ def test_schema1_signatures_are_checked_where_their_payload_is_cut() -> None:
     )
 
 
-# --- schema 2: the conversion rules (SPEC.md §6.5) and validation -------------------------------
+# --- schema 2: the original's conversion rules and validation ------------------------------------
 
 
 def schema2_error(document: Any) -> str:
@@ -434,7 +434,7 @@ def test_bodies_that_are_not_a_json_object_are_errors(body: bytes) -> None:
     assert str(info.value).startswith(S2_FAILED + "JSON parse failed: ")
 
 
-# --- OCI image manifests (issue #5 item 2) ------------------------------------------------------
+# --- OCI image manifests -------------------------------------------------------------------------
 
 
 def oci_document() -> dict[str, Any]:
@@ -521,7 +521,7 @@ def test_an_unknown_media_type_is_not_parsed() -> None:
     assert str(info.value) == "Unsupported manifest MIME type: text/html"
 
 
-# --- classification (issue #5 item 1) ----------------------------------------------------------
+# --- classification ------------------------------------------------------------------------------
 
 
 def test_accept_lists_indexes_then_manifests_then_schema_1() -> None:
@@ -661,7 +661,7 @@ def test_schema_1_blobs_have_unknown_sizes() -> None:
     ]
 
 
-# --- schema 1 payload: what its digest is taken over (REGISTRY-NOTES.md) ------------------------
+# --- schema 1 payload: what its digest is taken over (the registry's rule) -----------------------
 
 
 def test_schema1_payload_cuts_the_signatures_out() -> None:

@@ -1,6 +1,6 @@
 """Every parser of untrusted input raises nothing but :class:`FetchError`, whatever it is fed.
 
-Issue #7 item 6. The modules' own test files already throw arbitrary bytes and text, and lightly
+The modules' own test files already throw arbitrary bytes and text, and lightly
 mutated valid documents, at the decoder, the WWW-Authenticate parser, the URI, reference,
 config, manifest and index parsers. This file adds what they leave out, in one place:
 

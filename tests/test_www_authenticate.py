@@ -1,4 +1,4 @@
-"""The WWW-Authenticate parser: the original's cases (SPEC.md §5.6, §10.3) and RFC 9110 forms."""
+"""The WWW-Authenticate parser: the original's test cases and the forms of RFC 9110."""
 
 from __future__ import annotations
 

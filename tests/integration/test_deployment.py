@@ -103,7 +103,7 @@ def test_a_docker_io_default_registry_adds_library(
 def test_busybox_through_a_docker_hub_mirror(
     registry: Registry, pushed: Pusher, tmp_path: Path
 ) -> None:
-    """``busybox DIR`` as the issue writes it: Docker Hub's ``library/busybox:latest``, served by
+    """``busybox DIR`` as an operator types it: Docker Hub's ``library/busybox:latest``, served by
     a Docker Hub mirror on loopback. Docker Hub itself is out of reach (a dead proxy), so the
     fetch can only succeed through the mirror."""
     image = pushed(registry, "library/busybox", "latest", layers=2)

@@ -1,4 +1,4 @@
-"""Issue #4 end to end: every byte verified, nothing half-written, no credential where it does not
+"""Integrity end to end: every byte verified, nothing half-written, no credential where it does not
 belong.
 
 Against the real registry where it can show the case (a blob corrupted on its disk, a retried or
