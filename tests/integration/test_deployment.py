@@ -158,6 +158,20 @@ def _requests(registry: Registry, *, expected: int = 0) -> list[str]:
         time.sleep(0.02)
 
 
+def _wait_until_cached(cache: Registry, image: PushedImage) -> None:
+    """The cache stores what it streamed to us after it answered, then links it into the
+    repository: wait until it holds all of ``image``."""
+    layers = cache.storage_dir / f"docker/registry/v2/repositories/{image.repo}/_layers/sha256"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(
+        cache.blob_data_path(digest).is_file()
+        and cache.blob_data_path(digest).stat().st_size == len(blob)
+        and (layers / digest.removeprefix("sha256:") / "link").is_file()
+        for digest, blob in image.blobs.items()
+    ):
+        time.sleep(0.02)
+
+
 def test_a_pull_through_cache_serves_the_second_pull_without_its_origin(
     make_registry: Callable[..., Registry], pushed: Pusher, tmp_path: Path
 ) -> None:
@@ -174,17 +188,7 @@ def test_a_pull_through_cache_serves_the_second_pull_without_its_origin(
     for digest in image.blobs:
         assert f"GET /v2/lab/cached/blobs/{digest}" in through_cache
 
-    # The cache stores what it streamed to us after it answered, then links it into the
-    # repository: wait until it holds it all.
-    layers = cache.storage_dir / "docker/registry/v2/repositories/lab/cached/_layers/sha256"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(
-        cache.blob_data_path(digest).is_file()
-        and cache.blob_data_path(digest).stat().st_size == len(blob)
-        and (layers / digest.removeprefix("sha256:") / "link").is_file()
-        for digest, blob in image.blobs.items()
-    ):
-        time.sleep(0.02)
+    _wait_until_cached(cache, image)
     origin.stop()
     done = run_cli(mirror, uri, str(tmp_path / "second"))
     _assert_fetched(done, tmp_path / "second", image)
@@ -275,6 +279,7 @@ def test_a_mirror_serving_corrupt_bytes_is_not_trusted(
     uri = origin.docker_uri("lab/spoiled", "v1")
     done = run_cli(mirror, uri, str(tmp_path / "warm"))  # fills the cache
     _assert_fetched(done, tmp_path / "warm", image)
+    _wait_until_cached(cache, image)
 
     spoiled = cache.blob_data_path(image.layer_digests[0])
     data = bytearray(spoiled.read_bytes())
