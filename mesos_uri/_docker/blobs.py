@@ -26,7 +26,7 @@ import anyio
 import attrs
 
 from mesos_uri._docker.descriptor import Descriptor
-from mesos_uri._docker.digest import Digest
+from mesos_uri._docker.digest import Digest, Hasher
 from mesos_uri._docker.session import Session, registry_error_detail
 from mesos_uri._http import Headers, Response
 from mesos_uri._retry import run_with_retries
@@ -61,11 +61,7 @@ _FILESIZE_EXCEEDED: Final = 63
 _WRITE_FAILURES: Final = frozenset({23, -signal.SIGXFSZ})
 
 
-class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-    def hexdigest(self) -> str: ...
-
+class _Hasher(Hasher, Protocol):
     def copy(self) -> _Hasher: ...
 
 
@@ -128,21 +124,14 @@ async def fetch_blob(
     started = time.monotonic()
     digest = str(descriptor.digest)
     size = await _present(store, descriptor.digest)
-    if size is not None:
-        _log.info("%s: %s (%d bytes) already present", session.repository, digest, size)
-        if observer is not None:
-            observer.finished(digest, downloaded=False)
-        return BlobResult(digest, size, time.monotonic() - started, downloaded=False)
-    download = _Download(session, store, descriptor, batcher, observer)
-    try:
-        await run_with_retries(download.attempt, policy=session.retry, describe=f"blob {digest}")
-        await download.commit()
-    finally:
-        store.discard(download.temp)
+    downloaded = size is None
+    if size is None:
+        size = await _Download(session, store, descriptor, batcher, observer).run()
     if observer is not None:
-        observer.finished(digest, downloaded=True)
-    _log.info("%s: %s (%d bytes) verified", session.repository, digest, download.offset)
-    return BlobResult(digest, download.offset, time.monotonic() - started, downloaded=True)
+        observer.finished(digest, downloaded=downloaded)
+    done = "verified" if downloaded else "already present"
+    _log.info("%s: %s (%d bytes) %s", session.repository, digest, size, done)
+    return BlobResult(digest, size, time.monotonic() - started, downloaded=downloaded)
 
 
 async def _present(store: Store, digest: Digest) -> int | None:
@@ -150,13 +139,10 @@ async def _present(store: Store, digest: Digest) -> int | None:
     when this program committed it, hashed otherwise."""
     name = str(digest)
     size = store.committed(name, name)
-    if size is not None:
-        return size
-    if not store.holds(name):
-        return None
-    size = await anyio.to_thread.run_sync(_matching_size, store.path(name), digest)
-    if size is not None:
-        store.mark(name, name)
+    if size is None and store.holds(name):
+        size = await anyio.to_thread.run_sync(_matching_size, store.path(name), digest)
+        if size is not None:
+            store.mark(name, name)
     return size
 
 
@@ -167,7 +153,7 @@ def _matching_size(path: Path, digest: Digest) -> int | None:
         size = os.path.getsize(path)
     except OSError:
         return None
-    return size if f"{digest.algorithm}:{hasher.hexdigest()}" == str(digest) else None
+    return size if hasher.hexdigest() == digest.encoded else None
 
 
 class _Download:
@@ -193,17 +179,32 @@ class _Download:
         self.batcher = batcher
         self.observer = observer
         self.digest = descriptor.digest
+        self.what = f"blob '{self.digest}'"
         # Made before the temporary file: an unknown algorithm fails with nothing to clean.
         self.hasher: _Hasher = self.digest.hasher()  # type: ignore[assignment]
         self.temp = store.temp_name(str(self.digest))
         # The bytes in the file that belong to the blob, and the hash of exactly those.
         self.offset = 0
         self._kept = self.hasher.copy()
-        self._started = False
 
-    @property
-    def what(self) -> str:
-        return f"blob '{self.digest}'"
+    async def run(self) -> int:
+        """Download, verify and commit the blob; its size."""
+        size = self.descriptor.size
+        if self.observer is not None:
+            self.observer.started(str(self.digest), size)
+        try:
+            await run_with_retries(
+                self.attempt, policy=self.session.retry, describe=f"blob {self.digest}"
+            )
+            if 0 <= size != self.offset:
+                raise BlobSizeError(
+                    f"{self.what} has {self.offset} bytes but its manifest declares {size}"
+                )
+            self.digest.verify(self.hasher, what=self.what)
+            await self.store.commit(self.temp, str(self.digest), mark=str(self.digest))
+        finally:
+            self.store.discard(self.temp)
+        return self.offset
 
     async def attempt(self, number: int) -> None:
         url = self.session.blob_url(str(self.digest))
@@ -237,7 +238,13 @@ class _Download:
                 raise outcome.curl_error(url)
             code = outcome.code
             if code in (200, 206):
-                return self._check_complete(url)
+                if 0 <= self.descriptor.size > self.offset:
+                    # The server hung up without saying how long the body was; resume the rest.
+                    raise TruncatedResponseError(
+                        f"Failed to decode HTTP responses: '{redact_url(url)}' ended after "
+                        f"{self.offset} of {self.descriptor.size} bytes"
+                    )
+                return
             if (
                 code == 401
                 and not (anonymous or renewed)
@@ -273,9 +280,6 @@ class _Download:
     async def _request(self, url: str, *, anonymous: bool) -> tuple[Outcome, bytes]:
         """One request for the blob: what it ended with, and the start of an error body. What
         a 200/206 brought is kept (a cut one is resumed by the next request)."""
-        if not self._started and self.observer is not None:
-            self.observer.started(str(self.digest), self.descriptor.size)
-        self._started = True
         headers = {} if anonymous else self.session.auth_headers(url)
         resumed = self.offset > 0
         target = self.store.temp_name(f"{self.digest}.part") if resumed else self.temp
@@ -337,24 +341,6 @@ class _Download:
         with contextlib.suppress(FileNotFoundError):  # curl creates it at the first byte
             os.truncate(self.temp, self.offset)
         self.hasher = self._kept.copy()
-
-    def _check_complete(self, url: str) -> None:
-        size = self.descriptor.size
-        if size >= 0 and self.offset < size:
-            # The server hung up without saying how long the body was; resume the rest.
-            raise TruncatedResponseError(
-                f"Failed to decode HTTP responses: '{redact_url(url)}' ended after "
-                f"{self.offset} of {size} bytes"
-            )
-
-    async def commit(self) -> None:
-        size = self.descriptor.size
-        if 0 <= size != self.offset:
-            raise BlobSizeError(
-                f"{self.what} has {self.offset} bytes but its manifest declares {size}"
-            )
-        self.digest.verify(self.hasher, what=self.what)
-        await self.store.commit(self.temp, str(self.digest), mark=str(self.digest))
 
 
 def _read_start(path: str, size: int) -> bytes:
