@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 import anyio
 import attrs
@@ -31,7 +31,7 @@ from mesos_uri._docker.session import Session, registry_error_detail
 from mesos_uri._http import Headers, Response
 from mesos_uri._retry import run_with_retries
 from mesos_uri._store import Store
-from mesos_uri._transfers import Batcher, Outcome, Transfer
+from mesos_uri._transfers import Outcome, Transfer
 from mesos_uri._urls import REDIRECT_CODES, WEB_SCHEMES, follow_redirect, redact_url, same_origin
 from mesos_uri.errors import (
     BlobSizeError,
@@ -43,9 +43,6 @@ from mesos_uri.errors import (
     excerpt,
 )
 from mesos_uri.fetcher import BlobResult
-
-if TYPE_CHECKING:
-    from mesos_uri._progress import BlobObserver
 
 __all__ = ["fetch_blob", "fetch_blobs", "together"]
 
@@ -66,12 +63,7 @@ class _Hasher(Hasher, Protocol):
 
 
 async def fetch_blobs(
-    session: Session,
-    store: Store,
-    descriptors: list[Descriptor],
-    *,
-    batcher: Batcher,
-    observer: BlobObserver | None = None,
+    session: Session, store: Store, descriptors: list[Descriptor]
 ) -> tuple[BlobResult, ...]:
     """All blobs, in the descriptors' order; the first failure cancels the rest (kills their
     curls) and is raised as the one that ended the fetch ("Collect failed")."""
@@ -80,9 +72,7 @@ async def fetch_blobs(
 
     async def worker() -> None:
         for position, descriptor in planned:
-            results[position] = await fetch_blob(
-                session, store, descriptor, batcher=batcher, observer=observer
-            )
+            results[position] = await fetch_blob(session, store, descriptor)
 
     # A task per blob up to a bound: an image of thousands of layers would otherwise keep the
     # event loop busy with waiting tasks while the first transfers should start.
@@ -112,23 +102,16 @@ async def together(*steps: Callable[[], Awaitable[None]]) -> None:
         raise failures[0]
 
 
-async def fetch_blob(
-    session: Session,
-    store: Store,
-    descriptor: Descriptor,
-    *,
-    batcher: Batcher,
-    observer: BlobObserver | None = None,
-) -> BlobResult:
+async def fetch_blob(session: Session, store: Store, descriptor: Descriptor) -> BlobResult:
     """One blob into ``store``, verified; one already there is only checked."""
     started = time.monotonic()
     digest = str(descriptor.digest)
     size = await _present(store, descriptor.digest)
     downloaded = size is None
     if size is None:
-        size = await _Download(session, store, descriptor, batcher, observer).run()
-    if observer is not None:
-        observer.finished(digest, downloaded=downloaded)
+        size = await _Download(session, store, descriptor).run()
+    if session.observer is not None:
+        session.observer.finished(digest, downloaded=downloaded)
     done = "verified" if downloaded else "already present"
     _log.info("%s: %s (%d bytes) %s", session.repository, digest, size, done)
     return BlobResult(digest, size, time.monotonic() - started, downloaded=downloaded)
@@ -165,19 +148,11 @@ class _Download:
     and replaces it, anything else is not the blob and is thrown away.
     """
 
-    def __init__(
-        self,
-        session: Session,
-        store: Store,
-        descriptor: Descriptor,
-        batcher: Batcher,
-        observer: BlobObserver | None,
-    ) -> None:
+    def __init__(self, session: Session, store: Store, descriptor: Descriptor) -> None:
         self.session = session
         self.store = store
         self.descriptor = descriptor
-        self.batcher = batcher
-        self.observer = observer
+        self.observer = session.observer
         self.digest = descriptor.digest
         self.what = f"blob '{self.digest}'"
         # Made before the temporary file: an unknown algorithm fails with nothing to clean.
@@ -287,7 +262,7 @@ class _Download:
             headers["Range"] = f"bytes={self.offset}-"
         size = self.descriptor.size
         try:
-            outcome = await self.batcher.transfer(
+            outcome = await self.session.batcher.transfer(
                 Transfer(
                     url,
                     target,

@@ -156,13 +156,8 @@ class DockerFetcherPlugin:
         session = await self._session(uri, data, retry)
         assert uri.query is not None  # a docker URI always has one
         if uri.scheme == "docker-blob":
-            blob = await fetch_blob(
-                session,
-                store,
-                Descriptor("", _digest(uri.query, what="the blob URI"), -1),
-                batcher=self._batcher(),
-                observer=self.flags.observer,
-            )
+            descriptor = Descriptor("", _digest(uri.query, what="the blob URI"), -1)
+            blob = await fetch_blob(session, store, descriptor)
             return FetchSummary(uri.redacted(), blobs=(blob,))
 
         resolved = await self._resolve(session, uri.query)
@@ -188,13 +183,7 @@ class DockerFetcherPlugin:
 
         async def fetch_all() -> None:
             nonlocal blobs
-            blobs = await fetch_blobs(
-                session,
-                store,
-                manifests.blob_descriptors(resolved.manifest),
-                batcher=self._batcher(),
-                observer=self.flags.observer,
-            )
+            blobs = await fetch_blobs(session, store, manifests.blob_descriptors(resolved.manifest))
 
         # The manifest is flushed to disk while the blobs download.
         await together(commit_manifest, fetch_all)
@@ -215,6 +204,8 @@ class DockerFetcherPlugin:
             tls_for=self.endpoints.tls_for,
             insecure=self.endpoints.is_insecure(registry),
             max_blob_size=self.flags.max_blob_size,
+            batcher=self._batcher(),
+            observer=self.flags.observer,
         )
 
     async def _credentials_for(self, uri: URI, data: str | None) -> RegistryCredentials | None:

@@ -35,6 +35,8 @@ from mesos_uri.errors import AuthError, HTTPStatusError, excerpt
 
 if TYPE_CHECKING:
     from mesos_uri._docker.credentials import RegistryCredentials
+    from mesos_uri._progress import BlobObserver
+    from mesos_uri._transfers import Batcher
 
 __all__ = ["Session", "registry_error_detail"]
 
@@ -66,20 +68,22 @@ def registry_error_detail(body: bytes) -> str:
     return f" ({text})" if text else ""
 
 
-@attrs.define
+@attrs.define(kw_only=True)
 class Session:
     registry: str  # T://host[:port], no trailing slash
     repository: str
     credentials: RegistryCredentials | None
     tokens: TokenCache
-    timeouts: Timeouts = attrs.Factory(Timeouts)
-    retry: RetryPolicy = attrs.Factory(RetryPolicy)
+    timeouts: Timeouts
+    retry: RetryPolicy
     # The CA bundle / client certificate / verification for a URL (per host, as Docker's).
-    tls_for: Callable[[str], TLS | None] = lambda url: None
+    tls_for: Callable[[str], TLS | None]
     # An insecure registry may send us from https to plain http.
-    insecure: bool = False
-    # The most bytes a blob of unknown size may have; None: no limit.
-    max_blob_size: int | None = None
+    insecure: bool
+    max_blob_size: int | None
+    # Blob downloads go through the plugin's batcher (shared curls) and are told to observer.
+    batcher: Batcher
+    observer: BlobObserver | None
     _tls: dict[str, TLS | None] = attrs.field(factory=dict, init=False, repr=False)
 
     def tls(self, url: str) -> TLS | None:
