@@ -405,7 +405,10 @@ def _main(argv: Sequence[str] | None, gate: SignalGate) -> int:
 
         import attrs
 
-        print(json.dumps(_masked(attrs.asdict(summary), secrets), sort_keys=True))
+        def masked(instance: object, field: object, value: Any) -> Any:
+            return secrets.mask(value) if isinstance(value, str) else value
+
+        print(json.dumps(attrs.asdict(summary, value_serializer=masked), sort_keys=True))
     return 0
 
 
@@ -414,17 +417,6 @@ def _interrupted(signum: int, uri: URI | None, secrets: Secrets) -> int:
     message = f"{who} interrupted by {signal.Signals(signum).name}"
     print(secrets.line(message), file=sys.stderr)
     return 128 + signum
-
-
-def _masked(value: Any, secrets: Secrets) -> Any:
-    """``value`` (what ``attrs.asdict`` gives) with the password masked in every string."""
-    if isinstance(value, str):
-        return secrets.mask(value)
-    if isinstance(value, dict):
-        return {key: _masked(item, secrets) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(item, secrets) for item in value]
-    return value
 
 
 if __name__ == "__main__":
