@@ -305,26 +305,24 @@ class _Warnings(logging.Handler):
 
 async def _run(
     fetcher: Fetcher, uri: URI, directory: str, data: str | None, gate: SignalGate
-) -> tuple[FetchSummary | None, FetchError | None]:
-    """The fetch, cancelled by the first SIGINT/SIGTERM; (summary, failure), both None when
-    it was cancelled."""
+) -> FetchSummary | FetchError | None:
+    """The fetch, cancelled by the first SIGINT/SIGTERM: what it did or why it failed, or
+    None when it was cancelled."""
     import asyncio
 
     import anyio
 
     loop = asyncio.get_running_loop()
-    summary: FetchSummary | None = None
-    failure: FetchError | None = None
     # The cancel runs in a signal handler: call_soon_threadsafe also wakes a loop in select.
     with (
         anyio.CancelScope() as scope,
         gate.fetching(lambda: loop.call_soon_threadsafe(scope.cancel)),
     ):
         try:
-            summary = await fetcher.fetch(uri, directory, data)
+            return await fetcher.fetch(uri, directory, data)
         except FetchError as exc:
-            failure = exc
-    return summary, failure
+            return exc
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -386,21 +384,19 @@ def _main(argv: Sequence[str] | None, gate: SignalGate) -> int:
             return EXIT_USAGE
         import anyio
 
-        summary, failure = anyio.run(
-            _run, fetcher, uri, args.directory, data, gate, backend="asyncio"
-        )
+        outcome = anyio.run(_run, fetcher, uri, args.directory, data, gate, backend="asyncio")
     except Interrupted as stop:
         if progress is not None:
             progress.close(summary=False)
         return _interrupted(stop.signum, uri, secrets)
     if progress is not None:
-        progress.close(summary=failure is None and gate.first is None)
+        progress.close(summary=not isinstance(outcome, FetchError) and gate.first is None)
     if gate.first is not None:
         return _interrupted(gate.first, uri, secrets)
-    if failure is not None:
-        print(secrets.line(str(failure)), file=sys.stderr)
+    if isinstance(outcome, FetchError):
+        print(secrets.line(str(outcome)), file=sys.stderr)
         return EXIT_FAILED
-    if args.json and summary is not None:
+    if args.json and outcome is not None:
         import json
 
         import attrs
@@ -408,7 +404,7 @@ def _main(argv: Sequence[str] | None, gate: SignalGate) -> int:
         def masked(instance: object, field: object, value: Any) -> Any:
             return secrets.mask(value) if isinstance(value, str) else value
 
-        print(json.dumps(attrs.asdict(summary, value_serializer=masked), sort_keys=True))
+        print(json.dumps(attrs.asdict(outcome, value_serializer=masked), sort_keys=True))
     return 0
 
 

@@ -145,7 +145,6 @@ class Fetcher:
                 self._by_scheme[scheme] = plugin
 
     def plugin_for(self, uri: URI) -> Plugin:
-        """The plugin registered for ``uri``'s scheme."""
         found = self._by_scheme.get(uri.scheme)
         if found is None:
             raise UsageError(

@@ -5,9 +5,8 @@ blob's URL through redirects (to storage, without credentials), answers one 401 
 token, tries a foreign layer's own URLs when the registry lacks it, and resumes with a Range
 where an earlier attempt was cut off. Every request of an attempt is a transfer of the plugin's
 :class:`~mesos_uri._transfers.Batcher`, so the requests blobs make at about the same time (the
-first of every blob of an image, the retries after a network failure) share one curl. curl
-writes the body into the blob's temporary file and the batch hashes it as it grows; bytes of a
-response that is not the blob (an error page, a redirect's body) are cut off again.
+first of every blob of an image, the retries after a network failure) share one curl, and the
+batch hashes each body as curl writes it into the blob's temporary file.
 """
 
 from __future__ import annotations
@@ -238,13 +237,11 @@ class _Download:
                 )
                 hops += 1
                 continue
-            if code == 404 or anonymous:
-                next_url = next(foreign, None)
-                if next_url is not None:
-                    # A non-distributable layer the registry does not serve: its own URLs, in
-                    # order, with no credentials (they are not the registry's).
-                    url, hops, anonymous = next_url, 0, True
-                    continue
+            if (code == 404 or anonymous) and (next_url := next(foreign, None)) is not None:
+                # A non-distributable layer the registry does not serve: its own URLs, in
+                # order, with no credentials (they are not the registry's).
+                url, hops, anonymous = next_url, 0, True
+                continue
             raise HTTPStatusError(
                 f"Unexpected HTTP response '{outcome.status}' when trying to download "
                 f"the blob{registry_error_detail(body)}",

@@ -90,7 +90,6 @@ class DockerFetcherPlugin:
         self._fallback_retry = attrs.evolve(self.retry, retries=0)
         self.tokens = TokenCache()
         self._batchers: dict[object, Batcher] = {}
-        # Credentials by (per-fetch config, registry): a helper runs once per registry.
         self._credentials: dict[tuple[str | None, str], RegistryCredentials | None] = {}
         self._credential_locks: dict[tuple[str | None, str], anyio.Lock] = {}
 

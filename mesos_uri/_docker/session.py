@@ -10,6 +10,7 @@ and the ``Authorization`` header goes only to the registry's own origin.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -176,11 +177,8 @@ class Session:
                 )
             return parse_token_response(reply, token_endpoint)
 
-        async def fetch() -> tuple[str, float]:
-            return await run_with_retries(
-                attempt, policy=self.retry, describe=f"token from {redact_url(realm)}"
-            )
-
+        describe = f"token from {redact_url(realm)}"
+        fetch = functools.partial(run_with_retries, attempt, policy=self.retry, describe=describe)
         return await self.tokens.obtain(
             key, registry=self.registry, repository=self.repository, fetch=fetch, rejected=rejected
         )
@@ -236,7 +234,6 @@ class Session:
     async def _request(
         self, url: str, headers: dict[str, str], max_bytes: int, *, data: bytes | None = None
     ) -> Response:
-        """A GET, or with ``data`` a POST of it."""
         return await curl.request(
             url,
             headers=headers,
