@@ -212,7 +212,7 @@ class _Download:
                 raise outcome.curl_error(url)
             code = outcome.code
             if code in (200, 206):
-                if 0 <= self.descriptor.size > self.offset:
+                if self.offset < self.descriptor.size:
                     # The server hung up without saying how long the body was; resume the rest.
                     raise TruncatedResponseError(
                         f"Failed to decode HTTP responses: '{redact_url(url)}' ended after "

@@ -82,7 +82,7 @@ class Session:
     # An insecure registry may send us from https to plain http.
     insecure: bool
     max_blob_size: int | None
-    # Blob downloads go through the plugin's batcher (shared curls) and are told to observer.
+    # For blob downloads: the plugin's batcher (their shared curls), and who hears of progress.
     batcher: Batcher
     observer: BlobObserver | None
     _tls: dict[str, TLS | None] = attrs.field(factory=dict, init=False, repr=False)
