@@ -306,8 +306,7 @@ class _Warnings(logging.Handler):
 async def _run(
     fetcher: Fetcher, uri: URI, directory: str, data: str | None, gate: SignalGate
 ) -> FetchSummary | FetchError | None:
-    """The fetch, cancelled by the first SIGINT/SIGTERM: what it did or why it failed, or
-    None when it was cancelled."""
+    """The fetch's summary or failure; None when the first SIGINT/SIGTERM cancelled it."""
     import asyncio
 
     import anyio

@@ -151,7 +151,6 @@ class _Download:
         self.session = session
         self.store = store
         self.descriptor = descriptor
-        self.observer = session.observer
         self.digest = descriptor.digest
         self.what = f"blob '{self.digest}'"
         # Made before the temporary file: an unknown algorithm fails with nothing to clean.
@@ -164,8 +163,8 @@ class _Download:
     async def run(self) -> int:
         """Download, verify and commit the blob; its size."""
         size = self.descriptor.size
-        if self.observer is not None:
-            self.observer.started(str(self.digest), size)
+        if self.session.observer is not None:
+            self.session.observer.started(str(self.digest), size)
         try:
             await run_with_retries(
                 self.attempt, policy=self.session.retry, describe=f"blob {self.digest}"
@@ -267,7 +266,7 @@ class _Download:
                     limit=size if size >= 0 else self.session.max_blob_size,
                     hasher=self.hasher,
                     tls=self.session.tls(url),
-                    progress=self._progress if self.observer is not None else None,
+                    progress=self._progress if self.session.observer is not None else None,
                     writeback=self.store.durable,
                 )
             )
@@ -282,8 +281,8 @@ class _Download:
                 self.store.discard(target)
 
     def _progress(self, total: int) -> None:
-        assert self.observer is not None
-        self.observer.received(str(self.digest), self.offset + total)
+        assert self.session.observer is not None
+        self.session.observer.received(str(self.digest), self.offset + total)
 
     async def _keep(self, url: str, outcome: Outcome, target: str) -> None:
         if target == self.temp:
