@@ -1,9 +1,5 @@
 """``python -m mesos_uri.fetch [FLAGS] URI DIRECTORY`` (or ``mesos-uri-fetch``): one fetch.
 
-Exit status: 0 fetched; 1 the fetch failed (one line ``Failed to fetch '<URI>': <reason>`` on
-stderr); 2 the command line is wrong; 130/143 interrupted by SIGINT/SIGTERM (curl children killed,
-temporary files removed).
-
 The command line is read before anything heavy is imported, so that a mistake is reported at
 once, and the process ends as soon as its output is flushed and its children are reaped.
 """
@@ -84,6 +80,44 @@ class _Version(argparse.Action):
         parser.exit(0, f"{parser.prog} {version('mesos_uri')}\n")
 
 
+# Each flag's help, by its last name, in the order --help lists them.
+_HELP: Final = {
+    "uri": "what to fetch: a URI (forms above) or an image reference",
+    "directory": "created if missing",
+    "--docker_registry": "registry for image references that name none, as the agent's flag "
+    f"(default {DEFAULT_REGISTRY_URL})",
+    "--https_registry": "image references naming this registry use https on any port (the agent's "
+    "rule is plain http for localhost and 127.0.0.1 on ports but 443) (repeatable)",
+    "--docker_config": "default registry credentials: a docker config.json (or old .dockercfg) as "
+    "a file, or inline when it starts with '{'",
+    "--data": "per-fetch docker config, read from PATH or from stdin with '-'; its entries win "
+    "over --docker_config (never pass secrets in argv: every user can read it)",
+    "--docker_stall_timeout": "abort (and retry) a registry transfer that moves no bytes for this "
+    "long; 0secs turns the check off (default 1mins, as the agent's --fetcher_stall_timeout)",
+    "--curl_stall_timeout": "the same for http(s)/ftp(s) URIs (default 1mins)",
+    "--connect_timeout": "give up connecting to a server after this long (default 30secs)",
+    "--max_blob_size": "the most bytes a blob of undeclared size may have (a docker-blob URI; a "
+    "schema 1 layer); a larger one is stopped (default: no limit)",
+    "--retries": "retries of a transient failure (refused or dropped connection, stall, 408, 429, "
+    "5xx) with exponential backoff; 0 means one attempt (default 4)",
+    "--registry_mirror": "a mirror or pull-through cache, tried before the registry (repeatable, "
+    "in order); without REGISTRY= it mirrors Docker Hub, as dockerd's registry-mirrors",
+    "--cacert": "CA bundle to verify registries with (repeatable; per host, or for every host)",
+    "--certs_dir": "Docker's per-host TLS directory: DIR/HOST[:PORT]/*.crt (CA), *.cert + *.key "
+    f"(client certificate for mutual TLS) (default {DEFAULT_CERTS_DIR})",
+    "--insecure_registry": "allow plain HTTP or unverified TLS for this registry only (repeatable)",
+    "--platform": "platform to pick from an image index, e.g. linux/arm64 (default: this host's)",
+    "--jobs": "blob downloads at once (default 8)",
+    "--json": "print one JSON summary on stdout: image, platform, manifest digest, every blob "
+    "with its size, time and whether it was downloaded or already present",
+    "--quiet": "no progress display and no warnings: on success nothing is printed but what "
+    "--json asks for",
+    "--verbose": "log each step on stderr (-vv: each HTTP exchange too); credentials are never "
+    "logged",
+    "--version": "print the version and exit",
+}
+
+
 def _parser() -> _Parser:
     parser = _Parser(
         prog=_program(),
@@ -91,123 +125,32 @@ def _parser() -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    add = parser.add_argument
-    add("uri", metavar="URI|IMAGE", help="what to fetch: a URI (forms above) or an image reference")
-    add("directory", metavar="DIRECTORY", help="created if missing")
-    add(
-        "--docker_registry",
-        metavar="URL",
-        default=DEFAULT_REGISTRY_URL,
-        help="registry for image references that name none, as the agent's flag "
-        f"(default {DEFAULT_REGISTRY_URL})",
-    )
-    add(
-        "--https_registry",
-        metavar="HOST[:PORT]",
-        action="append",
-        default=[],
-        help="image references naming this registry use https on any port (the agent's rule "
-        "is plain http for localhost and 127.0.0.1 on ports but 443) (repeatable)",
-    )
-    add(
-        "--docker_config",
-        metavar="JSON|PATH",
-        help="default registry credentials: a docker config.json (or old .dockercfg) as a file, "
-        "or inline when it starts with '{'",
-    )
-    add(
-        "--data",
-        metavar="PATH|-",
-        help="per-fetch docker config, read from PATH or from stdin with '-'; its entries win "
-        "over --docker_config (never pass secrets in argv: every user can read it)",
-    )
-    add(
-        "--docker_stall_timeout",
-        metavar="DURATION",
-        help="abort (and retry) a registry transfer that moves no bytes for this long; 0secs "
-        "turns the check off (default 1mins, as the agent's --fetcher_stall_timeout)",
-    )
-    add(
-        "--curl_stall_timeout",
-        metavar="DURATION",
-        help="the same for http(s)/ftp(s) URIs (default 1mins)",
-    )
-    add(
-        "--connect_timeout",
-        metavar="DURATION",
-        help="give up connecting to a server after this long (default 30secs)",
-    )
-    add(
-        "--max_blob_size",
-        metavar="BYTES",
-        type=int,
-        help="the most bytes a blob of undeclared size may have (a docker-blob URI; a schema 1 "
-        "layer); a larger one is stopped (default: no limit)",
-    )
-    add(
-        "--retries",
-        metavar="N",
-        type=int,
-        default=4,
-        help="retries of a transient failure (refused or dropped connection, stall, 408, 429, "
-        "5xx) with exponential backoff; 0 means one attempt (default 4)",
-    )
-    add(
-        "--registry_mirror",
-        metavar="[REGISTRY=]URL",
-        action="append",
-        default=[],
-        help="a mirror or pull-through cache, tried before the registry (repeatable, in order); "
-        "without REGISTRY= it mirrors Docker Hub, as dockerd's registry-mirrors",
-    )
-    add(
-        "--cacert",
-        metavar="[HOST[:PORT]=]PEM",
-        action="append",
-        default=[],
-        help="CA bundle to verify registries with (repeatable; per host, or for every host)",
-    )
-    add(
-        "--certs_dir",
-        metavar="DIR",
-        default=DEFAULT_CERTS_DIR,
-        help="Docker's per-host TLS directory: DIR/HOST[:PORT]/*.crt (CA), *.cert + *.key "
-        f"(client certificate for mutual TLS) (default {DEFAULT_CERTS_DIR})",
-    )
-    add(
-        "--insecure_registry",
-        metavar="HOST[:PORT]",
-        action="append",
-        default=[],
-        help="allow plain HTTP or unverified TLS for this registry only (repeatable)",
-    )
-    add(
-        "--platform",
-        metavar="OS/ARCH[/VARIANT]",
-        help="platform to pick from an image index, e.g. linux/arm64 (default: this host's)",
-    )
-    add("--jobs", metavar="N", type=int, default=8, help="blob downloads at once (default 8)")
-    add(
-        "--json",
-        action="store_true",
-        help="print one JSON summary on stdout: image, platform, manifest digest, every blob "
-        "with its size, time and whether it was downloaded or already present",
-    )
-    add(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="no progress display and no warnings: on success nothing is printed but what "
-        "--json asks for",
-    )
-    add(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log each step on stderr (-vv: each HTTP exchange too); credentials are never logged",
-    )
-    add("--version", action=_Version, nargs=0, help="print the version and exit")
+
+    def add(*names: str, **options: Any) -> None:
+        parser.add_argument(*names, help=_HELP[names[-1]], **options)
+
+    repeatable: dict[str, Any] = {"action": "append", "default": []}
+    add("uri", metavar="URI|IMAGE")
+    add("directory", metavar="DIRECTORY")
+    add("--docker_registry", metavar="URL", default=DEFAULT_REGISTRY_URL)
+    add("--https_registry", metavar="HOST[:PORT]", **repeatable)
+    add("--docker_config", metavar="JSON|PATH")
+    add("--data", metavar="PATH|-")
+    add("--docker_stall_timeout", metavar="DURATION")
+    add("--curl_stall_timeout", metavar="DURATION")
+    add("--connect_timeout", metavar="DURATION")
+    add("--max_blob_size", metavar="BYTES", type=int)
+    add("--retries", metavar="N", type=int, default=4)
+    add("--registry_mirror", metavar="[REGISTRY=]URL", **repeatable)
+    add("--cacert", metavar="[HOST[:PORT]=]PEM", **repeatable)
+    add("--certs_dir", metavar="DIR", default=DEFAULT_CERTS_DIR)
+    add("--insecure_registry", metavar="HOST[:PORT]", **repeatable)
+    add("--platform", metavar="OS/ARCH[/VARIANT]")
+    add("--jobs", metavar="N", type=int, default=8)
+    add("--json", action="store_true")
+    add("-q", "--quiet", action="store_true")
+    add("-v", "--verbose", action="count", default=0)
+    add("--version", action=_Version, nargs=0)
     return parser
 
 
@@ -251,20 +194,13 @@ def _start_early(args: argparse.Namespace) -> None:
         return
     from mesos_uri import _curl as curl
     from mesos_uri._docker.manifest import ACCEPT
-    from mesos_uri._flags import parse_duration
     from mesos_uri._uri import parse_uri, registry_base
     from mesos_uri._urls import Origin
 
     try:
         uri = parse_uri(text)
         base = registry_base(uri)
-        stall, connect = (
-            default if value is None else parse_duration(value).seconds
-            for value, default in (
-                (args.docker_stall_timeout, curl.DEFAULT_STALL_TIMEOUT),
-                (args.connect_timeout, curl.DEFAULT_CONNECT_TIMEOUT),
-            )
-        )
+        seconds = _seconds(args, "docker_stall_timeout", "connect_timeout")
     except (UsageError, ValueError):
         return  # the same mistake is reported where the command is checked
     if uri.scheme == "docker-blob" or (
@@ -276,36 +212,44 @@ def _start_early(args: argparse.Namespace) -> None:
     curl.start_early(
         f"{base}/v2/{uri.path}/manifests/{uri.query}",
         headers={"Accept": ACCEPT},
-        timeouts=curl.Timeouts(stall=stall, connect=connect),
+        timeouts=curl.Timeouts(
+            stall=seconds.get("docker_stall_timeout", curl.DEFAULT_STALL_TIMEOUT),
+            connect=seconds.get("connect_timeout", curl.DEFAULT_CONNECT_TIMEOUT),
+        ),
     )
+
+
+def _seconds(args: argparse.Namespace, *names: str) -> dict[str, float]:
+    """Those of the duration flags ``names`` that were given, in seconds."""
+    from mesos_uri._flags import parse_duration
+
+    given = {name: getattr(args, name) for name in names}
+    return {name: parse_duration(text).seconds for name, text in given.items() if text is not None}
 
 
 def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, TerminalProgress | None]:
     """The options, validated once (a mistake is a UsageError: exit 2), and the display."""
     from mesos_uri._docker.endpoints import Endpoints, parse_host_value, parse_mirror
-    from mesos_uri._flags import parse_duration, world_readable
+    from mesos_uri._flags import world_readable
     from mesos_uri._progress import terminal_progress
     from mesos_uri.fetcher import Flags
 
     progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose, label="")
-    _configure_logging(args.verbose, args.quiet, secrets, progress)
-    config = args.docker_config
-    for path in (config, args.data):
+    if args.verbose and not args.quiet:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(PrintableFormatter(secrets))
+        level = logging.DEBUG if args.verbose > 1 else logging.INFO
+        logging.basicConfig(level=level, handlers=[handler])
+    elif not args.quiet:
+        logging.getLogger("mesos_uri").addHandler(_Warnings(secrets, progress))
+    for path in (args.docker_config, args.data):
         if path is not None and path != "-" and not path.lstrip().startswith("{"):
             path = path.removeprefix("file://")
             if not os.path.isdir(path) and world_readable(path):
                 logging.getLogger("mesos_uri").warning(
                     "'%s' holds credentials and is readable by every user (chmod 600 it)", path
                 )
-    durations = {
-        name: parse_duration(text).seconds
-        for name, text in (
-            ("docker_stall_timeout", args.docker_stall_timeout),
-            ("curl_stall_timeout", args.curl_stall_timeout),
-            ("connect_timeout", args.connect_timeout),
-        )
-        if text is not None
-    }
+    durations = _seconds(args, "docker_stall_timeout", "curl_stall_timeout", "connect_timeout")
     platform = None
     if args.platform:
         from mesos_uri._docker.platform import parse_platform
@@ -318,7 +262,7 @@ def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, Termina
         certs_dir=args.certs_dir or None,
     )
     flags = Flags(
-        docker_config=config,
+        docker_config=args.docker_config,
         docker_registry=args.docker_registry,
         https_registries=frozenset(args.https_registry),
         max_blob_size=args.max_blob_size,
@@ -359,42 +303,25 @@ class _Warnings(logging.Handler):
             print(line, file=sys.stderr)
 
 
-def _configure_logging(
-    verbose: int, quiet: bool, secrets: Secrets, progress: TerminalProgress | None
-) -> None:
-    if quiet:
-        return
-    if verbose:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(PrintableFormatter(secrets))
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO, handlers=[handler]
-        )
-        return
-    logger = logging.getLogger("mesos_uri")
-    logger.addHandler(_Warnings(secrets, progress))
-
-
 async def _run(
     fetcher: Fetcher, uri: URI, directory: str, data: str | None, gate: SignalGate
-) -> tuple[FetchSummary | None, FetchError | None]:
-    """The fetch, cancelled by the first SIGINT/SIGTERM; (summary, failure), both None when
-    it was cancelled."""
+) -> FetchSummary | FetchError | None:
+    """The fetch's summary or failure; None when the first SIGINT/SIGTERM cancelled it."""
     import asyncio
 
     import anyio
 
     loop = asyncio.get_running_loop()
-    summary: FetchSummary | None = None
-    failure: FetchError | None = None
-    with anyio.CancelScope() as scope:
-        # Called in a signal handler: call_soon_threadsafe also wakes a loop blocked in select.
-        with gate.fetching(lambda: loop.call_soon_threadsafe(scope.cancel)):
-            try:
-                summary = await fetcher.fetch(uri, directory, data)
-            except FetchError as exc:
-                failure = exc
-    return summary, failure
+    # The cancel runs in a signal handler: call_soon_threadsafe also wakes a loop in select.
+    with (
+        anyio.CancelScope() as scope,
+        gate.fetching(lambda: loop.call_soon_threadsafe(scope.cancel)),
+    ):
+        try:
+            return await fetcher.fetch(uri, directory, data)
+        except FetchError as exc:
+            return exc
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -456,48 +383,35 @@ def _main(argv: Sequence[str] | None, gate: SignalGate) -> int:
             return EXIT_USAGE
         import anyio
 
-        summary, failure = anyio.run(
-            _run, fetcher, uri, args.directory, data, gate, backend="asyncio"
-        )
+        outcome = anyio.run(_run, fetcher, uri, args.directory, data, gate, backend="asyncio")
     except Interrupted as stop:
         if progress is not None:
             progress.close(summary=False)
         return _interrupted(stop.signum, uri, secrets)
     if progress is not None:
-        progress.close(summary=failure is None and gate.first is None)
+        progress.close(summary=not isinstance(outcome, FetchError) and gate.first is None)
     if gate.first is not None:
         return _interrupted(gate.first, uri, secrets)
-    if failure is not None:
-        print(secrets.line(str(failure)), file=sys.stderr)
+    if isinstance(outcome, FetchError):
+        print(secrets.line(str(outcome)), file=sys.stderr)
         return EXIT_FAILED
-    if args.json and summary is not None:
+    if args.json and outcome is not None:
         import json
 
         import attrs
 
-        print(json.dumps(_masked(attrs.asdict(summary), secrets), sort_keys=True))
+        def masked(instance: object, field: object, value: Any) -> Any:
+            return secrets.mask(value) if isinstance(value, str) else value
+
+        print(json.dumps(attrs.asdict(outcome, value_serializer=masked), sort_keys=True))
     return 0
 
 
 def _interrupted(signum: int, uri: URI | None, secrets: Secrets) -> int:
-    name = signal.Signals(signum).name
-    if uri is None:
-        message = f"{_program()}: interrupted by {name}"
-    else:
-        message = f"Fetching '{uri.redacted()}' was interrupted by {name}"
+    who = f"{_program()}:" if uri is None else f"Fetching '{uri.redacted()}' was"
+    message = f"{who} interrupted by {signal.Signals(signum).name}"
     print(secrets.line(message), file=sys.stderr)
     return 128 + signum
-
-
-def _masked(value: Any, secrets: Secrets) -> Any:
-    """``value`` (what ``attrs.asdict`` gives) with the password masked in every string."""
-    if isinstance(value, str):
-        return secrets.mask(value)
-    if isinstance(value, dict):
-        return {key: _masked(item, secrets) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_masked(item, secrets) for item in value]
-    return value
 
 
 if __name__ == "__main__":

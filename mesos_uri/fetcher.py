@@ -134,27 +134,17 @@ class Fetcher:
         self.flags = flags or Flags()
         self._by_name: dict[str, Plugin] = {}
         self._by_scheme: dict[str, Plugin] = {}
-        for plugin in plugins:
-            self.register(plugin)
-
-    def register(self, plugin: Plugin) -> None:
         # A duplicate replaces the earlier one, with a warning, as in the original.
-        if plugin.name in self._by_name:
-            _log.warning("Overwriting URI fetcher plugin '%s'", plugin.name)
-        self._by_name[plugin.name] = plugin
-        for scheme in plugin.schemes:
-            if scheme in self._by_scheme:
-                _log.warning("Overwriting URI fetcher plugin for scheme '%s'", scheme)
-            self._by_scheme[scheme] = plugin
-
-    def plugin(self, name: str) -> Plugin:
-        try:
-            return self._by_name[name]
-        except KeyError:
-            raise UsageError(f"Plugin  '{name}' is not registered.") from None
+        for plugin in plugins:
+            if plugin.name in self._by_name:
+                _log.warning("Overwriting URI fetcher plugin '%s'", plugin.name)
+            self._by_name[plugin.name] = plugin
+            for scheme in plugin.schemes:
+                if scheme in self._by_scheme:
+                    _log.warning("Overwriting URI fetcher plugin for scheme '%s'", scheme)
+                self._by_scheme[scheme] = plugin
 
     def plugin_for(self, uri: URI) -> Plugin:
-        """The plugin registered for ``uri``'s scheme."""
         found = self._by_scheme.get(uri.scheme)
         if found is None:
             raise UsageError(
@@ -188,7 +178,9 @@ class Fetcher:
         """Fetch by scheme, or by plugin name; ``uri`` may be a URI or what :meth:`parse`
         takes. Every failure is a :class:`~mesos_uri.errors.FetchError`."""
         parsed = self.parse(uri) if isinstance(uri, str) else uri
-        chosen = self.plugin(plugin) if plugin is not None else self.plugin_for(parsed)
+        chosen = self._by_name.get(plugin) if plugin is not None else self.plugin_for(parsed)
+        if chosen is None:
+            raise UsageError(f"Plugin  '{plugin}' is not registered.")
         return await chosen.fetch(parsed, directory, data, output_file_name)
 
 

@@ -5,9 +5,8 @@ blob's URL through redirects (to storage, without credentials), answers one 401 
 token, tries a foreign layer's own URLs when the registry lacks it, and resumes with a Range
 where an earlier attempt was cut off. Every request of an attempt is a transfer of the plugin's
 :class:`~mesos_uri._transfers.Batcher`, so the requests blobs make at about the same time (the
-first of every blob of an image, the retries after a network failure) share one curl. curl
-writes the body into the blob's temporary file and the batch hashes it as it grows; bytes of a
-response that is not the blob (an error page, a redirect's body) are cut off again.
+first of every blob of an image, the retries after a network failure) share one curl, and the
+batch hashes each body as curl writes it into the blob's temporary file.
 """
 
 from __future__ import annotations
@@ -20,18 +19,18 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 import anyio
 import attrs
 
 from mesos_uri._docker.descriptor import Descriptor
-from mesos_uri._docker.digest import Digest
+from mesos_uri._docker.digest import Digest, Hasher
 from mesos_uri._docker.session import Session, registry_error_detail
 from mesos_uri._http import Headers, Response
 from mesos_uri._retry import run_with_retries
 from mesos_uri._store import Store
-from mesos_uri._transfers import Batcher, Outcome, Transfer
+from mesos_uri._transfers import Outcome, Transfer
 from mesos_uri._urls import REDIRECT_CODES, WEB_SCHEMES, follow_redirect, redact_url, same_origin
 from mesos_uri.errors import (
     BlobSizeError,
@@ -43,9 +42,6 @@ from mesos_uri.errors import (
     excerpt,
 )
 from mesos_uri.fetcher import BlobResult
-
-if TYPE_CHECKING:
-    from mesos_uri._progress import BlobObserver
 
 __all__ = ["fetch_blob", "fetch_blobs", "together"]
 
@@ -61,21 +57,12 @@ _FILESIZE_EXCEEDED: Final = 63
 _WRITE_FAILURES: Final = frozenset({23, -signal.SIGXFSZ})
 
 
-class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-
-    def hexdigest(self) -> str: ...
-
+class _Hasher(Hasher, Protocol):
     def copy(self) -> _Hasher: ...
 
 
 async def fetch_blobs(
-    session: Session,
-    store: Store,
-    descriptors: list[Descriptor],
-    *,
-    batcher: Batcher,
-    observer: BlobObserver | None = None,
+    session: Session, store: Store, descriptors: list[Descriptor]
 ) -> tuple[BlobResult, ...]:
     """All blobs, in the descriptors' order; the first failure cancels the rest (kills their
     curls) and is raised as the one that ended the fetch ("Collect failed")."""
@@ -84,9 +71,7 @@ async def fetch_blobs(
 
     async def worker() -> None:
         for position, descriptor in planned:
-            results[position] = await fetch_blob(
-                session, store, descriptor, batcher=batcher, observer=observer
-            )
+            results[position] = await fetch_blob(session, store, descriptor)
 
     # A task per blob up to a bound: an image of thousands of layers would otherwise keep the
     # event loop busy with waiting tasks while the first transfers should start.
@@ -116,33 +101,19 @@ async def together(*steps: Callable[[], Awaitable[None]]) -> None:
         raise failures[0]
 
 
-async def fetch_blob(
-    session: Session,
-    store: Store,
-    descriptor: Descriptor,
-    *,
-    batcher: Batcher,
-    observer: BlobObserver | None = None,
-) -> BlobResult:
+async def fetch_blob(session: Session, store: Store, descriptor: Descriptor) -> BlobResult:
     """One blob into ``store``, verified; one already there is only checked."""
     started = time.monotonic()
     digest = str(descriptor.digest)
     size = await _present(store, descriptor.digest)
-    if size is not None:
-        _log.info("%s: %s (%d bytes) already present", session.repository, digest, size)
-        if observer is not None:
-            observer.finished(digest, downloaded=False)
-        return BlobResult(digest, size, time.monotonic() - started, downloaded=False)
-    download = _Download(session, store, descriptor, batcher, observer)
-    try:
-        await run_with_retries(download.attempt, policy=session.retry, describe=f"blob {digest}")
-        await download.commit()
-    finally:
-        store.discard(download.temp)
-    if observer is not None:
-        observer.finished(digest, downloaded=True)
-    _log.info("%s: %s (%d bytes) verified", session.repository, digest, download.offset)
-    return BlobResult(digest, download.offset, time.monotonic() - started, downloaded=True)
+    downloaded = size is None
+    if size is None:
+        size = await _Download(session, store, descriptor).run()
+    if session.observer is not None:
+        session.observer.finished(digest, downloaded=downloaded)
+    done = "verified" if downloaded else "already present"
+    _log.info("%s: %s (%d bytes) %s", session.repository, digest, size, done)
+    return BlobResult(digest, size, time.monotonic() - started, downloaded=downloaded)
 
 
 async def _present(store: Store, digest: Digest) -> int | None:
@@ -150,13 +121,10 @@ async def _present(store: Store, digest: Digest) -> int | None:
     when this program committed it, hashed otherwise."""
     name = str(digest)
     size = store.committed(name, name)
-    if size is not None:
-        return size
-    if not store.holds(name):
-        return None
-    size = await anyio.to_thread.run_sync(_matching_size, store.path(name), digest)
-    if size is not None:
-        store.mark(name, name)
+    if size is None and store.holds(name):
+        size = await anyio.to_thread.run_sync(_matching_size, store.path(name), digest)
+        if size is not None:
+            store.mark(name, name)
     return size
 
 
@@ -167,7 +135,7 @@ def _matching_size(path: Path, digest: Digest) -> int | None:
         size = os.path.getsize(path)
     except OSError:
         return None
-    return size if f"{digest.algorithm}:{hasher.hexdigest()}" == str(digest) else None
+    return size if hasher.hexdigest() == digest.encoded else None
 
 
 class _Download:
@@ -179,31 +147,37 @@ class _Download:
     and replaces it, anything else is not the blob and is thrown away.
     """
 
-    def __init__(
-        self,
-        session: Session,
-        store: Store,
-        descriptor: Descriptor,
-        batcher: Batcher,
-        observer: BlobObserver | None,
-    ) -> None:
+    def __init__(self, session: Session, store: Store, descriptor: Descriptor) -> None:
         self.session = session
         self.store = store
         self.descriptor = descriptor
-        self.batcher = batcher
-        self.observer = observer
         self.digest = descriptor.digest
+        self.what = f"blob '{self.digest}'"
         # Made before the temporary file: an unknown algorithm fails with nothing to clean.
         self.hasher: _Hasher = self.digest.hasher()  # type: ignore[assignment]
         self.temp = store.temp_name(str(self.digest))
         # The bytes in the file that belong to the blob, and the hash of exactly those.
         self.offset = 0
         self._kept = self.hasher.copy()
-        self._started = False
 
-    @property
-    def what(self) -> str:
-        return f"blob '{self.digest}'"
+    async def run(self) -> int:
+        """Download, verify and commit the blob; its size."""
+        size = self.descriptor.size
+        if self.session.observer is not None:
+            self.session.observer.started(str(self.digest), size)
+        try:
+            await run_with_retries(
+                self.attempt, policy=self.session.retry, describe=f"blob {self.digest}"
+            )
+            if 0 <= size != self.offset:
+                raise BlobSizeError(
+                    f"{self.what} has {self.offset} bytes but its manifest declares {size}"
+                )
+            self.digest.verify(self.hasher, what=self.what)
+            await self.store.commit(self.temp, str(self.digest), mark=str(self.digest))
+        finally:
+            self.store.discard(self.temp)
+        return self.offset
 
     async def attempt(self, number: int) -> None:
         url = self.session.blob_url(str(self.digest))
@@ -237,7 +211,13 @@ class _Download:
                 raise outcome.curl_error(url)
             code = outcome.code
             if code in (200, 206):
-                return self._check_complete(url)
+                if self.offset < self.descriptor.size:
+                    # The server hung up without saying how long the body was; resume the rest.
+                    raise TruncatedResponseError(
+                        f"Failed to decode HTTP responses: '{redact_url(url)}' ended after "
+                        f"{self.offset} of {self.descriptor.size} bytes"
+                    )
+                return
             if (
                 code == 401
                 and not (anonymous or renewed)
@@ -256,13 +236,11 @@ class _Download:
                 )
                 hops += 1
                 continue
-            if code == 404 or anonymous:
-                next_url = next(foreign, None)
-                if next_url is not None:
-                    # A non-distributable layer the registry does not serve: its own URLs, in
-                    # order, with no credentials (they are not the registry's).
-                    url, hops, anonymous = next_url, 0, True
-                    continue
+            if (code == 404 or anonymous) and (next_url := next(foreign, None)) is not None:
+                # A non-distributable layer the registry does not serve: its own URLs, in
+                # order, with no credentials (they are not the registry's).
+                url, hops, anonymous = next_url, 0, True
+                continue
             raise HTTPStatusError(
                 f"Unexpected HTTP response '{outcome.status}' when trying to download "
                 f"the blob{registry_error_detail(body)}",
@@ -273,9 +251,6 @@ class _Download:
     async def _request(self, url: str, *, anonymous: bool) -> tuple[Outcome, bytes]:
         """One request for the blob: what it ended with, and the start of an error body. What
         a 200/206 brought is kept (a cut one is resumed by the next request)."""
-        if not self._started and self.observer is not None:
-            self.observer.started(str(self.digest), self.descriptor.size)
-        self._started = True
         headers = {} if anonymous else self.session.auth_headers(url)
         resumed = self.offset > 0
         target = self.store.temp_name(f"{self.digest}.part") if resumed else self.temp
@@ -283,7 +258,7 @@ class _Download:
             headers["Range"] = f"bytes={self.offset}-"
         size = self.descriptor.size
         try:
-            outcome = await self.batcher.transfer(
+            outcome = await self.session.batcher.transfer(
                 Transfer(
                     url,
                     target,
@@ -291,7 +266,7 @@ class _Download:
                     limit=size if size >= 0 else self.session.max_blob_size,
                     hasher=self.hasher,
                     tls=self.session.tls(url),
-                    progress=self._progress if self.observer is not None else None,
+                    progress=self._progress if self.session.observer is not None else None,
                     writeback=self.store.durable,
                 )
             )
@@ -306,8 +281,8 @@ class _Download:
                 self.store.discard(target)
 
     def _progress(self, total: int) -> None:
-        assert self.observer is not None
-        self.observer.received(str(self.digest), self.offset + total)
+        assert self.session.observer is not None
+        self.session.observer.received(str(self.digest), self.offset + total)
 
     async def _keep(self, url: str, outcome: Outcome, target: str) -> None:
         if target == self.temp:
@@ -337,24 +312,6 @@ class _Download:
         with contextlib.suppress(FileNotFoundError):  # curl creates it at the first byte
             os.truncate(self.temp, self.offset)
         self.hasher = self._kept.copy()
-
-    def _check_complete(self, url: str) -> None:
-        size = self.descriptor.size
-        if size >= 0 and self.offset < size:
-            # The server hung up without saying how long the body was; resume the rest.
-            raise TruncatedResponseError(
-                f"Failed to decode HTTP responses: '{redact_url(url)}' ended after "
-                f"{self.offset} of {size} bytes"
-            )
-
-    async def commit(self) -> None:
-        size = self.descriptor.size
-        if 0 <= size != self.offset:
-            raise BlobSizeError(
-                f"{self.what} has {self.offset} bytes but its manifest declares {size}"
-            )
-        self.digest.verify(self.hasher, what=self.what)
-        await self.store.commit(self.temp, str(self.digest), mark=str(self.digest))
 
 
 def _read_start(path: str, size: int) -> bytes:

@@ -1,8 +1,7 @@
 """The Docker fetcher plugin: schemes ``docker``, ``docker-manifest`` and ``docker-blob``.
 
 ``fetch`` is the original's chain, step by step: check the URI, resolve the manifest (following
-an index to the wanted platform), commit it, and fetch the blobs it names in parallel. Every
-byte is verified against its digest before it appears under its final name.
+an index to the wanted platform), commit it, and fetch the blobs it names in parallel.
 """
 
 from __future__ import annotations
@@ -72,20 +71,15 @@ class _Resolved:
 class DockerFetcherPlugin:
     """One object per agent: the options, the default credentials, and what fetches share:
     tokens, credentials found per registry, and the curl processes of concurrent downloads.
-
-    ``durable`` (fsync before rename) and ``scope_fallback`` (complete a challenge without
-    service or scope from the ``/v2/`` challenge) are on but where a test turns them off.
+    ``durable`` (fsync before rename) is on but where a test turns it off.
     """
 
     name: Final = "docker"
     schemes: Final = _SCHEMES
 
-    def __init__(
-        self, flags: Flags | None = None, *, durable: bool = True, scope_fallback: bool = True
-    ) -> None:
+    def __init__(self, flags: Flags | None = None, *, durable: bool = True) -> None:
         self.flags = flags or Flags()
         self.durable = durable
-        self.scope_fallback = scope_fallback
         self.default_config = _config(
             None if self.flags.docker_config is None else config_text(self.flags.docker_config)
         )
@@ -96,7 +90,6 @@ class DockerFetcherPlugin:
         self._fallback_retry = attrs.evolve(self.retry, retries=0)
         self.tokens = TokenCache()
         self._batchers: dict[object, Batcher] = {}
-        # Credentials by (per-fetch config, registry): a helper runs once per registry.
         self._credentials: dict[tuple[str | None, str], RegistryCredentials | None] = {}
         self._credential_locks: dict[tuple[str | None, str], anyio.Lock] = {}
 
@@ -162,13 +155,8 @@ class DockerFetcherPlugin:
         session = await self._session(uri, data, retry)
         assert uri.query is not None  # a docker URI always has one
         if uri.scheme == "docker-blob":
-            blob = await fetch_blob(
-                session,
-                store,
-                Descriptor("", _digest(uri.query, what="the blob URI"), -1),
-                batcher=self._batcher(),
-                observer=self.flags.observer,
-            )
+            descriptor = Descriptor("", _digest(uri.query, what="the blob URI"), -1)
+            blob = await fetch_blob(session, store, descriptor)
             return FetchSummary(uri.redacted(), blobs=(blob,))
 
         resolved = await self._resolve(session, uri.query)
@@ -194,13 +182,7 @@ class DockerFetcherPlugin:
 
         async def fetch_all() -> None:
             nonlocal blobs
-            blobs = await fetch_blobs(
-                session,
-                store,
-                manifests.blob_descriptors(resolved.manifest),
-                batcher=self._batcher(),
-                observer=self.flags.observer,
-            )
+            blobs = await fetch_blobs(session, store, manifests.blob_descriptors(resolved.manifest))
 
         # The manifest is flushed to disk while the blobs download.
         await together(commit_manifest, fetch_all)
@@ -217,11 +199,12 @@ class DockerFetcherPlugin:
             credentials=await self._credentials_for(uri, data),
             tokens=self.tokens,
             timeouts=self.flags.docker_timeouts,
-            scope_fallback=self.scope_fallback,
             retry=retry,
             tls_for=self.endpoints.tls_for,
             insecure=self.endpoints.is_insecure(registry),
             max_blob_size=self.flags.max_blob_size,
+            batcher=self._batcher(),
+            observer=self.flags.observer,
         )
 
     async def _credentials_for(self, uri: URI, data: str | None) -> RegistryCredentials | None:
@@ -380,8 +363,7 @@ def _hint(exc: FetchError, uri: URI) -> str | None:
 
 def _config(text: str | None) -> docker_config.DockerConfig | None:
     """A docker config's text, parsed; errors name the problem, never a value (it holds
-    secrets). Unlike the original, an invalid default config is an error rather than a
-    silently missing plugin: an agent that asked for credentials should not pull without."""
+    secrets)."""
     if text is None:
         return None
     try:

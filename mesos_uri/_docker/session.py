@@ -4,14 +4,13 @@ A session is what the original threads through its continuations by hand: the re
 repository, the credentials and the headers that authorise the next request. It is made per
 fetch; the token cache it uses lives in the plugin, so sessions share tokens.
 
-Redirects are followed here, not by curl, under one rule (:func:`mesos_uri._urls.follow_redirect`):
-to http or https only, never down from https to http unless the registry is insecure, and the
-``Authorization`` header only to the registry's own origin. A token endpoint may redirect only
-within its own origin, and a refresh token is never sent again after a redirect.
+Redirects are followed here, not by curl, under one rule (:func:`mesos_uri._urls.follow_redirect`),
+and the ``Authorization`` header goes only to the registry's own origin.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -37,6 +36,8 @@ from mesos_uri.errors import AuthError, HTTPStatusError, excerpt
 
 if TYPE_CHECKING:
     from mesos_uri._docker.credentials import RegistryCredentials
+    from mesos_uri._progress import BlobObserver
+    from mesos_uri._transfers import Batcher
 
 __all__ = ["Session", "registry_error_detail"]
 
@@ -68,22 +69,22 @@ def registry_error_detail(body: bytes) -> str:
     return f" ({text})" if text else ""
 
 
-@attrs.define
+@attrs.define(kw_only=True)
 class Session:
     registry: str  # T://host[:port], no trailing slash
     repository: str
     credentials: RegistryCredentials | None
     tokens: TokenCache
-    timeouts: Timeouts = attrs.Factory(Timeouts)
-    # MESOS-10092: a challenge without service/scope is completed from the /v2/ root challenge.
-    scope_fallback: bool = True
-    retry: RetryPolicy = attrs.Factory(RetryPolicy)
+    timeouts: Timeouts
+    retry: RetryPolicy
     # The CA bundle / client certificate / verification for a URL (per host, as Docker's).
-    tls_for: Callable[[str], TLS | None] = lambda url: None
+    tls_for: Callable[[str], TLS | None]
     # An insecure registry may send us from https to plain http.
-    insecure: bool = False
-    # The most bytes a blob of unknown size may have; None: no limit.
-    max_blob_size: int | None = None
+    insecure: bool
+    max_blob_size: int | None
+    # For blob downloads: the plugin's batcher (their shared curls), and who hears of progress.
+    batcher: Batcher
+    observer: BlobObserver | None
     _tls: dict[str, TLS | None] = attrs.field(factory=dict, init=False, repr=False)
 
     def tls(self, url: str) -> TLS | None:
@@ -92,14 +93,6 @@ class Session:
         if key not in self._tls:
             self._tls[key] = self.tls_for(url)
         return self._tls[key]
-
-    def is_registry(self, url: str) -> bool:
-        """Whether ``url`` is on the registry's own origin (where credentials may go)."""
-        return url.startswith(self.registry + "/") or same_origin(url, self.registry)
-
-    @property
-    def origin(self) -> Origin:
-        return Origin.of(self.registry)
 
     def blob_url(self, digest: str) -> str:
         return f"{self.registry}/v2/{self.repository}/blobs/{digest}"
@@ -120,7 +113,7 @@ class Session:
     def auth_headers(self, url: str) -> dict[str, str]:
         """What to send ``url`` up front: for the registry's own origin a cached token, else
         Basic, else nothing; for any other origin (blob storage, a CDN) nothing at all."""
-        if not self.is_registry(url):
+        if not (url.startswith(self.registry + "/") or same_origin(url, self.registry)):
             return {}
         token = self.token()
         return token.header() if token is not None else self.basic_header()
@@ -147,7 +140,7 @@ class Session:
     def _credentials_refused(self) -> str:
         """What a refused request says to the operator: whose credentials were refused, or
         where credentials are given."""
-        hostport = self.origin.hostport
+        hostport = Origin.of(self.registry).hostport
         if self.credentials is None:
             return f"{hostport} asks for credentials: give them with --docker_config or --data"
         source = self.credentials.source
@@ -166,12 +159,8 @@ class Session:
         service = challenge.param("service")
         scope = challenge.param("scope")
         if not (realm and service and scope):
-            raw = excerpt(response.headers.get("WWW-Authenticate") or "")
-            message = f"Missing 'realm', 'service' or 'scope' in header WWW-Authenticate: {raw}"
-            if not self.scope_fallback:
-                raise AuthError(message)
             realm, service, scope = await self._root_challenge(service)
-        check_realm(realm, registry_scheme=self.origin.scheme, url=url)
+        check_realm(realm, registry_scheme=Origin.of(self.registry).scheme, url=url)
         key = TokenKey(realm, service, scope)
         token_endpoint = token_url(realm, service, [scope] if scope else [])
 
@@ -188,11 +177,8 @@ class Session:
                 )
             return parse_token_response(reply, token_endpoint)
 
-        async def fetch() -> tuple[str, float]:
-            return await run_with_retries(
-                attempt, policy=self.retry, describe=f"token from {redact_url(realm)}"
-            )
-
+        describe = f"token from {redact_url(realm)}"
+        fetch = functools.partial(run_with_retries, attempt, policy=self.retry, describe=describe)
         return await self.tokens.obtain(
             key, registry=self.registry, repository=self.repository, fetch=fetch, rejected=rejected
         )
@@ -204,15 +190,7 @@ class Session:
         never for a POST, whose body (a refresh token) must go nowhere else."""
         hops = 0
         while True:
-            response = await curl.request(
-                url,
-                headers=headers,
-                method="GET" if data is None else "POST",
-                data=data,
-                max_bytes=MAX_TOKEN_RESPONSE_BYTES,
-                tls=self.tls(url),
-                timeouts=self.timeouts,
-            )
+            response = await self._request(url, headers, MAX_TOKEN_RESPONSE_BYTES, data=data)
             location = response.headers.get("Location")
             if response.code not in REDIRECT_CODES or not location:
                 return response
@@ -243,7 +221,8 @@ class Session:
         return token.access_token, token.expires_in
 
     async def _root_challenge(self, service: str | None) -> tuple[str, str | None, str]:
-        """Realm and service from the ``/v2/`` challenge, scope generated (MESOS-10092)."""
+        """For a registry whose challenges name neither service nor scope (nvcr.io): realm and
+        service from the ``/v2/`` challenge, and the scope of a pull of this repository."""
         root = f"{self.registry}/v2/"
         reply = await self._request(root, self.basic_header(), MAX_TOKEN_RESPONSE_BYTES)
         challenge = bearer_challenge(reply, root)
@@ -252,10 +231,14 @@ class Session:
             raise AuthError(f"Missing 'realm' in WWW-Authenticate header obtained from {root}")
         return realm, challenge.param("service") or service, f"repository:{self.repository}:pull"
 
-    async def _request(self, url: str, headers: dict[str, str], max_bytes: int) -> Response:
+    async def _request(
+        self, url: str, headers: dict[str, str], max_bytes: int, *, data: bytes | None = None
+    ) -> Response:
         return await curl.request(
             url,
             headers=headers,
+            method="GET" if data is None else "POST",
+            data=data,
             max_bytes=max_bytes,
             tls=self.tls(url),
             timeouts=self.timeouts,

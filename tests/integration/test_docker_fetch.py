@@ -19,7 +19,7 @@ import pytest
 from mesos_uri import fetcher
 from mesos_uri._docker.plugin import DockerFetcherPlugin
 from mesos_uri._uri import parse_uri
-from mesos_uri.errors import AuthError, FetchError, HTTPStatusError
+from mesos_uri.errors import FetchError, HTTPStatusError
 from tests.support import Registry, make_layer
 
 from .conftest import Pusher, TokenRegistry
@@ -155,10 +155,13 @@ async def test_invoke_fetch_by_name(registry: Registry, pushed: Pusher, tmp_path
 
 class _ChallengeStripper(ThreadingHTTPServer):
     """A reverse proxy that drops ``service`` and ``scope`` from the registry's challenges on
-    repository paths, as nvcr.io does (MESOS-10092); ``/v2/`` is passed through unchanged."""
+    repository paths, as nvcr.io does; ``/v2/`` is passed through unchanged. ``stripped`` and
+    ``root_asked`` say what a client met and did."""
 
     def __init__(self, upstream: Registry) -> None:
         self.upstream = upstream
+        self.stripped = 0
+        self.root_asked = 0
         super().__init__(("127.0.0.1", 0), _StripHandler)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
@@ -173,6 +176,8 @@ class _StripHandler(BaseHTTPRequestHandler):
     server: _ChallengeStripper
 
     def do_GET(self) -> None:
+        if self.path == "/v2/":
+            self.server.root_asked += 1
         upstream = http.client.HTTPConnection(self.server.upstream.host, self.server.upstream.port)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
         upstream.request("GET", self.path, headers=headers)
@@ -184,6 +189,7 @@ class _StripHandler(BaseHTTPRequestHandler):
                 continue
             if name.lower() == "www-authenticate" and self.path != "/v2/":
                 value = re.sub(r',(service|scope)="[^"]*"', "", value)
+                self.server.stripped += 1
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -204,15 +210,14 @@ def stripper(token_registry: TokenRegistry) -> Iterator[_ChallengeStripper]:
 async def test_generated_repository_scope(
     token_registry: TokenRegistry, stripper: _ChallengeStripper, pushed: Pusher, tmp_path: Path
 ) -> None:
-    """GeneratedRepositoryScope: a challenge without service/scope fails with the fallback off,
-    and succeeds with it on (the scope generated, realm and service from ``/v2/``)."""
+    """GeneratedRepositoryScope: a challenge without service/scope is completed (the scope
+    generated, realm and service from the ``/v2/`` challenge) and the pull succeeds."""
     image = pushed(token_registry, "nvidia/k8s/cuda-sample", "nbody", layers=2)
     uri = parse_uri(f"docker://127.0.0.1:{stripper.server_port}/nvidia/k8s/cuda-sample?nbody#http")
-    strict = DockerFetcherPlugin(scope_fallback=False)
-    with pytest.raises(AuthError, match="Missing 'realm', 'service' or 'scope' in header"):
-        await strict.fetch(uri, tmp_path / "strict")
     await DockerFetcherPlugin().fetch(uri, tmp_path / "fallback")
     assert_image(tmp_path / "fallback", image)
+    assert stripper.stripped > 0
+    assert stripper.root_asked > 0
 
 
 # -- credentials --------------------------------------------------------------------------------
