@@ -21,52 +21,15 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from mesos_uri.errors import (
-    AuthError,
-    BlobSizeError,
-    CurlError,
-    DecodeError,
-    DigestError,
-    DigestMismatchError,
-    FetchError,
-    HTTPStatusError,
-    ManifestError,
-    RedirectError,
-    ResponseTooLargeError,
-    TooManyRedirectsError,
-    TransferInterruptedError,
-    TruncatedResponseError,
-    UsageError,
-)
+from mesos_uri import errors
+from mesos_uri.errors import *  # noqa: F403  (the whole error tree is public)
 
 if TYPE_CHECKING:
     from mesos_uri._uri import URI, parse_uri
     from mesos_uri.fetcher import BlobResult, Fetcher, FetchSummary, Flags, create
 
-__all__ = [
-    "URI",
-    "AuthError",
-    "BlobResult",
-    "BlobSizeError",
-    "CurlError",
-    "DecodeError",
-    "DigestError",
-    "DigestMismatchError",
-    "FetchError",
-    "FetchSummary",
-    "Fetcher",
-    "Flags",
-    "HTTPStatusError",
-    "ManifestError",
-    "RedirectError",
-    "ResponseTooLargeError",
-    "TooManyRedirectsError",
-    "TransferInterruptedError",
-    "TruncatedResponseError",
-    "UsageError",
-    "create",
-    "parse_uri",
-]
+__all__ = ["URI", "BlobResult", "FetchSummary", "Fetcher", "Flags", "create", "parse_uri"]
+__all__ += errors.__all__
 
 _LAZY = {
     "URI": "mesos_uri._uri",

@@ -44,7 +44,6 @@ __all__ = [
     "TransferInterruptedError",
     "TruncatedResponseError",
     "UsageError",
-    "excerpt",
 ]
 
 # Quoted remote text (a registry's error message, curl's stderr) is cut here.
