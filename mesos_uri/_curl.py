@@ -47,6 +47,7 @@ __all__ = [
     "WEB_PROTOCOLS",
     "Timeouts",
     "config_lines",
+    "curl_error",
     "quote",
     "request",
     "run",
@@ -108,10 +109,8 @@ class Timeouts:
     connect: float | None = DEFAULT_CONNECT_TIMEOUT
 
     def config_lines(self) -> list[str]:
-        lines = []
-        if self.stall:
-            # speed-limit defaults to 1 byte/s: slower than that for this long is a stall.
-            lines.append(f"speed-time = {max(1, math.ceil(self.stall))}")
+        # speed-limit defaults to 1 byte/s: slower than that for this long is a stall.
+        lines = [f"speed-time = {max(1, math.ceil(self.stall))}"] if self.stall else []
         # The stall check starts with the transfer: a server that accepts the connection and
         # says nothing (an FTP server that never greets, a TLS handshake that hangs) is caught
         # by the connect timeout, which is therefore never longer than the stall timeout.
@@ -152,7 +151,6 @@ def config_lines(
     tls: TLS | None = None,
     timeouts: Timeouts,
 ) -> list[str]:
-    """The config of one request: its URL, protocols, headers, TLS settings and timeouts."""
     stripped = url.strip()  # as the original hands it to curl
     if _FORBIDDEN.search(stripped):
         raise UsageError(f"Refusing URL '{_escape(redact_url(url))}': it contains CR, LF or NUL")
@@ -193,10 +191,14 @@ async def request(
     """Run one request and return the final response curl printed (1xx and a proxy's CONNECT
     answer come before it). HTTP error codes are responses, not errors; a redirect is returned
     as it is. ``max_bytes`` bounds curl's whole stdout, header blocks included: past it curl is
-    killed and :class:`ResponseTooLargeError` raised. ``data`` is sent as the body, from a
-    private temporary file so that it stays out of argv.
+    killed and :class:`ResponseTooLargeError` raised. ``data`` is POSTed from a private temporary
+    file, so that it stays out of argv.
     """
-    config = _request_config(url, headers, tls, timeouts, method, data is not None)
+    config = _request_config(url, headers, tls, timeouts)
+    # A GET, or a POST of the data (--data-binary makes it one): nothing else is needed.
+    if method != ("GET" if data is None else "POST"):
+        with_data = "without" if data is None else "with"
+        raise UsageError(f"Refusing a {_escape(method)} request {with_data} data")
     collected = bytearray()
 
     def collect(chunk: bytes) -> None:
@@ -216,7 +218,11 @@ async def request(
             status, stderr = await run(
                 _REQUEST_OPTIONS, [*config, *data_line], what=url, stdout=collect
             )
-    check_status(url, status, stderr)
+    if status != 0:
+        # curl's first line says what failed; what follows (for a certificate, a paragraph
+        # on how to fix curl's own configuration) would only bury it.
+        text = excerpt(stderr.strip().split("\n", 1)[0])
+        raise curl_error(url, status, text, stderr=text)
     try:
         response = decode_responses(bytes(collected))[-1]
     except DecodeError as exc:
@@ -234,25 +240,17 @@ async def request(
 
 
 def _request_config(
-    url: str,
-    headers: Mapping[str, str],
-    tls: TLS | None,
-    timeouts: Timeouts,
-    method: str,
-    has_data: bool,
+    url: str, headers: Mapping[str, str], tls: TLS | None, timeouts: Timeouts
 ) -> list[str]:
-    config = config_lines(url, headers=headers, tls=tls, timeouts=timeouts)
     # The decoder reads HTTP/1.x; curl would pick HTTP/2 over TLS.
-    return [*config, "http1.1", *_method_lines(method, has_data)]
+    return [*config_lines(url, headers=headers, tls=tls, timeouts=timeouts), "http1.1"]
 
 
 # Requests started before the event loop, by the config they were started with.
 _early: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
 
 
-def start_early(
-    url: str, *, headers: Mapping[str, str] = {}, tls: TLS | None = None, timeouts: Timeouts
-) -> None:
+def start_early(url: str, *, headers: Mapping[str, str], timeouts: Timeouts) -> None:
     """Start a GET now that :func:`request` will be asked for later, with the same arguments.
 
     The command line knows its first request (a manifest's) before it has imported the rest
@@ -260,16 +258,12 @@ def start_early(
     saves a round trip or two. :func:`request` takes the answer over; :func:`stop_early` ends a
     request nobody asked for.
     """
-    config = _request_config(url, headers, tls, timeouts, "GET", has_data=False)
-    process = subprocess.Popen(
-        [program(), "-q", "-s", "-S", "--no-progress-meter", *_REQUEST_OPTIONS, "-K", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    config = _request_config(url, headers, None, timeouts)
+    pipe = subprocess.PIPE
+    process = subprocess.Popen(_argv(_REQUEST_OPTIONS), stdin=pipe, stdout=pipe, stderr=pipe)
     assert process.stdin is not None
     with contextlib.suppress(OSError):  # curl exited at once: its status will say why
-        process.stdin.write("".join(f"{line}\n" for line in config).encode("utf-8"))
+        process.stdin.write(_config_text(config).encode("utf-8"))
     with contextlib.suppress(OSError):
         process.stdin.close()
     _early[tuple(config)] = process
@@ -298,53 +292,30 @@ async def _adopt(
     :func:`run`, it returns or raises only once curl is gone."""
     import anyio
 
+    def read() -> tuple[int, str]:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        descriptor = process.stdout.fileno()
+        while chunk := os.read(descriptor, _CHUNK):
+            stdout(chunk)  # raises past the caller's limit: curl is killed below
+        # curl's messages are a line or two: the pipe held them while stdout was read.
+        messages = process.stderr.read(_MAX_STDERR_BYTES).decode("utf-8", "replace")
+        return process.wait(), messages
+
     try:
-        return await anyio.to_thread.run_sync(_read_early, process, stdout, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
     finally:
         # Killing it ends a read the worker thread may still be blocked in.
         _stop(process)
 
 
-def _read_early(
-    process: subprocess.Popen[bytes], stdout: Callable[[bytes], None]
-) -> tuple[int, str]:
-    assert process.stdout is not None
-    assert process.stderr is not None
-    descriptor = process.stdout.fileno()
-    while chunk := os.read(descriptor, _CHUNK):
-        stdout(chunk)  # raises past the caller's limit: curl is killed by _adopt
-    # curl's messages are a line or two: the pipe held them while stdout was read.
-    messages = process.stderr.read(_MAX_STDERR_BYTES).decode("utf-8", "replace")
-    return process.wait(), messages
-
-
-def check_status(url: str, status: int, stderr: str) -> None:
-    """Raise the original's "Failed to perform 'curl'" error for a non-zero exit (a signal
-    death, a negative status, included)."""
-    if status != 0:
-        # curl's first line says what failed; what follows (for a certificate, a paragraph
-        # on how to fix curl's own configuration) would only bury it.
-        text = excerpt(stderr.strip().split("\n", 1)[0])
-        raise CurlError(
-            f"Failed to perform 'curl' for '{redact_url(url)}': {text}",
-            exit_code=status,
-            stderr=text,
-        )
-
-
-def _method_lines(method: str, has_data: bool) -> list[str]:
-    if _TOKEN.fullmatch(method) is None:
-        raise UsageError(f"Refusing method '{_escape(method)}': it is not an HTTP token")
-    if method == "GET":
-        if has_data:
-            raise UsageError("Refusing to send data with a GET request")
-        return []
-    if method == "HEAD":
-        # A response to HEAD announces a length it does not send; the decoder cannot know.
-        raise UsageError("Refusing a HEAD request: its response cannot be decoded")
-    if method == "POST" and has_data:
-        return []  # --data-binary makes it a POST
-    return [f"request = {quote(method)}"]
+def curl_error(url: str, exit_code: int, message: str, *, stderr: str) -> CurlError:
+    """The original's error for a curl that failed (a signal death, a negative status, too)."""
+    return CurlError(
+        f"Failed to perform 'curl' for '{redact_url(url)}': {message}",
+        exit_code=exit_code,
+        stderr=stderr,
+    )
 
 
 @contextlib.contextmanager
@@ -355,18 +326,19 @@ def _data_file(data: bytes | None) -> Iterator[list[str]]:
         return
     import tempfile  # only a refresh token's POST sends data
 
-    fd, path = tempfile.mkstemp(prefix="mesos-uri-data-")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        yield [f"data-binary = {quote('@' + path)}"]
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    with tempfile.NamedTemporaryFile(prefix="mesos-uri-data-") as file:  # made 0600
+        file.write(data)
+        file.flush()
+        yield [f"data-binary = {quote('@' + file.name)}"]
 
 
-def program() -> str:
-    return os.environ.get(CURL_ENV) or "curl"
+def _argv(options: Sequence[str]) -> list[str]:
+    curl = os.environ.get(CURL_ENV) or "curl"
+    return [curl, "-q", "-s", "-S", "--no-progress-meter", *options, "-K", "-"]
+
+
+def _config_text(config: Sequence[str]) -> str:
+    return "".join(f"{line}\n" for line in config)
 
 
 async def run(
@@ -388,11 +360,10 @@ async def run(
     """
     import anyio  # here: importing this module starts no event loop machinery (see start_early)
 
-    argv = [program(), "-q", "-s", "-S", "--no-progress-meter", *options, "-K", "-"]
     try:
         # Shielded: a cancellation inside the spawn would lose the child before we can reap it.
         with anyio.CancelScope(shield=True):
-            process = await anyio.open_process(argv)
+            process = await anyio.open_process(_argv(options))
     except OSError as exc:
         hint = " (is curl installed and on PATH?)" if isinstance(exc, FileNotFoundError) else ""
         raise CurlError(f"Failed to exec the curl subprocess: {exc}{hint}") from exc
@@ -412,7 +383,7 @@ async def run(
             spawned(process.pid)
         # All three pipes at once, so curl never blocks on a full one.
         async with anyio.create_task_group() as group:
-            group.start_soon(_feed, process.stdin, "".join(f"{line}\n" for line in config))
+            group.start_soon(_feed, process.stdin, _config_text(config))
             group.start_soon(_pump, process.stderr, messages.feed, fail, what)
             group.start_soon(_pump, process.stdout, stdout or _discard, fail, what)
         status = await process.wait()
@@ -423,8 +394,7 @@ async def run(
             await process.aclose()
     if failure:
         raise failure[0]
-    messages.finish()
-    return status, messages.text()
+    return status, messages.finish()
 
 
 class _Messages:
@@ -442,10 +412,11 @@ class _Messages:
         for line in lines:
             self._line(bytes(line))
 
-    def finish(self) -> None:
+    def finish(self) -> str:
+        """What was kept, once the last line (it has no newline) was offered too."""
         if self._pending:
             self._line(bytes(self._pending))
-            self._pending.clear()
+        return self._kept.decode("utf-8", "replace")
 
     def _line(self, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
@@ -453,9 +424,6 @@ class _Messages:
             return
         if len(self._kept) < _MAX_STDERR_BYTES:
             self._kept += line[: _MAX_STDERR_BYTES - len(self._kept)] + b"\n"
-
-    def text(self) -> str:
-        return self._kept.decode("utf-8", "replace")
 
 
 def _discard(chunk: bytes) -> None:
