@@ -99,17 +99,15 @@ def quote(value: str) -> str:
 
 @attrs.frozen
 class Timeouts:
-    """How long curl may wait: for a connection, and for a transfer that moves no bytes.
-
-    ``None`` (or 0) turns a check off. curl counts stalls in whole seconds: a fraction rounds up,
-    so that a sub-second stall timeout is one second, never "no check at all".
-    """
+    """How long curl may wait: for a connection, and for a transfer that moves no bytes. ``None``
+    (or 0) turns a check off."""
 
     stall: float | None = DEFAULT_STALL_TIMEOUT
     connect: float | None = DEFAULT_CONNECT_TIMEOUT
 
     def config_lines(self) -> list[str]:
-        # speed-limit defaults to 1 byte/s: slower than that for this long is a stall.
+        # speed-limit defaults to 1 byte/s: slower than that for this long is a stall. curl counts
+        # whole seconds: a fraction rounds up, never down to 0 ("no check at all").
         lines = [f"speed-time = {max(1, math.ceil(self.stall))}"] if self.stall else []
         # The stall check starts with the transfer: a server that accepts the connection and
         # says nothing (an FTP server that never greets, a TLS handshake that hangs) is caught
@@ -135,11 +133,8 @@ class TLS:
         # --cert reads "certificate[:password]": a ':' in the path (Docker's certs.d/<host:port>/
         # always has one) and a '\\' must be escaped, or curl cuts the path there.
         cert = self.cert.replace("\\", "\\\\").replace(":", "\\:") if self.cert else self.cert
-        lines = [
-            f"{name} = {quote(value)}"
-            for name, value in (("cacert", self.cacert), ("cert", cert), ("key", self.key))
-            if value is not None
-        ]
+        files = (("cacert", self.cacert), ("cert", cert), ("key", self.key))
+        lines = [f"{name} = {quote(value)}" for name, value in files if value is not None]
         return [*lines, "insecure"] if self.insecure else lines
 
 
@@ -188,12 +183,9 @@ async def request(
     tls: TLS | None = None,
     timeouts: Timeouts = Timeouts(),
 ) -> Response:
-    """Run one request and return the final response curl printed (1xx and a proxy's CONNECT
-    answer come before it). HTTP error codes are responses, not errors; a redirect is returned
-    as it is. ``max_bytes`` bounds curl's whole stdout, header blocks included: past it curl is
-    killed and :class:`ResponseTooLargeError` raised. ``data`` is POSTed from a private temporary
-    file, so that it stays out of argv.
-    """
+    """The final response curl printed (1xx and a proxy's CONNECT answer come before it); an
+    HTTP error or a redirect is a response too. ``max_bytes`` bounds curl's whole stdout, header
+    blocks included. ``data`` is POSTed from a private temporary file, to keep it out of argv."""
     config = _request_config(url, headers, tls, timeouts)
     # A GET, or a POST of the data (--data-binary makes it one): nothing else is needed.
     if method != ("GET" if data is None else "POST"):
@@ -251,34 +243,29 @@ _early: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
 
 
 def start_early(url: str, *, headers: Mapping[str, str], timeouts: Timeouts) -> None:
-    """Start a GET now that :func:`request` will be asked for later, with the same arguments.
+    """Start a GET that :func:`request` will be asked for later, with the same arguments.
 
-    The command line knows its first request (a manifest's) before it has imported the rest
-    of the program: curl connects and asks while Python is still busy, which on a real network
-    saves a round trip or two. :func:`request` takes the answer over; :func:`stop_early` ends a
-    request nobody asked for.
+    The command line knows its first request (a manifest's) before it has imported the rest of
+    the program: curl connects and asks while Python is still busy, which on a real network saves
+    a round trip or two. :func:`stop_early` ends a request nobody took over.
     """
     config = _request_config(url, headers, None, timeouts)
     pipe = subprocess.PIPE
     process = subprocess.Popen(_argv(_REQUEST_OPTIONS), stdin=pipe, stdout=pipe, stderr=pipe)
     assert process.stdin is not None
-    with contextlib.suppress(OSError):  # curl exited at once: its status will say why
+    with contextlib.suppress(OSError), process.stdin:  # curl exited at once: its status says why
         process.stdin.write(_config_text(config).encode("utf-8"))
-    with contextlib.suppress(OSError):
-        process.stdin.close()
     _early[tuple(config)] = process
 
 
 def stop_early() -> None:
     """Kill and reap the requests :func:`start_early` started that nobody took over."""
     while _early:
-        _, process = _early.popitem()
-        _stop(process)
+        _stop(_early.popitem()[1])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        process.kill()
+    process.kill()  # Popen ignores a process that is already gone
     process.wait()
     for stream in (process.stdout, process.stderr):
         if stream is not None:
@@ -311,11 +298,8 @@ async def _adopt(
 
 def curl_error(url: str, exit_code: int, message: str, *, stderr: str) -> CurlError:
     """The original's error for a curl that failed (a signal death, a negative status, too)."""
-    return CurlError(
-        f"Failed to perform 'curl' for '{redact_url(url)}': {message}",
-        exit_code=exit_code,
-        stderr=stderr,
-    )
+    text = f"Failed to perform 'curl' for '{redact_url(url)}': {message}"
+    return CurlError(text, exit_code=exit_code, stderr=stderr)
 
 
 @contextlib.contextmanager
@@ -352,11 +336,10 @@ async def run(
 ) -> tuple[int, str]:
     """Run curl with ``options`` and ``config`` (on stdin); return its status and its messages.
 
-    ``stdout`` receives what curl prints there; ``stderr_line`` sees each line of stderr first
-    and returns True for a line it consumed (a transfer's record), the rest is kept (bounded) as
-    curl's messages. ``spawned`` is called with the pid before curl reads its config, so nothing
-    has been transferred yet. An exception from a callback kills curl and is re-raised unchanged
-    once curl is reaped. ``what`` (a URL) names the exchange in errors, without its password.
+    ``stderr_line`` sees each line of stderr first and returns True for a line it consumed (a
+    transfer's record); the rest is kept (bounded) as curl's messages. ``spawned`` gets the pid
+    before curl reads its config, so before any transfer. An exception from a callback kills curl
+    and is re-raised unchanged once curl is reaped. ``what`` (a URL) names the exchange in errors.
     """
     import anyio  # here: importing this module starts no event loop machinery (see start_early)
 
@@ -402,20 +385,19 @@ class _Messages:
 
     def __init__(self, consumer: Callable[[str], bool] | None) -> None:
         self._consumer = consumer
-        self._pending = bytearray()
+        self._pending = b""
         self._kept = bytearray()
 
     def feed(self, chunk: bytes) -> None:
-        self._pending += chunk
-        *lines, rest = self._pending.split(b"\n")
-        self._pending = bytearray(rest[:_MAX_STDERR_BYTES])
+        *lines, rest = (self._pending + chunk).split(b"\n")
+        self._pending = rest[:_MAX_STDERR_BYTES]
         for line in lines:
-            self._line(bytes(line))
+            self._line(line)
 
     def finish(self) -> str:
         """What was kept, once the last line (it has no newline) was offered too."""
         if self._pending:
-            self._line(bytes(self._pending))
+            self._line(self._pending)
         return self._kept.decode("utf-8", "replace")
 
     def _line(self, line: bytes) -> None:
@@ -442,12 +424,10 @@ def _kill(process: anyio.abc.Process) -> None:
 async def _feed(stream: anyio.abc.ByteSendStream, text: str) -> None:
     import anyio
 
-    try:
-        await stream.send(text.encode("utf-8", "surrogateescape"))
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        pass  # curl exited before reading its config; its status and stderr say why
-    finally:
-        await stream.aclose()
+    # curl may exit before it reads its config: its status and stderr say why.
+    async with stream:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await stream.send(text.encode("utf-8", "surrogateescape"))
 
 
 async def _pump(
@@ -458,7 +438,6 @@ async def _pump(
 ) -> None:
     import anyio
 
-    failed = False
     while True:
         try:
             chunk = await stream.receive(_CHUNK)
@@ -469,12 +448,10 @@ async def _pump(
             error.__cause__ = exc
             fail(error)
             return
-        if failed:
-            # Read on to EOF after a failure: on asyncio a pipe left unread is never seen to
-            # close, and waiting for the killed curl would then never end.
-            continue
         try:
             consume(chunk)
         except Exception as exc:
-            failed = True
+            # Read on to EOF after a failure: on asyncio a pipe left unread is never seen to
+            # close, and waiting for the killed curl would then never end.
+            consume = _discard
             fail(exc)

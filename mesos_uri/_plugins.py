@@ -41,7 +41,6 @@ class _Plugin:
         data: str | None = None,
         output_file_name: str | None = None,
     ) -> FetchSummary:
-        """Errors name the URI; a directory the fetch made and left empty is removed."""
         store = Store(directory)
         try:
             await self._fetch(uri, store, output_file_name)

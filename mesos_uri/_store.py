@@ -57,11 +57,9 @@ class Store:
     def remove_if_empty(self) -> None:
         """Remove the directories :meth:`create` made, if nothing is in them: a fetch that
         failed leaves nothing behind."""
-        for path in self._created:
-            try:
+        with contextlib.suppress(OSError):  # not empty: neither is any parent
+            for path in self._created:
                 path.rmdir()
-            except OSError:
-                return
 
     def path(self, name: str) -> Path:
         # Names are digests validated against the OCI grammar, or basenames: no '/' in them.

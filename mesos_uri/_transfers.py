@@ -3,9 +3,9 @@
 Starting curl costs more than fetching a small blob from a registry nearby, and on a real network
 every new connection costs round trips. So downloads that are asked for at about the same time
 share one ``curl --parallel --parallel-immediate`` (:class:`Batcher`): each transfer is a config
-group of its own (URL, headers, output file, size limit), and curl reuses its
-connections across them. That is also how the agent's concurrent ``docker-blob`` fetches
-through one fetcher become one process.
+group of its own (URL, headers, output file, size limit), and curl reuses its connections across
+them. That is also how the agent's concurrent ``docker-blob`` fetches through one fetcher become
+one process.
 
 curl writes each body into its file itself. A follower reads the files as they grow and feeds
 every new byte to the transfer's hasher, so a body is hashed while it arrives, on another core,
@@ -88,20 +88,17 @@ class Transfer:
     protocols: str = WEB_PROTOCOLS
     # Told the bytes in the file so far, as they arrive.
     progress: Callable[[int], None] | None = None
-    # Start writing the file to disk as it arrives, so that an fsync after it has little left.
+    # Start writing the file to disk as it arrives (Linux), so that an fsync after has little left.
     writeback: bool = False
 
 
 @attrs.frozen
 class Outcome:
-    """How one transfer ended.
-
-    ``finished`` is False when curl ended without reporting it (killed because another file of
-    its batch passed its limit, cancelled, crashed): the file then holds an unknown prefix.
-    ``size`` is what the file holds (every byte of it went to the hasher); ``oversize`` that the
-    body passed the transfer's limit: a Content-Length past it (curl's exit 63, the file empty,
-    ``code`` the status that announced it) or more bytes than it allowed.
-    """
+    """How one transfer ended. ``finished`` is False when curl ended without reporting it (killed
+    because another file of its batch passed its limit, cancelled, crashed): the file then holds
+    an unknown prefix. ``size`` is what the file holds (every byte of it went to the hasher);
+    ``oversize`` that the body passed the transfer's limit: a Content-Length past it (curl's exit
+    63, the file empty, ``code`` the status that announced it) or more bytes than it allowed."""
 
     finished: bool
     exit_code: int = 0
@@ -166,9 +163,9 @@ class _File:
     drained: bool = False  # ended, and read to its end (or past its limit)
     told: bool = False  # its caller heard of its end
 
-    def read_more(self, *, whole: bool) -> bool:
-        """Hash what curl added since the last look (some of it, unless ``whole``); whether
-        there was anything."""
+    def read_more(self, *, ended: bool) -> bool:
+        """Hash what curl added since the last look, a chunk of it (a few, once the transfer
+        ``ended``); whether there was any."""
         if self.fd is None:
             try:
                 self.fd = os.open(self.transfer.path, os.O_RDONLY)
@@ -179,7 +176,7 @@ class _File:
         if transfer.limit is not None:
             size = min(size, transfer.limit + 1)  # hashing an oversized tail is pointless
         start = position = self.read
-        for _ in range(_ENDED_CHUNKS if whole else 1):
+        for _ in range(_ENDED_CHUNKS if ended else 1):
             if position >= size:
                 break
             data = os.pread(fd, min(_READ_CHUNK, size - position), position)
@@ -247,7 +244,7 @@ class _Batch:
                 unfinished += 1
                 if unfinished > self.parallel:
                     continue
-            grew |= file.read_more(whole=ended)
+            grew |= file.read_more(ended=ended)
             limit = file.transfer.limit
             if limit is not None and file.size > limit:
                 file.oversize = passed = True
@@ -295,7 +292,6 @@ async def run_batch(
     while the others still run. Raises only when curl cannot be run at all."""
     batch = _Batch(transfers, parallel)
     config = [line for index, t in enumerate(transfers) for line in _config(index, t, timeouts)]
-    options = ["--parallel", "--parallel-immediate", "--parallel-max", str(parallel)]
     limits = [t.limit for t in transfers]
     largest = None if None in limits else max(limit or 0 for limit in limits) + 1
     started = time.monotonic()
@@ -307,7 +303,7 @@ async def run_batch(
                 group.start_soon(_follow, batch, curl_scope, ended)
                 try:
                     status, messages = await curl.run(
-                        options,
+                        ["--parallel", "--parallel-immediate", "--parallel-max", str(parallel)],
                         config,
                         what=transfers[0].url,
                         stderr_line=batch.record,
@@ -323,11 +319,9 @@ async def run_batch(
     if failure is not None:
         raise failure
     outcomes = [batch.outcome(file, status, messages) for file in batch.files]
-    if ended is not None:
-        for index, outcome in enumerate(outcomes):
-            if not outcome.finished:
-                ended(index, outcome)
-    for transfer, outcome in zip(transfers, outcomes, strict=True):
+    for index, (transfer, outcome) in enumerate(zip(transfers, outcomes, strict=True)):
+        if ended is not None and not outcome.finished:
+            ended(index, outcome)
         _log.debug(
             "GET %s -> %s, %d bytes, %.3f s%s",
             redact_url(transfer.url),
@@ -374,9 +368,8 @@ async def _follow(
 
 @functools.cache
 def _writeback() -> Callable[[int, int, int], object]:
-    """Linux's sync_file_range(2) with SYNC_FILE_RANGE_WRITE, as databases use it: start writing
-    these bytes of a file to disk, without waiting. Elsewhere, and where it fails, the fsync
-    does all of it later."""
+    """sync_file_range(2) with SYNC_FILE_RANGE_WRITE, as databases use it: writeback starts, and
+    nobody waits. Elsewhere, and where it fails, the fsync does all of it later."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -411,15 +404,14 @@ class _Entry:
 
 
 class Batcher:
-    """Runs transfers, those asked for at about the same time through one curl.
+    """Runs transfers, those asked for at about the same time through one curl. One per loop.
 
     The first caller leads: it waits until no more callers join (one scheduling round adds
     nobody, or a few milliseconds passed), then runs a batch of up to :data:`_MAX_BATCH` for
-    everybody, at most :data:`_MAX_CURLS` batches at a time. Once it has taken its batch, the
-    first caller still waiting leads the next one; a leader cancelled before it took its batch
-    hands over the same way. If a leader is cancelled while its batch runs, the others get an
-    unfinished outcome and try again. Each caller waits on an event of its own, so that
-    thousands of them cost linear time. One per event loop.
+    everybody, at most :data:`_MAX_CURLS` batches at a time. Once it has taken its batch (or is
+    cancelled before), the first caller still waiting leads the next one. If a leader is cancelled
+    while its batch runs, the others get an unfinished outcome and try again. Each caller waits on
+    an event of its own, so that thousands of them cost linear time.
     """
 
     def __init__(self, *, parallel: int, timeouts: Timeouts) -> None:
