@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     import anyio.abc
 
 __all__ = [
-    "CURL_ENV",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_STALL_TIMEOUT",
     "TLS",
@@ -113,10 +112,8 @@ class Timeouts:
         # says nothing (an FTP server that never greets, a TLS handshake that hangs) is caught
         # by the connect timeout, which is therefore never longer than the stall timeout.
         connect = min((t for t in (self.connect, self.stall) if t), default=None)
-        if connect:
-            # curl reads milliseconds; less than one would be 0, its 300 s default.
-            lines.append(f"connect-timeout = {max(connect, 0.001):.3f}")
-        return lines
+        # curl reads milliseconds; less than one would be 0, its 300 s default.
+        return [*lines, f"connect-timeout = {max(connect, 0.001):.3f}"] if connect else lines
 
 
 @attrs.frozen
@@ -384,7 +381,7 @@ class _Messages:
     """curl's stderr, split into lines: each offered to a consumer, the rest kept, bounded."""
 
     def __init__(self, consumer: Callable[[str], bool] | None) -> None:
-        self._consumer = consumer
+        self._consumer = consumer or (lambda line: False)
         self._pending = b""
         self._kept = bytearray()
 
@@ -392,20 +389,16 @@ class _Messages:
         *lines, rest = (self._pending + chunk).split(b"\n")
         self._pending = rest[:_MAX_STDERR_BYTES]
         for line in lines:
-            self._line(line)
+            if self._consumer(line.decode("utf-8", "replace")):
+                continue
+            if len(self._kept) < _MAX_STDERR_BYTES:
+                self._kept += line[: _MAX_STDERR_BYTES - len(self._kept)] + b"\n"
 
     def finish(self) -> str:
         """What was kept, once the last line (it has no newline) was offered too."""
         if self._pending:
-            self._line(self._pending)
+            self.feed(b"\n")
         return self._kept.decode("utf-8", "replace")
-
-    def _line(self, line: bytes) -> None:
-        text = line.decode("utf-8", "replace")
-        if self._consumer is not None and self._consumer(text):
-            return
-        if len(self._kept) < _MAX_STDERR_BYTES:
-            self._kept += line[: _MAX_STDERR_BYTES - len(self._kept)] + b"\n"
 
 
 def _discard(chunk: bytes) -> None:

@@ -115,9 +115,7 @@ class CopyFetcherPlugin(_Plugin):
             await _copy(uri.path, temp)
             os.replace(temp, store.path(name))
         except OSError as exc:
-            raise FetchError(
-                f"Failed to move '{excerpt(name)}' into '{store.directory}': {exc.strerror or exc}"
-            ) from exc
+            raise store.failed(f"move '{excerpt(name)}' into", exc.strerror or exc) from exc
         finally:
             # What a copy left under the temporary name: a file, or a whole directory tree.
             # One lstat, not worth a thread: the copy that made the path is over.

@@ -49,9 +49,7 @@ class Store:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise FetchError(
-                f"Failed to create directory '{self.directory}': {exc.strerror or exc}"
-            ) from exc
+            raise self.failed("create directory", exc.strerror or exc) from exc
         self._created = missing
 
     def remove_if_empty(self) -> None:
@@ -74,9 +72,7 @@ class Store:
         try:
             fd, path = tempfile.mkstemp(dir=self.directory, prefix=f"{_TEMP_PREFIX}{name}.")
         except OSError as exc:
-            raise FetchError(
-                f"Failed to create a temporary file in '{self.directory}': {exc.strerror or exc}"
-            ) from exc
+            raise self.failed("create a temporary file in", exc.strerror or exc) from exc
         os.close(fd)
         return Path(path)
 
@@ -110,9 +106,7 @@ class Store:
         try:
             await anyio.to_thread.run_sync(self._write, temp, name, mark, data)
         except OSError as exc:
-            raise FetchError(
-                f"Failed to write '{name}' to '{self.directory}': {exc.strerror or exc}"
-            ) from exc
+            raise self.failed(f"write '{name}' to", exc.strerror or exc) from exc
         finally:
             self.discard(temp)  # gone once renamed; anything else is removed
 
@@ -142,7 +136,11 @@ class Store:
                 space = os.statvfs(self.directory)
                 if space.f_bavail == 0 or space.f_favail == 0:
                     reason = os.strerror(errno.ENOSPC)
-        return FetchError(f"Failed to write {what} to '{self.directory}': {reason}")
+        return self.failed(f"write {what} to", reason)
+
+    def failed(self, doing: str, reason: object) -> FetchError:
+        """The error for what could not be done in this directory, in the original's words."""
+        return FetchError(f"Failed to {doing} '{self.directory}': {reason}")
 
     def discard(self, temp: str | Path) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -39,7 +39,7 @@ from mesos_uri._http import Headers, status_string
 from mesos_uri._urls import redact_url
 from mesos_uri.errors import CurlError, FetchError, excerpt
 
-__all__ = ["Batcher", "Hasher", "Outcome", "Transfer", "run_batch"]
+__all__ = ["Batcher", "Outcome", "Transfer", "run_batch"]
 
 _log = logging.getLogger(__name__)
 
@@ -135,12 +135,11 @@ def _config(index: int, transfer: Transfer, timeouts: Timeouts) -> list[str]:
         # would mean no limit at all.
         lines.append(f"max-filesize = {max(transfer.limit, 1)}")
     # The record goes to stderr, which curl does not buffer: it arrives when the transfer ends.
-    record = [f"{_MARK}\t{index}\th\t{name}\t%header{{{name}}}\n" for name in _HEADERS]
-    record.append(f"{_MARK}\t{index}\tredirect\t%{{redirect_url}}\n")
-    record.append(
-        f"{_MARK}\t{index}\tend\t%{{exitcode}}\t%{{http_code}}\t%{{size_download}}\t%{{errormsg}}\n"
-    )
-    lines.append(f"write-out = {curl.quote('%{stderr}' + ''.join(record))}")
+    fields = [f"h\t{name}\t%header{{{name}}}" for name in _HEADERS]
+    fields.append("redirect\t%{redirect_url}")
+    fields.append("end\t%{exitcode}\t%{http_code}\t%{size_download}\t%{errormsg}")
+    record = "".join(f"{_MARK}\t{index}\t{field}\n" for field in fields)
+    lines.append(f"write-out = {curl.quote('%{stderr}' + record)}")
     return lines
 
 
@@ -155,8 +154,7 @@ class _File:
     reported: int = 0  # how far progress was told
     written_back: int = 0  # how far writeback was started
     oversize: bool = False
-    # From the record, as it arrives: a few headers, the redirect, and the end (exit code,
-    # status, curl's message).
+    # From its record: a few headers, the redirect, and the end (exit code, status, message).
     headers: dict[str, str] = attrs.field(factory=dict)
     redirect: str = ""
     ended: tuple[int, int, str] | None = None
@@ -197,15 +195,16 @@ class _File:
             self.fd = None
 
 
+@attrs.define(eq=False)
 class _Batch:
-    """One curl run over ``transfers``: the records it prints and the files it writes."""
+    """One curl run: the records it prints and the files it writes."""
 
-    def __init__(self, transfers: Sequence[Transfer], parallel: int) -> None:
-        self.files = [_File(transfer) for transfer in transfers]
-        self.parallel = parallel
-        self.curl_done = False
-        # Set when a transfer ends or curl exits: the follower looks at once, not after its nap.
-        self.changed = anyio.Event()
+    files: list[_File]
+    parallel: int
+    ended: Callable[[int, Outcome], None]
+    curl_done: bool = False
+    # Set when a transfer ends or curl exits: the follower looks at once, not after its nap.
+    changed: anyio.Event = attrs.field(factory=anyio.Event)
 
     def record(self, line: str) -> bool:
         """Take one line of curl's stderr if it is a transfer's record."""
@@ -279,6 +278,33 @@ class _Batch:
             oversize=file.oversize or exit_code == _FILESIZE_EXCEEDED,
         )
 
+    async def follow(self, curl_scope: anyio.CancelScope) -> None:
+        """Hash the files as they grow, until curl is done and every file is read to its end;
+        a transfer that ended, and whose file was read to its end, is told to ``ended``."""
+        delay = _MIN_DELAY
+        while True:
+            done = self.curl_done
+            self.changed = anyio.Event()
+            grew, passed = await anyio.to_thread.run_sync(self.look)
+            if passed:
+                curl_scope.cancel()  # every file of the batch stops growing now
+            for index, file in enumerate(self.files):
+                progress = file.transfer.progress
+                if progress is not None and file.read != file.reported:
+                    file.reported = file.read
+                    progress(file.read)
+                if file.drained and file.ended is not None and not file.told:
+                    file.told = True
+                    self.ended(index, self.outcome(file))
+            if done and all(file.drained for file in self.files):
+                return
+            if grew:
+                delay = _MIN_DELAY
+            else:
+                with anyio.move_on_after(delay):
+                    await self.changed.wait()
+                delay = min(delay * 2, _MAX_DELAY)
+
 
 async def run_batch(
     transfers: Sequence[Transfer],
@@ -290,7 +316,7 @@ async def run_batch(
     """Run every transfer through one curl (at most ``parallel`` at a time) and return how each
     ended, in order; ``ended`` hears of each transfer as soon as its file is read to its end,
     while the others still run. Raises only when curl cannot be run at all."""
-    batch = _Batch(transfers, parallel)
+    batch = _Batch([_File(t) for t in transfers], parallel, ended or (lambda index, outcome: None))
     config = [line for index, t in enumerate(transfers) for line in _config(index, t, timeouts)]
     limits = [t.limit for t in transfers]
     largest = None if None in limits else max(limit or 0 for limit in limits) + 1
@@ -300,7 +326,7 @@ async def run_batch(
     try:
         async with anyio.create_task_group() as group:
             with anyio.CancelScope() as curl_scope:
-                group.start_soon(_follow, batch, curl_scope, ended)
+                group.start_soon(batch.follow, curl_scope)
                 try:
                     status, messages = await curl.run(
                         ["--parallel", "--parallel-immediate", "--parallel-max", str(parallel)],
@@ -319,51 +345,15 @@ async def run_batch(
     if failure is not None:
         raise failure
     outcomes = [batch.outcome(file, status, messages) for file in batch.files]
+    elapsed = time.monotonic() - started
     for index, (transfer, outcome) in enumerate(zip(transfers, outcomes, strict=True)):
-        if ended is not None and not outcome.finished:
-            ended(index, outcome)
-        _log.debug(
-            "GET %s -> %s, %d bytes, %.3f s%s",
-            redact_url(transfer.url),
-            outcome.code if outcome.finished else "unfinished",
-            outcome.size,
-            time.monotonic() - started,
-            f" ({outcome.error})" if outcome.error else "",
-        )
+        if not outcome.finished:
+            batch.ended(index, outcome)
+        url = redact_url(transfer.url)
+        result = outcome.code if outcome.finished else "unfinished"
+        note = f" ({outcome.error})" if outcome.error else ""
+        _log.debug("GET %s -> %s, %d bytes, %.3f s%s", url, result, outcome.size, elapsed, note)
     return outcomes
-
-
-async def _follow(
-    batch: _Batch,
-    curl_scope: anyio.CancelScope,
-    ended: Callable[[int, Outcome], None] | None,
-) -> None:
-    """Hash the files as they grow, until curl is done and every file is read to its end;
-    a transfer that ended, and whose file was read to its end, is told to ``ended``."""
-    delay = _MIN_DELAY
-    while True:
-        done = batch.curl_done
-        batch.changed = anyio.Event()
-        grew, passed = await anyio.to_thread.run_sync(batch.look)
-        if passed:
-            curl_scope.cancel()  # every file of the batch stops growing now
-        for index, file in enumerate(batch.files):
-            progress = file.transfer.progress
-            if progress is not None and file.read != file.reported:
-                file.reported = file.read
-                progress(file.read)
-            if file.drained and file.ended is not None and not file.told:
-                file.told = True
-                if ended is not None:
-                    ended(index, batch.outcome(file))
-        if done and all(file.drained for file in batch.files):
-            return
-        if grew:
-            delay = _MIN_DELAY
-        else:
-            with anyio.move_on_after(delay):
-                await batch.changed.wait()
-            delay = min(delay * 2, _MAX_DELAY)
 
 
 @functools.cache
@@ -449,7 +439,6 @@ class Batcher:
         return entry.outcome
 
     def _promote(self) -> None:
-        """Make the first waiting caller the leader, when there is none."""
         if self._leader is None and self._queue:
             self._leader = next(iter(self._queue.values()))
             self._leader.wake.set()
