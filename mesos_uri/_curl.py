@@ -203,10 +203,8 @@ async def request(
     if early is not None:
         status, stderr = await _adopt(early, collect)
     else:
-        with _data_file(data) as data_line:
-            status, stderr = await run(
-                _REQUEST_OPTIONS, [*config, *data_line], what=url, stdout=collect
-            )
+        with _with_data(config, data) as sent:
+            status, stderr = await run(_REQUEST_OPTIONS, sent, what=url, stdout=collect)
     if status != 0:
         # curl's first line says what failed; what follows (for a certificate, a paragraph
         # on how to fix curl's own configuration) would only bury it.
@@ -300,17 +298,17 @@ def curl_error(url: str, exit_code: int, message: str, *, stderr: str) -> CurlEr
 
 
 @contextlib.contextmanager
-def _data_file(data: bytes | None) -> Iterator[list[str]]:
-    """A config line that makes curl send ``data`` from a 0600 temporary file, removed after."""
+def _with_data(config: list[str], data: bytes | None) -> Iterator[list[str]]:
+    """``config``, with a line that sends ``data`` from a 0600 temporary file (removed after)."""
     if data is None:
-        yield []
+        yield config
         return
     import tempfile  # only a refresh token's POST sends data
 
     with tempfile.NamedTemporaryFile(prefix="mesos-uri-data-") as file:  # made 0600
         file.write(data)
         file.flush()
-        yield [f"data-binary = {quote('@' + file.name)}"]
+        yield [*config, f"data-binary = {quote('@' + file.name)}"]
 
 
 def _argv(options: Sequence[str]) -> list[str]:

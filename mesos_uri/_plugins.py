@@ -117,8 +117,7 @@ class CopyFetcherPlugin(_Plugin):
         except OSError as exc:
             raise store.failed(f"move '{excerpt(name)}' into", exc.strerror or exc) from exc
         finally:
-            # What a copy left under the temporary name: a file, or a whole directory tree.
-            # One lstat, not worth a thread: the copy that made the path is over.
+            # A copy may leave a whole tree. One lstat is not worth a thread: the copy is over.
             if os.path.lexists(temp):  # noqa: ASYNC240
                 await anyio.run_process(["rm", "-rf", "--", temp], check=False)
 

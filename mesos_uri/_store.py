@@ -64,7 +64,6 @@ class Store:
         return self.directory / name
 
     def _file(self, name: str) -> str:
-        """:meth:`path` as text, for the calls made once per blob."""
         return f"{self._dir}/{name}"
 
     def temp(self, name: str) -> Path:

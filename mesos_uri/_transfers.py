@@ -238,8 +238,7 @@ class _Batch:
                 continue
             ended = file.ended is not None or self.curl_done
             if not ended:
-                # curl starts transfers in order, at most `parallel` at a time: later ones
-                # have not begun.
+                # curl starts transfers in order, `parallel` at a time: later ones have not begun.
                 unfinished += 1
                 if unfinished > self.parallel:
                     continue
@@ -254,28 +253,22 @@ class _Batch:
 
     def outcome(self, file: _File, status: int = 0, messages: str = "") -> Outcome:
         """How ``file``'s transfer ended: from its record, or (none came) from curl's end."""
-        if file.ended is None:
-            if not file.oversize and any(other.oversize for other in self.files):
-                # Stopped with the transfer that passed its limit (by us, or by the kernel at
-                # the largest limit of the batch): nothing wrong with this one.
-                status, messages = 0, "stopped with another download of its batch"
-            return Outcome(
-                finished=False,
-                exit_code=status,
-                size=file.read,
-                error=excerpt(messages),
-                oversize=file.oversize,
-            )
-        exit_code, code, error = file.ended
+        if file.ended is None and not file.oversize and any(f.oversize for f in self.files):
+            # Stopped with the transfer that passed its limit (by us, or by the kernel at the
+            # largest limit of the batch): nothing wrong with this one.
+            status, messages = 0, "stopped with another download of its batch"
+        finished = file.ended is not None
+        exit_code, code, error = file.ended or (status, 0, messages)
         return Outcome(
-            finished=True,
+            finished=finished,
             exit_code=exit_code,
             code=code,
             size=file.read,
-            redirect_url=file.redirect,
-            headers=Headers(tuple(file.headers.items())),
+            # A record cut off before its end says nothing reliable.
+            redirect_url=file.redirect if finished else "",
+            headers=Headers(tuple(file.headers.items()) if finished else ()),
             error=excerpt(error),
-            oversize=file.oversize or exit_code == _FILESIZE_EXCEEDED,
+            oversize=file.oversize or (finished and exit_code == _FILESIZE_EXCEEDED),
         )
 
     async def follow(self, curl_scope: anyio.CancelScope) -> None:
@@ -373,12 +366,11 @@ def _writeback() -> Callable[[int, int, int], object]:
 
 def _limit_file_size(pid: int, limit: int | None) -> None:
     """No file curl writes may grow past ``limit``: the kernel stops it there (SIGXFSZ)."""
-    if limit is None or not sys.platform.startswith("linux"):
-        return
-    import resource
+    if limit is not None and sys.platform.startswith("linux"):
+        import resource
 
-    with contextlib.suppress(OSError, ValueError):
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
 
 
 @attrs.define(eq=False)
@@ -421,8 +413,7 @@ class Batcher:
                 if self._leader is entry:
                     await self._gather()
                     batch = [self._queue.pop(key) for key in list(self._queue)[:_MAX_BATCH]]
-                    self._leader = None
-                    self._promote()
+                    self._promote(resigning=entry)
                     await self._run(batch)
                 else:
                     await entry.wake.wait()
@@ -430,15 +421,15 @@ class Batcher:
         finally:
             if self._queue.pop(id(entry), None) is None and not entry.done:
                 entry.abandoned = True  # cancelled while its transfer runs in a batch
-            if self._leader is entry:
-                self._leader = None
-                self._promote()
+            self._promote(resigning=entry)
         if entry.error is not None:
             raise entry.error
         assert entry.outcome is not None
         return entry.outcome
 
-    def _promote(self) -> None:
+    def _promote(self, resigning: _Entry | None = None) -> None:
+        if self._leader is resigning:
+            self._leader = None
         if self._leader is None and self._queue:
             self._leader = next(iter(self._queue.values()))
             self._leader.wake.set()
