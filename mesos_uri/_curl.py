@@ -246,10 +246,13 @@ def start_early(url: str, *, headers: Mapping[str, str], timeouts: Timeouts) -> 
     """
     config = _request_config(url, headers, None, timeouts)
     pipe = subprocess.PIPE
-    process = subprocess.Popen(_argv(_REQUEST_OPTIONS), stdin=pipe, stdout=pipe, stderr=pipe)
+    try:
+        process = subprocess.Popen(_argv(_REQUEST_OPTIONS), stdin=pipe, stdout=pipe, stderr=pipe)
+    except OSError:
+        return  # no curl to run: request tries again, and says why it cannot
     assert process.stdin is not None
     with contextlib.suppress(OSError), process.stdin:  # curl exited at once: its status says why
-        process.stdin.write(_config_text(config).encode("utf-8"))
+        process.stdin.write(_config_bytes(config))
     _early[tuple(config)] = process
 
 
@@ -316,8 +319,9 @@ def _argv(options: Sequence[str]) -> list[str]:
     return [curl, "-q", "-s", "-S", "--no-progress-meter", *options, "-K", "-"]
 
 
-def _config_text(config: Sequence[str]) -> str:
-    return "".join(f"{line}\n" for line in config)
+def _config_bytes(config: Sequence[str]) -> bytes:
+    # A URL from the command line may hold bytes that are not UTF-8: curl gets them as they came.
+    return "".join(f"{line}\n" for line in config).encode("utf-8", "surrogateescape")
 
 
 async def run(
@@ -361,7 +365,7 @@ async def run(
             spawned(process.pid)
         # All three pipes at once, so curl never blocks on a full one.
         async with anyio.create_task_group() as group:
-            group.start_soon(_feed, process.stdin, _config_text(config))
+            group.start_soon(_feed, process.stdin, _config_bytes(config))
             group.start_soon(_pump, process.stderr, messages.feed, fail, what)
             group.start_soon(_pump, process.stdout, stdout or _discard, fail, what)
         status = await process.wait()
@@ -412,13 +416,13 @@ def _kill(process: anyio.abc.Process) -> None:
         os.kill(process.pid, signal.SIGKILL)
 
 
-async def _feed(stream: anyio.abc.ByteSendStream, text: str) -> None:
+async def _feed(stream: anyio.abc.ByteSendStream, config: bytes) -> None:
     import anyio
 
     # curl may exit before it reads its config: its status and stderr say why.
     async with stream:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            await stream.send(text.encode("utf-8", "surrogateescape"))
+            await stream.send(config)
 
 
 async def _pump(
