@@ -184,7 +184,7 @@ async def request(
     HTTP error or a redirect is a response too. ``max_bytes`` bounds curl's whole stdout, header
     blocks included. ``data`` is POSTed from a private temporary file, to keep it out of argv."""
     config = _request_config(url, headers, tls, timeouts)
-    # A GET, or a POST of the data (--data-binary makes it one): nothing else is needed.
+    # A GET, or a POST of the data (--data-binary makes it one): the package sends no other.
     if method != ("GET" if data is None else "POST"):
         with_data = "without" if data is None else "with"
         raise UsageError(f"Refusing a {_escape(method)} request {with_data} data")
