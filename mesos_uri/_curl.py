@@ -40,13 +40,13 @@ if TYPE_CHECKING:
     import anyio.abc
 
 __all__ = [
-    "CURL_ENV",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_STALL_TIMEOUT",
     "TLS",
     "WEB_PROTOCOLS",
     "Timeouts",
     "config_lines",
+    "curl_error",
     "quote",
     "request",
     "run",
@@ -98,28 +98,22 @@ def quote(value: str) -> str:
 
 @attrs.frozen
 class Timeouts:
-    """How long curl may wait: for a connection, and for a transfer that moves no bytes.
-
-    ``None`` (or 0) turns a check off. curl counts stalls in whole seconds: a fraction rounds up,
-    so that a sub-second stall timeout is one second, never "no check at all".
-    """
+    """How long curl may wait: for a connection, and for a transfer that moves no bytes. ``None``
+    (or 0) turns a check off."""
 
     stall: float | None = DEFAULT_STALL_TIMEOUT
     connect: float | None = DEFAULT_CONNECT_TIMEOUT
 
     def config_lines(self) -> list[str]:
-        lines = []
-        if self.stall:
-            # speed-limit defaults to 1 byte/s: slower than that for this long is a stall.
-            lines.append(f"speed-time = {max(1, math.ceil(self.stall))}")
+        # speed-limit defaults to 1 byte/s: slower than that for this long is a stall. curl counts
+        # whole seconds: a fraction rounds up, never down to 0 ("no check at all").
+        lines = [f"speed-time = {max(1, math.ceil(self.stall))}"] if self.stall else []
         # The stall check starts with the transfer: a server that accepts the connection and
         # says nothing (an FTP server that never greets, a TLS handshake that hangs) is caught
         # by the connect timeout, which is therefore never longer than the stall timeout.
         connect = min((t for t in (self.connect, self.stall) if t), default=None)
-        if connect:
-            # curl reads milliseconds; less than one would be 0, its 300 s default.
-            lines.append(f"connect-timeout = {max(connect, 0.001):.3f}")
-        return lines
+        # curl reads milliseconds; less than one would be 0, its 300 s default.
+        return [*lines, f"connect-timeout = {max(connect, 0.001):.3f}"] if connect else lines
 
 
 @attrs.frozen
@@ -136,11 +130,8 @@ class TLS:
         # --cert reads "certificate[:password]": a ':' in the path (Docker's certs.d/<host:port>/
         # always has one) and a '\\' must be escaped, or curl cuts the path there.
         cert = self.cert.replace("\\", "\\\\").replace(":", "\\:") if self.cert else self.cert
-        lines = [
-            f"{name} = {quote(value)}"
-            for name, value in (("cacert", self.cacert), ("cert", cert), ("key", self.key))
-            if value is not None
-        ]
+        files = (("cacert", self.cacert), ("cert", cert), ("key", self.key))
+        lines = [f"{name} = {quote(value)}" for name, value in files if value is not None]
         return [*lines, "insecure"] if self.insecure else lines
 
 
@@ -152,7 +143,6 @@ def config_lines(
     tls: TLS | None = None,
     timeouts: Timeouts,
 ) -> list[str]:
-    """The config of one request: its URL, protocols, headers, TLS settings and timeouts."""
     stripped = url.strip()  # as the original hands it to curl
     if _FORBIDDEN.search(stripped):
         raise UsageError(f"Refusing URL '{_escape(redact_url(url))}': it contains CR, LF or NUL")
@@ -190,13 +180,14 @@ async def request(
     tls: TLS | None = None,
     timeouts: Timeouts = Timeouts(),
 ) -> Response:
-    """Run one request and return the final response curl printed (1xx and a proxy's CONNECT
-    answer come before it). HTTP error codes are responses, not errors; a redirect is returned
-    as it is. ``max_bytes`` bounds curl's whole stdout, header blocks included: past it curl is
-    killed and :class:`ResponseTooLargeError` raised. ``data`` is sent as the body, from a
-    private temporary file so that it stays out of argv.
-    """
-    config = _request_config(url, headers, tls, timeouts, method, data is not None)
+    """The final response curl printed (1xx and a proxy's CONNECT answer come before it); an
+    HTTP error or a redirect is a response too. ``max_bytes`` bounds curl's whole stdout, header
+    blocks included. ``data`` is POSTed from a private temporary file, to keep it out of argv."""
+    config = _request_config(url, headers, tls, timeouts)
+    # A GET, or a POST of the data (--data-binary makes it one): the package sends no other.
+    if method != ("GET" if data is None else "POST"):
+        with_data = "without" if data is None else "with"
+        raise UsageError(f"Refusing a {_escape(method)} request {with_data} data")
     collected = bytearray()
 
     def collect(chunk: bytes) -> None:
@@ -212,11 +203,13 @@ async def request(
     if early is not None:
         status, stderr = await _adopt(early, collect)
     else:
-        with _data_file(data) as data_line:
-            status, stderr = await run(
-                _REQUEST_OPTIONS, [*config, *data_line], what=url, stdout=collect
-            )
-    check_status(url, status, stderr)
+        with _with_data(config, data) as sent:
+            status, stderr = await run(_REQUEST_OPTIONS, sent, what=url, stdout=collect)
+    if status != 0:
+        # curl's first line says what failed; what follows (for a certificate, a paragraph
+        # on how to fix curl's own configuration) would only bury it.
+        text = excerpt(stderr.strip().split("\n", 1)[0])
+        raise curl_error(url, status, text, stderr=text)
     try:
         response = decode_responses(bytes(collected))[-1]
     except DecodeError as exc:
@@ -234,57 +227,43 @@ async def request(
 
 
 def _request_config(
-    url: str,
-    headers: Mapping[str, str],
-    tls: TLS | None,
-    timeouts: Timeouts,
-    method: str,
-    has_data: bool,
+    url: str, headers: Mapping[str, str], tls: TLS | None, timeouts: Timeouts
 ) -> list[str]:
-    config = config_lines(url, headers=headers, tls=tls, timeouts=timeouts)
     # The decoder reads HTTP/1.x; curl would pick HTTP/2 over TLS.
-    return [*config, "http1.1", *_method_lines(method, has_data)]
+    return [*config_lines(url, headers=headers, tls=tls, timeouts=timeouts), "http1.1"]
 
 
 # Requests started before the event loop, by the config they were started with.
 _early: dict[tuple[str, ...], subprocess.Popen[bytes]] = {}
 
 
-def start_early(
-    url: str, *, headers: Mapping[str, str] = {}, tls: TLS | None = None, timeouts: Timeouts
-) -> None:
-    """Start a GET now that :func:`request` will be asked for later, with the same arguments.
+def start_early(url: str, *, headers: Mapping[str, str], timeouts: Timeouts) -> None:
+    """Start a GET that :func:`request` will be asked for later, with the same arguments.
 
-    The command line knows its first request (a manifest's) before it has imported the rest
-    of the program: curl connects and asks while Python is still busy, which on a real network
-    saves a round trip or two. :func:`request` takes the answer over; :func:`stop_early` ends a
-    request nobody asked for.
+    The command line knows its first request (a manifest's) before it has imported the rest of
+    the program: curl connects and asks while Python is still busy, which on a real network saves
+    a round trip or two. :func:`stop_early` ends a request nobody took over.
     """
-    config = _request_config(url, headers, tls, timeouts, "GET", has_data=False)
-    process = subprocess.Popen(
-        [program(), "-q", "-s", "-S", "--no-progress-meter", *_REQUEST_OPTIONS, "-K", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    config = _request_config(url, headers, None, timeouts)
+    pipe = subprocess.PIPE
+    try:
+        process = subprocess.Popen(_argv(_REQUEST_OPTIONS), stdin=pipe, stdout=pipe, stderr=pipe)
+    except OSError:
+        return  # no curl to run: request tries again, and says why it cannot
     assert process.stdin is not None
-    with contextlib.suppress(OSError):  # curl exited at once: its status will say why
-        process.stdin.write("".join(f"{line}\n" for line in config).encode("utf-8"))
-    with contextlib.suppress(OSError):
-        process.stdin.close()
+    with contextlib.suppress(OSError), process.stdin:  # curl exited at once: its status says why
+        process.stdin.write(_config_bytes(config))
     _early[tuple(config)] = process
 
 
 def stop_early() -> None:
     """Kill and reap the requests :func:`start_early` started that nobody took over."""
     while _early:
-        _, process = _early.popitem()
-        _stop(process)
+        _stop(_early.popitem()[1])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        process.kill()
+    process.kill()  # Popen ignores a process that is already gone
     process.wait()
     for stream in (process.stdout, process.stderr):
         if stream is not None:
@@ -298,75 +277,51 @@ async def _adopt(
     :func:`run`, it returns or raises only once curl is gone."""
     import anyio
 
+    def read() -> tuple[int, str]:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        descriptor = process.stdout.fileno()
+        while chunk := os.read(descriptor, _CHUNK):
+            stdout(chunk)  # raises past the caller's limit: curl is killed below
+        # curl's messages are a line or two: the pipe held them while stdout was read.
+        messages = process.stderr.read(_MAX_STDERR_BYTES).decode("utf-8", "replace")
+        return process.wait(), messages
+
     try:
-        return await anyio.to_thread.run_sync(_read_early, process, stdout, abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
     finally:
         # Killing it ends a read the worker thread may still be blocked in.
         _stop(process)
 
 
-def _read_early(
-    process: subprocess.Popen[bytes], stdout: Callable[[bytes], None]
-) -> tuple[int, str]:
-    assert process.stdout is not None
-    assert process.stderr is not None
-    descriptor = process.stdout.fileno()
-    while chunk := os.read(descriptor, _CHUNK):
-        stdout(chunk)  # raises past the caller's limit: curl is killed by _adopt
-    # curl's messages are a line or two: the pipe held them while stdout was read.
-    messages = process.stderr.read(_MAX_STDERR_BYTES).decode("utf-8", "replace")
-    return process.wait(), messages
-
-
-def check_status(url: str, status: int, stderr: str) -> None:
-    """Raise the original's "Failed to perform 'curl'" error for a non-zero exit (a signal
-    death, a negative status, included)."""
-    if status != 0:
-        # curl's first line says what failed; what follows (for a certificate, a paragraph
-        # on how to fix curl's own configuration) would only bury it.
-        text = excerpt(stderr.strip().split("\n", 1)[0])
-        raise CurlError(
-            f"Failed to perform 'curl' for '{redact_url(url)}': {text}",
-            exit_code=status,
-            stderr=text,
-        )
-
-
-def _method_lines(method: str, has_data: bool) -> list[str]:
-    if _TOKEN.fullmatch(method) is None:
-        raise UsageError(f"Refusing method '{_escape(method)}': it is not an HTTP token")
-    if method == "GET":
-        if has_data:
-            raise UsageError("Refusing to send data with a GET request")
-        return []
-    if method == "HEAD":
-        # A response to HEAD announces a length it does not send; the decoder cannot know.
-        raise UsageError("Refusing a HEAD request: its response cannot be decoded")
-    if method == "POST" and has_data:
-        return []  # --data-binary makes it a POST
-    return [f"request = {quote(method)}"]
+def curl_error(url: str, exit_code: int, message: str, *, stderr: str) -> CurlError:
+    """The original's error for a curl that failed (a signal death, a negative status, too)."""
+    text = f"Failed to perform 'curl' for '{redact_url(url)}': {message}"
+    return CurlError(text, exit_code=exit_code, stderr=stderr)
 
 
 @contextlib.contextmanager
-def _data_file(data: bytes | None) -> Iterator[list[str]]:
-    """A config line that makes curl send ``data`` from a 0600 temporary file, removed after."""
+def _with_data(config: list[str], data: bytes | None) -> Iterator[list[str]]:
+    """``config``, with a line that sends ``data`` from a 0600 temporary file (removed after)."""
     if data is None:
-        yield []
+        yield config
         return
     import tempfile  # only a refresh token's POST sends data
 
-    fd, path = tempfile.mkstemp(prefix="mesos-uri-data-")  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        yield [f"data-binary = {quote('@' + path)}"]
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    with tempfile.NamedTemporaryFile(prefix="mesos-uri-data-") as file:  # made 0600
+        file.write(data)
+        file.flush()
+        yield [*config, f"data-binary = {quote('@' + file.name)}"]
 
 
-def program() -> str:
-    return os.environ.get(CURL_ENV) or "curl"
+def _argv(options: Sequence[str]) -> list[str]:
+    curl = os.environ.get(CURL_ENV) or "curl"
+    return [curl, "-q", "-s", "-S", "--no-progress-meter", *options, "-K", "-"]
+
+
+def _config_bytes(config: Sequence[str]) -> bytes:
+    # A URL from the command line may hold bytes that are not UTF-8: curl gets them as they came.
+    return "".join(f"{line}\n" for line in config).encode("utf-8", "surrogateescape")
 
 
 async def run(
@@ -380,19 +335,17 @@ async def run(
 ) -> tuple[int, str]:
     """Run curl with ``options`` and ``config`` (on stdin); return its status and its messages.
 
-    ``stdout`` receives what curl prints there; ``stderr_line`` sees each line of stderr first
-    and returns True for a line it consumed (a transfer's record), the rest is kept (bounded) as
-    curl's messages. ``spawned`` is called with the pid before curl reads its config, so nothing
-    has been transferred yet. An exception from a callback kills curl and is re-raised unchanged
-    once curl is reaped. ``what`` (a URL) names the exchange in errors, without its password.
+    ``stderr_line`` sees each line of stderr first and returns True for a line it consumed (a
+    transfer's record); the rest is kept (bounded) as curl's messages. ``spawned`` gets the pid
+    before curl reads its config, so before any transfer. An exception from a callback kills curl
+    and is re-raised unchanged once curl is reaped. ``what`` (a URL) names the exchange in errors.
     """
     import anyio  # here: importing this module starts no event loop machinery (see start_early)
 
-    argv = [program(), "-q", "-s", "-S", "--no-progress-meter", *options, "-K", "-"]
     try:
         # Shielded: a cancellation inside the spawn would lose the child before we can reap it.
         with anyio.CancelScope(shield=True):
-            process = await anyio.open_process(argv)
+            process = await anyio.open_process(_argv(options))
     except OSError as exc:
         hint = " (is curl installed and on PATH?)" if isinstance(exc, FileNotFoundError) else ""
         raise CurlError(f"Failed to exec the curl subprocess: {exc}{hint}") from exc
@@ -412,7 +365,7 @@ async def run(
             spawned(process.pid)
         # All three pipes at once, so curl never blocks on a full one.
         async with anyio.create_task_group() as group:
-            group.start_soon(_feed, process.stdin, "".join(f"{line}\n" for line in config))
+            group.start_soon(_feed, process.stdin, _config_bytes(config))
             group.start_soon(_pump, process.stderr, messages.feed, fail, what)
             group.start_soon(_pump, process.stdout, stdout or _discard, fail, what)
         status = await process.wait()
@@ -423,38 +376,30 @@ async def run(
             await process.aclose()
     if failure:
         raise failure[0]
-    messages.finish()
-    return status, messages.text()
+    return status, messages.finish()
 
 
 class _Messages:
     """curl's stderr, split into lines: each offered to a consumer, the rest kept, bounded."""
 
     def __init__(self, consumer: Callable[[str], bool] | None) -> None:
-        self._consumer = consumer
-        self._pending = bytearray()
+        self._consumer = consumer or (lambda line: False)
+        self._pending = b""
         self._kept = bytearray()
 
     def feed(self, chunk: bytes) -> None:
-        self._pending += chunk
-        *lines, rest = self._pending.split(b"\n")
-        self._pending = bytearray(rest[:_MAX_STDERR_BYTES])
+        *lines, rest = (self._pending + chunk).split(b"\n")
+        self._pending = rest[:_MAX_STDERR_BYTES]
         for line in lines:
-            self._line(bytes(line))
+            if self._consumer(line.decode("utf-8", "replace")):
+                continue
+            if len(self._kept) < _MAX_STDERR_BYTES:
+                self._kept += line[: _MAX_STDERR_BYTES - len(self._kept)] + b"\n"
 
-    def finish(self) -> None:
+    def finish(self) -> str:
+        """What was kept, once the last line (it has no newline) was offered too."""
         if self._pending:
-            self._line(bytes(self._pending))
-            self._pending.clear()
-
-    def _line(self, line: bytes) -> None:
-        text = line.decode("utf-8", "replace")
-        if self._consumer is not None and self._consumer(text):
-            return
-        if len(self._kept) < _MAX_STDERR_BYTES:
-            self._kept += line[: _MAX_STDERR_BYTES - len(self._kept)] + b"\n"
-
-    def text(self) -> str:
+            self.feed(b"\n")
         return self._kept.decode("utf-8", "replace")
 
 
@@ -471,15 +416,13 @@ def _kill(process: anyio.abc.Process) -> None:
         os.kill(process.pid, signal.SIGKILL)
 
 
-async def _feed(stream: anyio.abc.ByteSendStream, text: str) -> None:
+async def _feed(stream: anyio.abc.ByteSendStream, config: bytes) -> None:
     import anyio
 
-    try:
-        await stream.send(text.encode("utf-8", "surrogateescape"))
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        pass  # curl exited before reading its config; its status and stderr say why
-    finally:
-        await stream.aclose()
+    # curl may exit before it reads its config: its status and stderr say why.
+    async with stream:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await stream.send(config)
 
 
 async def _pump(
@@ -490,7 +433,6 @@ async def _pump(
 ) -> None:
     import anyio
 
-    failed = False
     while True:
         try:
             chunk = await stream.receive(_CHUNK)
@@ -501,12 +443,10 @@ async def _pump(
             error.__cause__ = exc
             fail(error)
             return
-        if failed:
-            # Read on to EOF after a failure: on asyncio a pipe left unread is never seen to
-            # close, and waiting for the killed curl would then never end.
-            continue
         try:
             consume(chunk)
         except Exception as exc:
-            failed = True
+            # Read on to EOF after a failure: on asyncio a pipe left unread is never seen to
+            # close, and waiting for the killed curl would then never end.
+            consume = _discard
             fail(exc)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import posixpath
 import subprocess
-from collections.abc import Awaitable, Callable
 from typing import Final
 
+import anyio
+
 from mesos_uri._curl import WEB_PROTOCOLS, Timeouts
-from mesos_uri._http import status_string
 from mesos_uri._store import Store
 from mesos_uri._transfers import Transfer, run_batch
 from mesos_uri._uri import URI
@@ -27,34 +27,13 @@ from mesos_uri.fetcher import FetchSummary
 __all__ = ["CopyFetcherPlugin", "CurlFetcherPlugin"]
 
 
-async def _fetching(
-    uri: URI, directory: str | os.PathLike[str], fetch: Callable[[Store], Awaitable[None]]
-) -> FetchSummary:
-    """Run ``fetch`` into ``directory``: errors name the URI, a directory it made and left
-    empty is removed."""
-    store = Store(directory)
-    try:
-        await fetch(store)
-    except FetchError as exc:
-        exc.uri = uri.redacted()
-        store.remove_if_empty()
-        raise
-    return FetchSummary(uri.redacted())
-
-
 def _file_name(name: str) -> str:
     if name in ("", ".", "/", "..") or "/" in name or "\0" in name:
         raise UsageError(f"Cannot name a file '{excerpt(name)}' after the URI's path")
     return name
 
 
-class CurlFetcherPlugin:
-    name: Final = "curl"
-    schemes: Final = ("http", "https", "ftp", "ftps")
-
-    def __init__(self, *, timeouts: Timeouts | None = None) -> None:
-        self.timeouts = timeouts or Timeouts()
-
+class _Plugin:
     async def fetch(
         self,
         uri: URI,
@@ -62,20 +41,38 @@ class CurlFetcherPlugin:
         data: str | None = None,
         output_file_name: str | None = None,
     ) -> FetchSummary:
-        async def fetch(store: Store) -> None:
-            if uri.scheme not in self.schemes:
-                raise UsageError(f"Curl fetcher plugin does not support '{uri.scheme}' URI scheme")
-            # stout's basename: the last component, trailing '/' ignored.
-            name = _file_name(output_file_name or posixpath.basename(uri.path.rstrip("/")))
-            store.create()
-            temp = store.temp_name(name)
-            try:
-                await self._download(str(uri).strip(), uri.scheme, store, temp)
-                await store.commit(temp, name)
-            finally:
-                store.discard(temp)
+        store = Store(directory)
+        try:
+            await self._fetch(uri, store, output_file_name)
+        except FetchError as exc:
+            exc.uri = uri.redacted()
+            store.remove_if_empty()
+            raise
+        return FetchSummary(uri.redacted())
 
-        return await _fetching(uri, directory, fetch)
+    async def _fetch(self, uri: URI, store: Store, output_file_name: str | None) -> None:
+        raise NotImplementedError
+
+
+class CurlFetcherPlugin(_Plugin):
+    name: Final = "curl"
+    schemes: Final = ("http", "https", "ftp", "ftps")
+
+    def __init__(self, *, timeouts: Timeouts | None = None) -> None:
+        self.timeouts = timeouts or Timeouts()
+
+    async def _fetch(self, uri: URI, store: Store, output_file_name: str | None) -> None:
+        if uri.scheme not in self.schemes:
+            raise UsageError(f"Curl fetcher plugin does not support '{uri.scheme}' URI scheme")
+        # stout's basename: the last component, trailing '/' ignored.
+        name = _file_name(output_file_name or posixpath.basename(uri.path.rstrip("/")))
+        store.create()
+        temp = store.temp_name(name)
+        try:
+            await self._download(str(uri).strip(), uri.scheme, store, temp)
+            await store.commit(temp, name)
+        finally:
+            store.discard(temp)
 
     async def _download(self, url: str, scheme: str, store: Store, temp: str) -> None:
         # FTP has no HTTP status and no redirects: curl's exit status says it all.
@@ -90,56 +87,42 @@ class CurlFetcherPlugin:
                 raise outcome.curl_error(url)
             if protocols != WEB_PROTOCOLS:
                 return
-            if outcome.code in REDIRECT_CODES and outcome.redirect_url:
-                # No credentials go along: the userinfo of the URI is not in the Location.
-                url = follow_redirect(url, outcome.redirect_url, hops=hops, allow_downgrade=True)
-                hops += 1
-                continue
-            if outcome.code != 200:
-                # The original's text, with its status string.
-                raise HTTPStatusError(
-                    f"Unexpected HTTP response code for '{redact_url(url)}': "
-                    f"{status_string(outcome.code)}",
-                    code=outcome.code,
-                )
-            return
+            if outcome.code not in REDIRECT_CODES or not outcome.redirect_url:
+                break
+            # No credentials go along: the userinfo of the URI is not in the Location.
+            url = follow_redirect(url, outcome.redirect_url, hops=hops, allow_downgrade=True)
+            hops += 1
+        if outcome.code != 200:
+            # The original's text, with its status string.
+            raise HTTPStatusError(
+                f"Unexpected HTTP response code for '{redact_url(url)}': {outcome.status}",
+                code=outcome.code,
+            )
 
 
-class CopyFetcherPlugin:
+class CopyFetcherPlugin(_Plugin):
     name: Final = "copy"
     schemes: Final = ("file",)
 
-    async def fetch(
-        self,
-        uri: URI,
-        directory: str | os.PathLike[str],
-        data: str | None = None,
-        output_file_name: str | None = None,
-    ) -> FetchSummary:
-        async def fetch(store: Store) -> None:
-            if not uri.path:
-                raise UsageError("URI path is not specified")
-            name = _file_name(posixpath.basename(uri.path.rstrip("/")))
-            store.create()
-            # Copy beside the target and rename, so the name never holds a half-copied file.
-            temp = store.temp_name(name)
-            try:
-                await _copy(uri.path, temp)
-                os.replace(temp, store.path(name))
-            except OSError as exc:
-                raise FetchError(
-                    f"Failed to move '{excerpt(name)}' into '{store.directory}': "
-                    f"{exc.strerror or exc}"
-                ) from exc
-            finally:
-                await _remove(temp)
-
-        return await _fetching(uri, directory, fetch)
+    async def _fetch(self, uri: URI, store: Store, output_file_name: str | None) -> None:
+        if not uri.path:
+            raise UsageError("URI path is not specified")
+        name = _file_name(posixpath.basename(uri.path.rstrip("/")))
+        store.create()
+        # Copy beside the target and rename, so the name never holds a half-copied file.
+        temp = store.temp_name(name)
+        try:
+            await _copy(uri.path, temp)
+            os.replace(temp, store.path(name))
+        except OSError as exc:
+            raise store.failed(f"move '{excerpt(name)}' into", exc.strerror or exc) from exc
+        finally:
+            # A copy may leave a whole tree. One lstat is not worth a thread: the copy is over.
+            if os.path.lexists(temp):  # noqa: ASYNC240
+                await anyio.run_process(["rm", "-rf", "--", temp], check=False)
 
 
 async def _copy(source: str, target: str) -> None:
-    import anyio
-
     try:
         result = await anyio.run_process(
             ["cp", "-a", "--", source, target], check=False, stdin=subprocess.DEVNULL
@@ -149,16 +132,3 @@ async def _copy(source: str, target: str) -> None:
     if result.returncode != 0:
         stderr = excerpt(result.stderr.decode(errors="replace"))
         raise FetchError(f"Failed to perform 'copy': {stderr}")
-
-
-async def _remove(path: str) -> None:
-    """Remove what a copy left under a temporary name: a file, or a whole directory tree."""
-    if _exists(path):
-        import anyio
-
-        await anyio.run_process(["rm", "-rf", "--", path], check=False)
-
-
-def _exists(path: str) -> bool:
-    # One lstat, not worth a thread: the copy that made the path is over.
-    return os.path.lexists(path)

@@ -39,38 +39,31 @@ class Store:
         self.directory = Path(directory)
         # The directory as text: names are joined to it on every blob's hot path.
         self._dir = os.fspath(self.directory)
-        # fsync before rename, so that a crash cannot leave an empty file under a final name.
         self.durable = durable
         self._created: list[Path] = []
 
-    def create(self) -> bool:
-        """``mkdir -p`` the directory (the original's error text); whether it had to be made."""
+    def create(self) -> None:
+        """``mkdir -p`` the directory, failing with the original's error text."""
         missing = [self.directory, *self.directory.parents]
         missing = missing[: next(i for i, path in enumerate(missing) if path.exists())]
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise FetchError(
-                f"Failed to create directory '{self.directory}': {exc.strerror or exc}"
-            ) from exc
+            raise self.failed("create directory", exc.strerror or exc) from exc
         self._created = missing
-        return bool(missing)
 
     def remove_if_empty(self) -> None:
         """Remove the directories :meth:`create` made, if nothing is in them: a fetch that
         failed leaves nothing behind."""
-        for path in self._created:
-            try:
+        with contextlib.suppress(OSError):  # not empty: neither is any parent
+            for path in self._created:
                 path.rmdir()
-            except OSError:
-                return
 
     def path(self, name: str) -> Path:
         # Names are digests validated against the OCI grammar, or basenames: no '/' in them.
         return self.directory / name
 
     def _file(self, name: str) -> str:
-        """:meth:`path` as text, for the calls made once per blob."""
         return f"{self._dir}/{name}"
 
     def temp(self, name: str) -> Path:
@@ -78,9 +71,7 @@ class Store:
         try:
             fd, path = tempfile.mkstemp(dir=self.directory, prefix=f"{_TEMP_PREFIX}{name}.")
         except OSError as exc:
-            raise FetchError(
-                f"Failed to create a temporary file in '{self.directory}': {exc.strerror or exc}"
-            ) from exc
+            raise self.failed("create a temporary file in", exc.strerror or exc) from exc
         os.close(fd)
         return Path(path)
 
@@ -100,42 +91,34 @@ class Store:
         return stat.st_size if found == _mark(mark, stat) else None
 
     def holds(self, name: str) -> bool:
-        """Whether a regular file is under ``name``."""
         return os.path.isfile(self._file(name))
 
     def mark(self, name: str, mark: str) -> None:
         """Record that ``name`` holds what ``mark`` says (checked by the caller)."""
         _set_mark(self._file(name), mark)
 
-    async def commit(self, temp: str | Path, name: str, *, mark: str | None = None) -> None:
-        """Flush ``temp`` and rename it to ``name``; on any failure it is removed."""
-        await self._commit(temp, name, mark, None)
-
-    async def write_file(self, name: str, data: bytes) -> None:
-        """Atomically put already-verified bytes (a manifest, an index) under ``name``."""
-        await self._commit(self.temp(name), name, None, data)
-
-    async def _commit(
-        self, temp: str | Path, name: str, mark: str | None, data: bytes | None
+    async def commit(
+        self, temp: str | Path, name: str, *, mark: str | None = None, data: bytes | None = None
     ) -> None:
+        """Write ``data`` (if any) to ``temp``, flush it and rename it to ``name``; on any
+        failure it is removed."""
         try:
             await anyio.to_thread.run_sync(self._write, temp, name, mark, data)
         except OSError as exc:
-            raise FetchError(
-                f"Failed to write '{name}' to '{self.directory}': {exc.strerror or exc}"
-            ) from exc
+            raise self.failed(f"write '{name}' to", exc.strerror or exc) from exc
         finally:
             self.discard(temp)  # gone once renamed; anything else is removed
+
+    async def write_file(self, name: str, data: bytes) -> None:
+        """Atomically put already-verified bytes (a manifest, an index) under ``name``."""
+        await self.commit(self.temp(name), name, data=data)
 
     def _write(self, temp: str | Path, name: str, mark: str | None, data: bytes | None) -> None:
         if data is not None:
             Path(temp).write_bytes(data)
         if self.durable:
-            fd = os.open(temp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with open(temp, "rb") as file:
+                os.fsync(file.fileno())
         os.chmod(temp, 0o666 & ~_umask())
         if mark is not None:
             _set_mark(temp, mark)
@@ -152,7 +135,11 @@ class Store:
                 space = os.statvfs(self.directory)
                 if space.f_bavail == 0 or space.f_favail == 0:
                     reason = os.strerror(errno.ENOSPC)
-        return FetchError(f"Failed to write {what} to '{self.directory}': {reason}")
+        return self.failed(f"write {what} to", reason)
+
+    def failed(self, doing: str, reason: object) -> FetchError:
+        """The error for what could not be done in this directory, in the original's words."""
+        return FetchError(f"Failed to {doing} '{self.directory}': {reason}")
 
     def discard(self, temp: str | Path) -> None:
         with contextlib.suppress(FileNotFoundError):

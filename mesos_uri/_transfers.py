@@ -3,9 +3,9 @@
 Starting curl costs more than fetching a small blob from a registry nearby, and on a real network
 every new connection costs round trips. So downloads that are asked for at about the same time
 share one ``curl --parallel --parallel-immediate`` (:class:`Batcher`): each transfer is a config
-group of its own (URL, headers, output file, size limit), and curl reuses its
-connections across them. That is also how the agent's concurrent ``docker-blob`` fetches
-through one fetcher become one process.
+group of its own (URL, headers, output file, size limit), and curl reuses its connections across
+them. That is also how the agent's concurrent ``docker-blob`` fetches through one fetcher become
+one process.
 
 curl writes each body into its file itself. A follower reads the files as they grow and feeds
 every new byte to the transfer's hasher, so a body is hashed while it arrives, on another core,
@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final, Protocol, cast
+from typing import Final, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -39,7 +39,7 @@ from mesos_uri._http import Headers, status_string
 from mesos_uri._urls import redact_url
 from mesos_uri.errors import CurlError, FetchError, excerpt
 
-__all__ = ["Batcher", "Hasher", "Outcome", "Transfer", "run_batch"]
+__all__ = ["Batcher", "Outcome", "Transfer", "run_batch"]
 
 _log = logging.getLogger(__name__)
 
@@ -52,8 +52,6 @@ _READ_CHUNK: Final = 4 * 1024 * 1024
 _ENDED_CHUNKS: Final = 16
 # Writeback of a file that is being downloaded is started every this many bytes.
 _WRITEBACK_CHUNK: Final = 8 * 1024 * 1024
-# sync_file_range(2)'s SYNC_FILE_RANGE_WRITE: start writeback of dirty pages, do not wait.
-_SYNC_FILE_RANGE_WRITE: Final = 2
 # curl's exit code when a Content-Length is larger than max-filesize allows.
 _FILESIZE_EXCEEDED: Final = 63
 # Looks at files that did not grow back off from the first delay to the second.
@@ -90,20 +88,17 @@ class Transfer:
     protocols: str = WEB_PROTOCOLS
     # Told the bytes in the file so far, as they arrive.
     progress: Callable[[int], None] | None = None
-    # Start writing the file to disk as it arrives, so that an fsync after it has little left.
+    # Start writing the file to disk as it arrives (Linux), so that an fsync after has little left.
     writeback: bool = False
 
 
 @attrs.frozen
 class Outcome:
-    """How one transfer ended.
-
-    ``finished`` is False when curl ended without reporting it (killed because another file of
-    its batch passed its limit, cancelled, crashed): the file then holds an unknown prefix.
-    ``size`` is what the file holds (every byte of it went to the hasher); ``oversize`` that the
-    body passed the transfer's limit: a Content-Length past it (curl's exit 63, the file empty,
-    ``code`` the status that announced it) or more bytes than it allowed.
-    """
+    """How one transfer ended. ``finished`` is False when curl ended without reporting it (killed
+    because another file of its batch passed its limit, cancelled, crashed): the file then holds
+    an unknown prefix. ``size`` is what the file holds (every byte of it went to the hasher);
+    ``oversize`` that the body passed the transfer's limit: a Content-Length past it (curl's exit
+    63, the file empty, ``code`` the status that announced it) or more bytes than it allowed."""
 
     finished: bool
     exit_code: int = 0
@@ -120,16 +115,14 @@ class Outcome:
 
     def curl_error(self, url: str) -> CurlError:
         """The error for a transfer curl failed, in the words of a failed request."""
-        return CurlError(
-            f"Failed to perform 'curl' for '{redact_url(url)}': "
-            f"curl: ({self.exit_code}) {self.error}",
-            exit_code=self.exit_code,
-            stderr=self.error,
-        )
+        message = f"curl: ({self.exit_code}) {self.error}"
+        return curl.curl_error(url, self.exit_code, message, stderr=self.error)
 
 
 def _config(index: int, transfer: Transfer, timeouts: Timeouts) -> list[str]:
-    lines = curl.config_lines(
+    """Transfer ``index``'s config group; ``next`` ends the group before it."""
+    lines = ["next"] if index else []
+    lines += curl.config_lines(
         transfer.url,
         headers=transfer.headers,
         protocols=transfer.protocols,
@@ -142,97 +135,46 @@ def _config(index: int, transfer: Transfer, timeouts: Timeouts) -> list[str]:
         # would mean no limit at all.
         lines.append(f"max-filesize = {max(transfer.limit, 1)}")
     # The record goes to stderr, which curl does not buffer: it arrives when the transfer ends.
-    record = [f"{_MARK}\t{index}\th\t{name}\t%header{{{name}}}\n" for name in _HEADERS]
-    record.append(f"{_MARK}\t{index}\tredirect\t%{{redirect_url}}\n")
-    record.append(
-        f"{_MARK}\t{index}\tend\t%{{exitcode}}\t%{{http_code}}\t%{{size_download}}\t%{{errormsg}}\n"
-    )
-    lines.append(f"write-out = {curl.quote('%{stderr}' + ''.join(record))}")
+    fields = [f"h\t{name}\t%header{{{name}}}" for name in _HEADERS]
+    fields.append("redirect\t%{redirect_url}")
+    fields.append("end\t%{exitcode}\t%{http_code}\t%{size_download}\t%{errormsg}")
+    record = "".join(f"{_MARK}\t{index}\t{field}\n" for field in fields)
+    lines.append(f"write-out = {curl.quote('%{stderr}' + record)}")
     return lines
 
 
-class _Batch:
-    """One curl run over ``transfers``: the records it prints and the files it writes."""
+@attrs.define(eq=False)
+class _File:
+    """What the follower knows of one transfer's file, and what curl's record says of it."""
 
-    def __init__(self, transfers: Sequence[Transfer], parallel: int) -> None:
-        self.transfers = transfers
-        self.parallel = parallel
-        count = len(transfers)
-        self.read = [0] * count  # how far the follower has hashed each file
-        self.written_back = [0] * count  # how far each file's writeback was started
-        self.sizes = [0] * count  # each file's size at the last look
-        self.ended: list[dict[str, str] | None] = [None] * count  # records, as they arrive
-        self.headers: list[dict[str, str]] = [{} for _ in transfers]
-        self.redirects = [""] * count
-        self.drained = [False] * count
-        self.oversize = [False] * count
-        self.files: list[int | None] = [None] * count
-        self.curl_done = False
-        # Set when a transfer ends or curl exits: the follower looks at once, not after its nap.
-        self.changed = anyio.Event()
+    transfer: Transfer
+    fd: int | None = None
+    size: int = 0  # at the last look
+    read: int = 0  # how far it was hashed
+    reported: int = 0  # how far progress was told
+    written_back: int = 0  # how far writeback was started
+    oversize: bool = False
+    # From its record: a few headers, the redirect, and the end (exit code, status, message).
+    headers: dict[str, str] = attrs.field(factory=dict)
+    redirect: str = ""
+    ended: tuple[int, int, str] | None = None
+    drained: bool = False  # ended, and read to its end (or past its limit)
+    told: bool = False  # its caller heard of its end
 
-    def record(self, line: str) -> bool:
-        """Take one line of curl's stderr if it is a transfer's record."""
-        fields = line.split("\t", 3)
-        if len(fields) < 4 or fields[0] != _MARK or not fields[1].isdigit():
-            return False
-        index = int(fields[1])
-        if index >= len(self.transfers):
-            return False
-        kind, rest = fields[2], fields[3]
-        if kind == "h":
-            name, _, value = rest.partition("\t")
-            if value.strip():
-                self.headers[index][name] = value.strip()
-        elif kind == "redirect":
-            self.redirects[index] = rest.strip()
-        elif kind == "end":
-            parts = rest.split("\t", 3)
-            if len(parts) == 4 and all(part.isdigit() for part in parts[:3]):
-                exit_code, code, size, error = parts
-                self.ended[index] = {"exit": exit_code, "code": code, "size": size, "error": error}
-                self.changed.set()
-        return True
-
-    def look(self) -> tuple[bool, list[int]]:
-        """Read what the running and just-ended transfers added to their files (in a worker
-        thread). Returns whether any file grew, and the transfers that passed their limit."""
-        grew = False
-        passed = []
-        unfinished = 0
-        for index, transfer in enumerate(self.transfers):
-            if self.drained[index]:
-                continue
-            ended = self.ended[index] is not None or self.curl_done
-            if not ended:
-                # curl starts transfers in order, at most `parallel` at a time: later ones
-                # have not begun.
-                unfinished += 1
-                if unfinished > self.parallel:
-                    continue
-            grew |= self._read(index, transfer, whole=ended)
-            if transfer.limit is not None and self.sizes[index] > transfer.limit:
-                self.oversize[index] = True
-                passed.append(index)
-            if ended and (self.oversize[index] or self.read[index] >= self.sizes[index]):
-                self.drained[index] = True
-                self._close(index)
-        return grew, passed
-
-    def _read(self, index: int, transfer: Transfer, *, whole: bool) -> bool:
-        fd = self.files[index]
-        if fd is None:
+    def read_more(self, *, ended: bool) -> bool:
+        """Hash what curl added since the last look, a chunk of it (a few, once the transfer
+        ``ended``); whether there was any."""
+        if self.fd is None:
             try:
-                fd = self.files[index] = os.open(transfer.path, os.O_RDONLY)
+                self.fd = os.open(self.transfer.path, os.O_RDONLY)
             except FileNotFoundError:
                 return False
-        size = os.fstat(fd).st_size
-        self.sizes[index] = size
-        start = self.read[index]
+        transfer, fd = self.transfer, self.fd
+        self.size = size = os.fstat(fd).st_size
         if transfer.limit is not None:
             size = min(size, transfer.limit + 1)  # hashing an oversized tail is pointless
-        position = start
-        for _ in range(_ENDED_CHUNKS if whole else 1):
+        start = position = self.read
+        for _ in range(_ENDED_CHUNKS if ended else 1):
             if position >= size:
                 break
             data = os.pread(fd, min(_READ_CHUNK, size - position), position)
@@ -241,48 +183,120 @@ class _Batch:
             if transfer.hasher is not None:
                 transfer.hasher.update(data)
             position += len(data)
-        self.read[index] = position
-        if transfer.writeback and position - self.written_back[index] >= _WRITEBACK_CHUNK:
-            _start_writeback(fd, self.written_back[index], position - self.written_back[index])
-            self.written_back[index] = position
+        self.read = position
+        if transfer.writeback and position - self.written_back >= _WRITEBACK_CHUNK:
+            _writeback()(fd, self.written_back, position - self.written_back)
+            self.written_back = position
         return position > start
 
-    def _close(self, index: int) -> None:
-        fd = self.files[index]
-        if fd is not None:
-            self.files[index] = None
-            os.close(fd)
-
     def close(self) -> None:
-        for index in range(len(self.transfers)):
-            self._close(index)
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
-    def outcome(self, index: int, status: int = 0, messages: str = "") -> Outcome:
-        """How transfer ``index`` ended: from its record, or (none came) from curl's end."""
-        ended = self.ended[index]
-        if ended is None:
-            if any(self.oversize) and not self.oversize[index]:
-                # Stopped with the transfer that passed its limit (by us, or by the kernel at
-                # the largest limit of the batch): nothing wrong with this one.
-                status, messages = 0, "stopped with another download of its batch"
-            return Outcome(
-                finished=False,
-                exit_code=status,
-                size=self.read[index],
-                error=excerpt(messages),
-                oversize=self.oversize[index],
-            )
-        exit_code = int(ended["exit"])
+
+@attrs.define(eq=False)
+class _Batch:
+    """One curl run: the records it prints and the files it writes."""
+
+    files: list[_File]
+    parallel: int
+    ended: Callable[[int, Outcome], None]
+    curl_done: bool = False
+    # Set when a transfer ends or curl exits: the follower looks at once, not after its nap.
+    changed: anyio.Event = attrs.field(factory=anyio.Event)
+
+    def record(self, line: str) -> bool:
+        """Take one line of curl's stderr if it is a transfer's record."""
+        fields = line.split("\t", 3)
+        if len(fields) < 4 or fields[0] != _MARK or not fields[1].isdigit():
+            return False
+        index = int(fields[1])
+        if index >= len(self.files):
+            return False
+        file, kind, rest = self.files[index], fields[2], fields[3]
+        if kind == "h":
+            name, _, value = rest.partition("\t")
+            if value.strip():
+                file.headers[name] = value.strip()
+        elif kind == "redirect":
+            file.redirect = rest.strip()
+        elif kind == "end":
+            parts = rest.split("\t", 3)
+            if len(parts) == 4 and all(part.isdigit() for part in parts[:3]):
+                file.ended = (int(parts[0]), int(parts[1]), parts[3])
+                self.changed.set()
+        return True
+
+    def look(self) -> tuple[bool, bool]:
+        """Read what the running and just-ended transfers added to their files (in a worker
+        thread). Returns whether any file grew, and whether any passed its limit."""
+        grew = passed = False
+        unfinished = 0
+        for file in self.files:
+            if file.drained:
+                continue
+            ended = file.ended is not None or self.curl_done
+            if not ended:
+                # curl starts transfers in order, `parallel` at a time: later ones have not begun.
+                unfinished += 1
+                if unfinished > self.parallel:
+                    continue
+            grew |= file.read_more(ended=ended)
+            limit = file.transfer.limit
+            if limit is not None and file.size > limit:
+                file.oversize = passed = True
+            if ended and (file.oversize or file.read >= file.size):
+                file.drained = True
+                file.close()
+        return grew, passed
+
+    def outcome(self, file: _File, status: int = 0, messages: str = "") -> Outcome:
+        """How ``file``'s transfer ended: from its record, or (none came) from curl's end."""
+        if file.ended is None and not file.oversize and any(f.oversize for f in self.files):
+            # Stopped with the transfer that passed its limit (by us, or by the kernel at the
+            # largest limit of the batch): nothing wrong with this one.
+            status, messages = 0, "stopped with another download of its batch"
+        finished = file.ended is not None
+        exit_code, code, error = file.ended or (status, 0, messages)
         return Outcome(
-            finished=True,
+            finished=finished,
             exit_code=exit_code,
-            code=int(ended["code"]),
-            size=self.read[index],
-            redirect_url=self.redirects[index],
-            headers=Headers(tuple(self.headers[index].items())),
-            error=excerpt(ended["error"]),
-            oversize=self.oversize[index] or exit_code == _FILESIZE_EXCEEDED,
+            code=code,
+            size=file.read,
+            # A record cut off before its end says nothing reliable.
+            redirect_url=file.redirect if finished else "",
+            headers=Headers(tuple(file.headers.items()) if finished else ()),
+            error=excerpt(error),
+            oversize=file.oversize or (finished and exit_code == _FILESIZE_EXCEEDED),
         )
+
+    async def follow(self, curl_scope: anyio.CancelScope) -> None:
+        """Hash the files as they grow, until curl is done and every file is read to its end;
+        a transfer that ended, and whose file was read to its end, is told to ``ended``."""
+        delay = _MIN_DELAY
+        while True:
+            done = self.curl_done
+            self.changed = anyio.Event()
+            grew, passed = await anyio.to_thread.run_sync(self.look)
+            if passed:
+                curl_scope.cancel()  # every file of the batch stops growing now
+            for index, file in enumerate(self.files):
+                progress = file.transfer.progress
+                if progress is not None and file.read != file.reported:
+                    file.reported = file.read
+                    progress(file.read)
+                if file.drained and file.ended is not None and not file.told:
+                    file.told = True
+                    self.ended(index, self.outcome(file))
+            if done and all(file.drained for file in self.files):
+                return
+            if grew:
+                delay = _MIN_DELAY
+            else:
+                with anyio.move_on_after(delay):
+                    await self.changed.wait()
+                delay = min(delay * 2, _MAX_DELAY)
 
 
 async def run_batch(
@@ -295,125 +309,68 @@ async def run_batch(
     """Run every transfer through one curl (at most ``parallel`` at a time) and return how each
     ended, in order; ``ended`` hears of each transfer as soon as its file is read to its end,
     while the others still run. Raises only when curl cannot be run at all."""
-    batch = _Batch(transfers, parallel)
-    config = []
-    for index, transfer in enumerate(transfers):
-        if index:
-            config.append("next")
-        config += _config(index, transfer, timeouts)
-    options = ["--parallel", "--parallel-immediate", "--parallel-max", str(parallel)]
+    batch = _Batch([_File(t) for t in transfers], parallel, ended or (lambda index, outcome: None))
+    config = [line for index, t in enumerate(transfers) for line in _config(index, t, timeouts)]
     limits = [t.limit for t in transfers]
     largest = None if None in limits else max(limit or 0 for limit in limits) + 1
-
-    def spawned(pid: int) -> None:
-        if largest is not None:
-            _limit_file_size(pid, largest)
-
     started = time.monotonic()
     status, messages = -1, ""
     failure: FetchError | None = None
     try:
         async with anyio.create_task_group() as group:
             with anyio.CancelScope() as curl_scope:
-                group.start_soon(_follow, batch, curl_scope, ended)
+                group.start_soon(batch.follow, curl_scope)
                 try:
                     status, messages = await curl.run(
-                        options,
+                        ["--parallel", "--parallel-immediate", "--parallel-max", str(parallel)],
                         config,
                         what=transfers[0].url,
                         stderr_line=batch.record,
-                        spawned=spawned,
+                        spawned=functools.partial(_limit_file_size, limit=largest),
                     )
                 except FetchError as exc:  # curl could not be run: raised as it is, below
                     failure = exc
             batch.curl_done = True
             batch.changed.set()
     finally:
-        batch.close()
+        for file in batch.files:
+            file.close()
     if failure is not None:
         raise failure
-    outcomes = [batch.outcome(index, status, messages) for index in range(len(transfers))]
-    if ended is not None:
-        for index, outcome in enumerate(outcomes):
-            if not outcome.finished:
-                ended(index, outcome)
-    for transfer, outcome in zip(transfers, outcomes, strict=True):
-        _log.debug(
-            "GET %s -> %s, %d bytes, %.3f s%s",
-            redact_url(transfer.url),
-            outcome.code if outcome.finished else "unfinished",
-            outcome.size,
-            time.monotonic() - started,
-            f" ({outcome.error})" if outcome.error else "",
-        )
+    outcomes = [batch.outcome(file, status, messages) for file in batch.files]
+    elapsed = time.monotonic() - started
+    for index, (transfer, outcome) in enumerate(zip(transfers, outcomes, strict=True)):
+        if not outcome.finished:
+            batch.ended(index, outcome)
+        url = redact_url(transfer.url)
+        result = outcome.code if outcome.finished else "unfinished"
+        note = f" ({outcome.error})" if outcome.error else ""
+        _log.debug("GET %s -> %s, %d bytes, %.3f s%s", url, result, outcome.size, elapsed, note)
     return outcomes
 
 
-async def _follow(
-    batch: _Batch,
-    curl_scope: anyio.CancelScope,
-    ended: Callable[[int, Outcome], None] | None,
-) -> None:
-    """Hash the files as they grow, until curl is done and every file is read to its end;
-    a transfer that ended, and whose file was read to its end, is told to ``ended``."""
-    delay = _MIN_DELAY
-    reported = list(batch.read)
-    told = [False] * len(batch.transfers)
-    while True:
-        done = batch.curl_done
-        batch.changed = anyio.Event()
-        grew, passed = await anyio.to_thread.run_sync(batch.look)
-        if passed:
-            curl_scope.cancel()  # every file of the batch stops growing now
-        for index, transfer in enumerate(batch.transfers):
-            if transfer.progress is not None and batch.read[index] != reported[index]:
-                reported[index] = batch.read[index]
-                transfer.progress(reported[index])
-            if batch.drained[index] and batch.ended[index] is not None and not told[index]:
-                told[index] = True
-                if ended is not None:
-                    ended(index, batch.outcome(index))
-        if done and all(batch.drained):
-            return
-        if grew:
-            delay = _MIN_DELAY
-        else:
-            with anyio.move_on_after(delay):
-                await batch.changed.wait()
-            delay = min(delay * 2, _MAX_DELAY)
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Linux's sync_file_range(2): start writing these bytes to disk, without waiting (as
-    databases use it); elsewhere, and where it fails, the fsync does all of it later."""
-    function = _sync_file_range()
-    if function is not None:
-        function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-
-
 @functools.cache
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
+def _writeback() -> Callable[[int, int, int], object]:
+    """sync_file_range(2) with SYNC_FILE_RANGE_WRITE, as databases use it: writeback starts, and
+    nobody waits. Elsewhere, and where it fails, the fsync does all of it later."""
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return cast("Callable[[int, int, int, int], int]", function)
+        with contextlib.suppress(OSError, AttributeError):
+            function = ctypes.CDLL(None, use_errno=True).sync_file_range
+            function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+            function.restype = ctypes.c_int
+            return lambda fd, offset, length: function(fd, offset, length, 2)
+    return lambda fd, offset, length: None
 
 
-def _limit_file_size(pid: int, limit: int) -> None:
+def _limit_file_size(pid: int, limit: int | None) -> None:
     """No file curl writes may grow past ``limit``: the kernel stops it there (SIGXFSZ)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import resource
+    if limit is not None and sys.platform.startswith("linux"):
+        import resource
 
-    with contextlib.suppress(OSError, ValueError):
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
 
 
 @attrs.define(eq=False)
@@ -429,15 +386,14 @@ class _Entry:
 
 
 class Batcher:
-    """Runs transfers, those asked for at about the same time through one curl.
+    """Runs transfers, those asked for at about the same time through one curl. One per loop.
 
     The first caller leads: it waits until no more callers join (one scheduling round adds
     nobody, or a few milliseconds passed), then runs a batch of up to :data:`_MAX_BATCH` for
-    everybody, at most :data:`_MAX_CURLS` batches at a time. Once it has taken its batch, the
-    first caller still waiting leads the next one; a leader cancelled before it took its batch
-    hands over the same way. If a leader is cancelled while its batch runs, the others get an
-    unfinished outcome and try again. Each caller waits on an event of its own, so that
-    thousands of them cost linear time. One per event loop.
+    everybody, at most :data:`_MAX_CURLS` batches at a time. Once it has taken its batch (or is
+    cancelled before), the first caller still waiting leads the next one. If a leader is cancelled
+    while its batch runs, the others get an unfinished outcome and try again. Each caller waits on
+    an event of its own, so that thousands of them cost linear time.
     """
 
     def __init__(self, *, parallel: int, timeouts: Timeouts) -> None:
@@ -455,35 +411,28 @@ class Batcher:
         try:
             while not entry.done:
                 if self._leader is entry:
-                    await self._lead()
+                    await self._gather()
+                    batch = [self._queue.pop(key) for key in list(self._queue)[:_MAX_BATCH]]
+                    self._promote(resigning=entry)
+                    await self._run(batch)
                 else:
                     await entry.wake.wait()
                     entry.wake = anyio.Event()
         finally:
             if self._queue.pop(id(entry), None) is None and not entry.done:
                 entry.abandoned = True  # cancelled while its transfer runs in a batch
-            if self._leader is entry:
-                self._leader = None
-                self._promote()
+            self._promote(resigning=entry)
         if entry.error is not None:
             raise entry.error
         assert entry.outcome is not None
         return entry.outcome
 
-    def _promote(self) -> None:
-        """Make the first waiting caller the leader, when there is none."""
+    def _promote(self, resigning: _Entry | None = None) -> None:
+        if self._leader is resigning:
+            self._leader = None
         if self._leader is None and self._queue:
             self._leader = next(iter(self._queue.values()))
             self._leader.wake.set()
-
-    async def _lead(self) -> None:
-        try:
-            await self._gather()
-            batch = [self._queue.pop(key) for key in list(self._queue)[:_MAX_BATCH]]
-        finally:
-            self._leader = None
-            self._promote()
-        await self._run(batch)
 
     async def _gather(self) -> None:
         deadline = anyio.current_time() + _MAX_GATHER

@@ -248,23 +248,25 @@ async def test_request_posts_data_from_a_file_it_removes(
     assert data_files() == []
 
 
-async def test_request_sends_other_methods(server: FaultServer) -> None:
-    server.route("/thing", respond(202))
-
-    response = await request(server.url("/thing"), method="PUT", data=b"new")
-
-    assert response.code == 202
-    assert [(r.method, r.body) for r in server.requests] == [("PUT", b"new")]
-
-
-async def test_request_refuses_a_method_it_cannot_send(server: FaultServer) -> None:
-    with pytest.raises(UsageError, match="with a GET request"):
-        await request(server.url(), data=b"x")
-    with pytest.raises(UsageError, match="is not an HTTP token"):
-        await request(server.url(), method="GET /x")
-    with pytest.raises(UsageError, match="HEAD"):
-        await request(server.url(), method="HEAD")
+@pytest.mark.parametrize(
+    ("method", "data", "refused"),
+    [
+        ("GET", b"x", "Refusing a GET request with data"),
+        ("POST", None, "Refusing a POST request without data"),
+        ("PUT", b"new", "Refusing a PUT request with data"),
+        ("HEAD", None, "Refusing a HEAD request without data"),
+        ("GET /x", None, "Refusing a GET /x request without data"),
+        ("GET\r\nX: 1", None, "Refusing a GET\\r\\nX: 1 request without data"),
+    ],
+)
+async def test_request_sends_only_a_get_or_a_post_of_data(
+    server: FaultServer, method: str, data: bytes | None, refused: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        await request(server.url(), method=method, data=data)
+    assert str(caught.value) == refused
     assert server.requests == []
+    assert curl_children() == []
 
 
 async def test_request_over_max_bytes_kills_curl(server: FaultServer) -> None:

@@ -157,10 +157,20 @@ def store(tmp_path: Path) -> Store:
     return target
 
 
-def test_create_makes_missing_parents_and_says_so(tmp_path: Path) -> None:
-    assert Store(tmp_path / "a" / "b" / "c").create()
+def test_create_makes_missing_parents_and_only_those_are_removed_if_left_empty(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").mkdir()
+    made = Store(tmp_path / "a" / "b" / "c")
+    made.create()
     assert (tmp_path / "a" / "b" / "c").is_dir()
-    assert not Store(tmp_path / "a" / "b" / "c").create()
+    existing = Store(tmp_path / "a" / "b" / "c")
+    existing.create()
+    existing.remove_if_empty()
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+    made.remove_if_empty()
+    assert listing(tmp_path) == ["a"]
+    assert listing(tmp_path / "a") == []
 
 
 def test_create_under_a_file_is_the_originals_error(tmp_path: Path) -> None:

@@ -396,6 +396,33 @@ def test_unreachable_registry(tmp_path: Path) -> None:
     assert len(done.stderr.splitlines()) == 1
 
 
+def test_missing_curl_is_one_clear_line_from_the_first_request_on(tmp_path: Path) -> None:
+    """The manifest's request starts before the rest of the program loads: without curl it
+    fails like every later request does."""
+    missing = str(tmp_path / "no-such-curl")
+    uri = "docker://127.0.0.1:9/lab/app?v1"
+    done = run_cli(uri, str(tmp_path / "out"), env={"MESOS_URI_CURL": missing})
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"Failed to fetch '{uri}': Failed to exec the curl subprocess: [Errno 2] No such file or "
+        f"directory: '{missing}' (is curl installed and on PATH?)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags", [[], ["--insecure_registry=127.0.0.1:9"]])
+def test_a_uri_with_bytes_that_are_not_utf8_reaches_curl_as_they_are(
+    flags: list[str], tmp_path: Path
+) -> None:
+    """With or without the early manifest request: the same one-line error, no traceback."""
+    uri = "docker://127.0.0.1:9/lab/app\udcff?v1"
+    done = run_cli("--retries=0", *flags, uri, str(tmp_path))
+    assert done.returncode == 1
+    assert "Failed to perform 'curl' for '" in done.stderr
+    assert "/v2/lab/app\\udcff/manifests/v1': curl: (7) " in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
 def test_malformed_docker_config_is_a_usage_error(tmp_path: Path) -> None:
     done = run_cli("--docker_config={not json", "docker://h/r?t", str(tmp_path))
     assert done.returncode == 2
