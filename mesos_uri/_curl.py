@@ -174,7 +174,6 @@ async def request(
     url: str,
     *,
     headers: Mapping[str, str] = {},
-    method: str = "GET",
     data: bytes | None = None,
     max_bytes: int,
     tls: TLS | None = None,
@@ -182,12 +181,9 @@ async def request(
 ) -> Response:
     """The final response curl printed (1xx and a proxy's CONNECT answer come before it); an
     HTTP error or a redirect is a response too. ``max_bytes`` bounds curl's whole stdout, header
-    blocks included. ``data`` is POSTed from a private temporary file, to keep it out of argv."""
+    blocks included. A GET, or with ``data`` a POST of it (the package sends no other method),
+    from a private temporary file that keeps it out of argv."""
     config = _request_config(url, headers, tls, timeouts)
-    # A GET, or a POST of the data (--data-binary makes it one): the package sends no other.
-    if method != ("GET" if data is None else "POST"):
-        with_data = "without" if data is None else "with"
-        raise UsageError(f"Refusing a {_escape(method)} request {with_data} data")
     collected = bytearray()
 
     def collect(chunk: bytes) -> None:
@@ -217,7 +213,7 @@ async def request(
         raise type(exc)(f"Failed to decode HTTP responses: {exc}") from exc
     _log.debug(
         "%s %s -> %s, %d bytes, %.3f s",
-        method,
+        "GET" if data is None else "POST",
         redact_url(url),
         response.code,
         len(response.body),

@@ -39,7 +39,7 @@ from mesos_uri._http import Headers, status_string
 from mesos_uri._urls import redact_url
 from mesos_uri.errors import CurlError, FetchError, excerpt
 
-__all__ = ["Batcher", "Outcome", "Transfer", "run_batch"]
+__all__ = ["FILESIZE_EXCEEDED", "Batcher", "Hasher", "Outcome", "Transfer", "run_batch"]
 
 _log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ _ENDED_CHUNKS: Final = 16
 # Writeback of a file that is being downloaded is started every this many bytes.
 _WRITEBACK_CHUNK: Final = 8 * 1024 * 1024
 # curl's exit code when a Content-Length is larger than max-filesize allows.
-_FILESIZE_EXCEEDED: Final = 63
+FILESIZE_EXCEEDED: Final = 63
 # Looks at files that did not grow back off from the first delay to the second.
 _MIN_DELAY: Final = 0.001
 _MAX_DELAY: Final = 0.02
@@ -67,9 +67,14 @@ _MAX_CURLS: Final = 2
 
 
 class Hasher(Protocol):
-    """The part of ``hashlib``'s hash objects the follower feeds."""
+    """The part of ``hashlib``'s hash objects the package uses: the follower feeds one, a
+    resumed download copies one, and a digest reads it."""
 
     def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+    def copy(self) -> Hasher: ...
 
 
 @attrs.define(eq=False)
@@ -268,7 +273,7 @@ class _Batch:
             redirect_url=file.redirect if finished else "",
             headers=Headers(tuple(file.headers.items()) if finished else ()),
             error=excerpt(error),
-            oversize=file.oversize or (finished and exit_code == _FILESIZE_EXCEEDED),
+            oversize=file.oversize or (finished and exit_code == FILESIZE_EXCEEDED),
         )
 
     async def follow(self, curl_scope: anyio.CancelScope) -> None:

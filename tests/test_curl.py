@@ -90,7 +90,7 @@ async def fetch(
         return await request(url, headers=headers, timeouts=timeouts)
     if mode == "post":
         data = f"refresh_token={SECRET}".encode()
-        return await request(url, headers=headers, timeouts=timeouts, method="POST", data=data)
+        return await request(url, headers=headers, timeouts=timeouts, data=data)
     path = Path(tempfile.mkdtemp()) / "out"
     [outcome] = await run_batch(
         [Transfer(url, str(path), headers=headers)], parallel=1, timeouts=timeouts
@@ -240,7 +240,7 @@ async def test_request_posts_data_from_a_file_it_removes(
     server.route("/token", respond(200, b'{"token":"t"}'))
     data = b"grant_type=refresh_token&refresh_token=" + SECRET.encode() + b'\0\n"\\end'
 
-    response = await request(server.url("/token"), method="POST", data=data)
+    response = await request(server.url("/token"), data=data)
 
     assert response.code == 200
     (received,) = server.requests
@@ -248,25 +248,14 @@ async def test_request_posts_data_from_a_file_it_removes(
     assert data_files() == []
 
 
-@pytest.mark.parametrize(
-    ("method", "data", "refused"),
-    [
-        ("GET", b"x", "Refusing a GET request with data"),
-        ("POST", None, "Refusing a POST request without data"),
-        ("PUT", b"new", "Refusing a PUT request with data"),
-        ("HEAD", None, "Refusing a HEAD request without data"),
-        ("GET /x", None, "Refusing a GET /x request without data"),
-        ("GET\r\nX: 1", None, "Refusing a GET\\r\\nX: 1 request without data"),
-    ],
-)
-async def test_request_sends_only_a_get_or_a_post_of_data(
-    server: FaultServer, method: str, data: bytes | None, refused: str
-) -> None:
-    with pytest.raises(UsageError) as caught:
-        await request(server.url(), method=method, data=data)
-    assert str(caught.value) == refused
-    assert server.requests == []
-    assert curl_children() == []
+async def test_request_without_data_is_a_get(server: FaultServer) -> None:
+    server.route("/v2/", respond(200, b"{}"))
+
+    response = await request(server.url("/v2/"))
+
+    assert response.code == 200
+    (received,) = server.requests
+    assert (received.method, received.body) == ("GET", b"")
 
 
 async def test_request_over_max_bytes_kills_curl(server: FaultServer) -> None:

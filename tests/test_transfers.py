@@ -81,7 +81,7 @@ async def test_a_batch_writes_each_body_to_its_file_and_hashes_it(
         assert outcome.size == len(body)
         assert Path(transfer.path).read_bytes() == body
         assert transfer.hasher is not None
-        assert transfer.hasher.hexdigest() == hashlib.sha256(body).hexdigest()  # type: ignore[attr-defined]
+        assert transfer.hasher.hexdigest() == hashlib.sha256(body).hexdigest()
 
 
 async def test_each_transfer_sends_its_own_headers_and_no_secret_reaches_argv(

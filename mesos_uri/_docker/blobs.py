@@ -19,18 +19,18 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 import anyio
 import attrs
 
 from mesos_uri._docker.descriptor import Descriptor
-from mesos_uri._docker.digest import Digest, Hasher
+from mesos_uri._docker.digest import Digest
 from mesos_uri._docker.session import Session, registry_error_detail
 from mesos_uri._http import Headers, Response
 from mesos_uri._retry import run_with_retries
 from mesos_uri._store import Store
-from mesos_uri._transfers import Outcome, Transfer
+from mesos_uri._transfers import FILESIZE_EXCEEDED, Hasher, Outcome, Transfer
 from mesos_uri._urls import REDIRECT_CODES, WEB_SCHEMES, follow_redirect, redact_url, same_origin
 from mesos_uri.errors import (
     BlobSizeError,
@@ -51,14 +51,8 @@ _log = logging.getLogger(__name__)
 _MAX_IN_FLIGHT: Final = 512
 # A registry's JSON error body is small; more than this is not worth reading for a message.
 _MAX_ERROR_BODY: Final = 64 * 1024
-# curl's exit code when a Content-Length is past max-filesize.
-_FILESIZE_EXCEEDED: Final = 63
 # curl could not write: its exit code for that, and death by the file size limit.
 _WRITE_FAILURES: Final = frozenset({23, -signal.SIGXFSZ})
-
-
-class _Hasher(Hasher, Protocol):
-    def copy(self) -> _Hasher: ...
 
 
 async def fetch_blobs(
@@ -154,7 +148,7 @@ class _Download:
         self.digest = descriptor.digest
         self.what = f"blob '{self.digest}'"
         # Made before the temporary file: an unknown algorithm fails with nothing to clean.
-        self.hasher: _Hasher = self.digest.hasher()  # type: ignore[assignment]
+        self.hasher = self.digest.hasher()
         self.temp = store.temp_name(str(self.digest))
         # The bytes in the file that belong to the blob, and the hash of exactly those.
         self.offset = 0
@@ -187,7 +181,7 @@ class _Download:
         while True:
             sent = self.session.token()
             outcome, body = await self._request(url, anonymous=anonymous)
-            if outcome.exit_code == _FILESIZE_EXCEEDED and outcome.code not in (200, 206):
+            if outcome.exit_code == FILESIZE_EXCEEDED and outcome.code not in (200, 206):
                 # An error page or redirect announced more bytes than the blob has: we did not
                 # take them, but its status counts.
                 outcome = attrs.evolve(outcome, exit_code=0, oversize=False)
@@ -328,8 +322,8 @@ def _append(part: str, whole: str) -> None:
         shutil.copyfileobj(source, target, 1024 * 1024)
 
 
-def _hash_file(path: str | Path, digest: Digest) -> _Hasher:
-    hasher: _Hasher = digest.hasher()  # type: ignore[assignment]
+def _hash_file(path: str | Path, digest: Digest) -> Hasher:
+    hasher = digest.hasher()
     with open(path, "rb") as handle:
         while chunk := handle.read(1024 * 1024):
             hasher.update(chunk)

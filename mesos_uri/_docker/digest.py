@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from mesos_uri.errors import DigestError, DigestMismatchError
 
-__all__ = ["MAX_DIGEST_LENGTH", "Digest", "Hasher", "digest_of", "parse_digest"]
+if TYPE_CHECKING:
+    from mesos_uri._transfers import Hasher
+
+__all__ = ["MAX_DIGEST_LENGTH", "Digest", "digest_of", "parse_digest"]
 
 _ALGORITHM: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
 _ENCODED: Final = re.compile(r"[a-zA-Z0-9=_-]+")
@@ -28,14 +31,6 @@ _REGISTERED: Final = {"sha256": re.compile("[a-f0-9]{64}"), "sha512": re.compile
 
 # Long enough for sha512 with room for a longer algorithm name; anything longer is hostile.
 MAX_DIGEST_LENGTH: Final = 256
-
-
-class Hasher(Protocol):
-    """The part of ``hashlib``'s hash objects a download feeds."""
-
-    def update(self, data: bytes, /) -> None: ...
-
-    def hexdigest(self) -> str: ...
 
 
 @attrs.frozen

@@ -237,7 +237,6 @@ class Session:
         return await curl.request(
             url,
             headers=headers,
-            method="GET" if data is None else "POST",
             data=data,
             max_bytes=max_bytes,
             tls=self.tls(url),
