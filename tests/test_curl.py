@@ -29,6 +29,7 @@ from tests.support.faults import (
     slow_body,
     stall,
 )
+from tests.support.procs import Proc, curl_procs
 
 pytestmark = pytest.mark.anyio
 
@@ -42,23 +43,8 @@ def server() -> Iterator[FaultServer]:
         yield running
 
 
-def curl_children() -> list[tuple[int, list[str]]]:
-    """(pid, argv) of every child of this process whose command is curl, zombies included."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat_line = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue  # exited meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces, so split after its closing paren.
-        comm = stat_line[stat_line.index("(") + 1 : stat_line.rindex(")")]
-        ppid = int(stat_line[stat_line.rindex(")") + 2 :].split()[1])
-        if ppid == os.getpid() and comm == "curl":
-            found.append((int(entry.name), [a.decode() for a in cmdline.split(b"\0") if a]))
-    return found
+def curl_children() -> list[Proc]:
+    return curl_procs([os.getpid()])
 
 
 async def wait_for_curl_child() -> list[str]:
@@ -66,8 +52,8 @@ async def wait_for_curl_child() -> list[str]:
     with anyio.fail_after(10):
         while True:
             children = curl_children()
-            if children and children[0][1]:
-                return children[0][1]
+            if children and children[0].argv:
+                return children[0].argv
             await anyio.sleep(0.01)
 
 

@@ -67,6 +67,7 @@ from tests.support.faults import (
     manifest_path,
     sha256_digest,
 )
+from tests.support.procs import curl_pids, curl_procs
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 RELIABILITY: Final = REPO_ROOT / "RELIABILITY.md"
@@ -156,48 +157,10 @@ HALF: Final = 1024 * 1024
 # -- what is left behind ------------------------------------------------------------------------
 
 
-def _proc_stat(pid_dir: Path) -> tuple[str, int, str] | None:
-    """(comm, ppid, state) of a /proc entry, or None once the process is gone."""
-    try:
-        stat = (pid_dir / "stat").read_text()
-    except OSError:
-        return None
-    # comm is in parentheses and may itself hold spaces and parentheses.
-    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-    state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-    return comm, int(ppid), state
-
-
-def _processes() -> Iterator[Path]:
-    return (entry for entry in Path("/proc").iterdir() if entry.name.isdigit())
-
-
-def curl_children(parent: int) -> list[int]:
-    """curl processes (zombies included) whose parent is ``parent``."""
-    found = []
-    for entry in _processes():
-        stat = _proc_stat(entry)
-        if stat is not None and stat[0] == "curl" and stat[1] == parent:
-            found.append(int(entry.name))
-    return found
-
-
 def curls_marked(marker: str) -> list[int]:
     """curl processes that inherited ``marker`` in their environment, whoever their parent is
     now: a curl orphaned by an exiting CLI is re-parented, but keeps the CLI's environment."""
-    found = []
-    wanted = marker.encode()
-    for entry in _processes():
-        stat = _proc_stat(entry)
-        if stat is None or stat[0] != "curl":
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if wanted in environ:
-            found.append(int(entry.name))
-    return found
+    return [p.pid for p in curl_procs() if marker.encode() in p.environ()]
 
 
 @attrs.frozen
@@ -405,7 +368,7 @@ class Trial:
             except FetchError as exc:
                 error = exc
         seconds = time.monotonic() - started
-        left = tuple(curl_children(os.getpid()))
+        left = tuple(curl_pids([os.getpid()]))
         outcome = Outcome(
             image, Directory.read(directory), left, seconds, error, logged=tuple(logged.messages)
         )
@@ -545,12 +508,12 @@ def test_the_process_probe_sees_a_running_curl_child(server: FaultServer) -> Non
         deadline = time.monotonic() + 10
         while not server.requests_for(SMALL.blob_path()) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert curl_children(os.getpid()) == [child.pid]
+        assert curl_pids([os.getpid()]) == [child.pid]
         assert curls_marked(marker) == [child.pid]
     finally:
         child.kill()
         child.wait()
-    assert curl_children(os.getpid()) == []
+    assert curl_pids([os.getpid()]) == []
 
 
 def test_the_directory_judge_sees_corrupt_and_lost_files(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from mesos_uri import _curl as curl
 from mesos_uri._curl import Timeouts
 from mesos_uri._transfers import Batcher, Transfer, run_batch
 from tests.support.faults import Exchange, FaultServer, drop_after, redirect, respond, stall
+from tests.support.procs import curl_pids
 
 pytestmark = pytest.mark.anyio
 
@@ -273,22 +274,6 @@ async def test_a_leader_cancelled_while_gathering_leaves_the_others_served(
     assert codes == [200, 200]
 
 
-def curl_processes() -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat_line = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat_line[stat_line.rindex(")") + 2 :].split()[1])
-        comm = stat_line[stat_line.index("(") + 1 : stat_line.rindex(")")]
-        if ppid == os.getpid() and comm == "curl":
-            found.append(int(entry.name))
-    return found
-
-
 async def test_cancellation_kills_curl_at_once(server: FaultServer, tmp_path: Path) -> None:
     release = threading.Event()
     server.route("/s", stall(release, head=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"))
@@ -300,7 +285,7 @@ async def test_cancellation_kills_curl_at_once(server: FaultServer, tmp_path: Pa
                 timeouts=Timeouts(stall=None, connect=5),
             )
         # run_batch returns only once its curl is reaped: none may be left at all.
-        assert curl_processes() == []
+        assert curl_pids([os.getpid()]) == []
     finally:
         release.set()
 

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.support import PushedImage
@@ -58,20 +58,3 @@ def assert_image(directory: Path, image: PushedImage, *, blobs: bool = True) -> 
     for digest, data in image.blobs.items() if blobs else ():
         assert (directory / digest).read_bytes() == data
     assert_verified(directory)
-
-
-def curl_processes(parents: Sequence[int] | None = None) -> list[int]:
-    """Live curl processes (zombies too), optionally only those whose parent is in ``parents``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if comm == "curl" and (parents is None or ppid in parents):
-            found.append(int(entry.name))
-    return found

@@ -23,8 +23,9 @@ from tests.support.faults import (
     WrongBytes,
     blob_path,
 )
+from tests.support.procs import curl_pids
 
-from .helpers import assert_verified, curl_processes
+from .helpers import assert_verified
 from .images import build_image, make_layers, serve
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +52,7 @@ async def test_small_blobs_are_each_requested_once(tmp_path: Path) -> None:
             assert len(server.requests_for(blob_path(REPO, digest))) == 1
     assert {p.name for p in tmp_path.iterdir()} == {"manifest", *image.blobs}
     assert_verified(tmp_path)
-    assert curl_processes([os.getpid()]) == []
+    assert curl_pids([os.getpid()]) == []
 
 
 async def test_a_redirected_small_blob_is_fetched_by_the_single_path(tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ async def test_wrong_bytes_in_a_batch_fail_with_the_exact_mismatch(tmp_path: Pat
     assert caught.value.expected == bad
     assert not (tmp_path / bad).exists()
     assert_verified(tmp_path)
-    assert curl_processes([os.getpid()]) == []
+    assert curl_pids([os.getpid()]) == []
 
 
 async def test_a_batched_transfer_cut_short_resumes_where_it_stopped(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ from tests.support.faults import (
     blob_path,
     manifest_path,
 )
+from tests.support.procs import Proc, curl_procs, processes
 
 from .conftest import PRIVATE, USERS, Pusher, TokenRegistry
 
@@ -156,35 +157,8 @@ def assert_only_verified_files(directory: Path) -> None:
             assert sha256(path.read_bytes()) == path.name, f"{path.name} holds other bytes"
 
 
-@attrs.frozen
-class Proc:
-    pid: int
-    ppid: int
-    comm: str
-    start: int  # clock ticks after boot: tells a pid's process from a later one reusing it
-    cmdline: bytes
-
-
-def processes() -> list[Proc]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue  # exited meanwhile
-        # "pid (comm) state ppid ... starttime(22nd) ...": comm may hold spaces and parens.
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        found.append(Proc(int(entry.name), int(fields[1]), comm, int(fields[19]), cmdline))
-    return found
-
-
 def curl_children(parent: int) -> list[Proc]:
-    """curl processes whose parent is ``parent``, zombies included."""
-    return [p for p in processes() if p.comm == "curl" and p.ppid == parent]
+    return curl_procs([parent])
 
 
 def still_running(seen: Sequence[Proc]) -> list[Proc]:

@@ -23,8 +23,9 @@ import pytest
 from mesos_uri import fetcher
 from mesos_uri.errors import FetchError, HTTPStatusError
 from tests.support.faults import FaultServer, redirect, respond, stall
+from tests.support.procs import curl_pids
 
-from .helpers import REPO_ROOT, curl_processes, run_cli
+from .helpers import REPO_ROOT, run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -128,8 +129,8 @@ def test_a_cli_fetch_killed_by_sigterm_leaves_no_temp_file_and_no_curl(
     )
     try:
         _wait_until(lambda: server.requests_for("/slow"), "the request")
-        _wait_until(lambda: curl_processes([cli.pid]), "curl")
-        curls = curl_processes([cli.pid])
+        _wait_until(lambda: curl_pids([cli.pid]), "curl")
+        curls = curl_pids([cli.pid])
         assert _names(tmp_path) != []  # the download was under way, into a temporary file
         cli.send_signal(signal.SIGTERM)
         _, stderr = cli.communicate(timeout=WAIT)
@@ -141,7 +142,7 @@ def test_a_cli_fetch_killed_by_sigterm_leaves_no_temp_file_and_no_curl(
     assert cli.returncode == 128 + signal.SIGTERM
     assert "interrupted by SIGTERM" in stderr
     assert _names(tmp_path) == []
-    assert not set(curls) & set(curl_processes())
+    assert not set(curls) & set(curl_pids())
 
 
 # -- the copy plugin through the CLI -------------------------------------------------------------
@@ -241,7 +242,7 @@ async def test_a_cancelled_curl_fetch_leaves_no_temp_file_and_no_curl(
                 group.start_soon(fetcher.create().fetch, server.url("/slow"), tmp_path)
                 with anyio.fail_after(WAIT):
                     while True:  # polls the process table: nothing to wait on as an event
-                        if server.requests_for("/slow") and curl_processes(mine):
+                        if server.requests_for("/slow") and curl_pids(mine):
                             break
                         await anyio.sleep(0.02)
                 assert _names(tmp_path) != []  # the download was under way
@@ -250,4 +251,4 @@ async def test_a_cancelled_curl_fetch_leaves_no_temp_file_and_no_curl(
         release.set()
     assert scope.cancelled_caught
     assert _names(tmp_path) == []
-    assert curl_processes(mine) == []
+    assert curl_pids(mine) == []
