@@ -117,9 +117,11 @@ class CopyFetcherPlugin(_Plugin):
         except OSError as exc:
             raise store.failed(f"move '{excerpt(name)}' into", exc.strerror or exc) from exc
         finally:
-            # A copy may leave a whole tree. One lstat is not worth a thread: the copy is over.
-            if os.path.lexists(temp):  # noqa: ASYNC240
-                await anyio.run_process(["rm", "-rf", "--", temp], check=False)
+            # A copy may leave a whole tree, cancelled or not. One lstat is not worth a thread:
+            # the copy is over.
+            with anyio.CancelScope(shield=True):
+                if os.path.lexists(temp):  # noqa: ASYNC240
+                    await anyio.run_process(["rm", "-rf", "--", temp], check=False)
 
 
 async def _copy(source: str, target: str) -> None:

@@ -46,11 +46,20 @@ class Store:
         """``mkdir -p`` the directory, failing with the original's error text."""
         missing = [self.directory, *self.directory.parents]
         missing = missing[: next(i for i, path in enumerate(missing) if path.exists())]
+        # Top down, and ours only if our mkdir made it: a concurrent fetch into the same new
+        # directory may make some of them first, and then they are not ours to remove.
+        created: list[Path] = []
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            for path in reversed(missing):
+                try:
+                    path.mkdir()
+                    created.insert(0, path)
+                except FileExistsError:
+                    if not path.is_dir():
+                        raise
         except OSError as exc:
             raise self.failed("create directory", exc.strerror or exc) from exc
-        self._created = missing
+        self._created = created
 
     def remove_if_empty(self) -> None:
         """Remove the directories :meth:`create` made, if nothing is in them: a fetch that

@@ -27,6 +27,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from itertools import islice
 from typing import Final, Protocol
 
 import anyio
@@ -342,6 +343,11 @@ async def run_batch(
             file.close()
     if failure is not None:
         raise failure
+    if status > 0 and not any(file.ended or file.oversize for file in batch.files):
+        # curl refused to start (an option or a config it does not take): no transfer ran,
+        # and none would on a retry.
+        first = excerpt(messages.strip().split("\n", 1)[0])
+        raise curl.curl_error(transfers[0].url, status, first, stderr=first)
     outcomes = [batch.outcome(file, status, messages) for file in batch.files]
     elapsed = time.monotonic() - started
     for index, (transfer, outcome) in enumerate(zip(transfers, outcomes, strict=True)):
@@ -393,9 +399,9 @@ class _Entry:
 class Batcher:
     """Runs transfers, those asked for at about the same time through one curl. One per loop.
 
-    The first caller leads: it waits until no more callers join (one scheduling round adds
-    nobody, or a few milliseconds passed), then runs a batch of up to :data:`_MAX_BATCH` for
-    everybody, at most :data:`_MAX_CURLS` batches at a time. Once it has taken its batch (or is
+    The first caller leads: it waits for one of the :data:`_MAX_CURLS` curls, then until no
+    more callers join (one scheduling round adds nobody, or a few milliseconds passed), then
+    runs a batch of up to :data:`_MAX_BATCH` for everybody. Once it has taken its batch (or is
     cancelled before), the first caller still waiting leads the next one. If a leader is cancelled
     while its batch runs, the others get an unfinished outcome and try again. Each caller waits on
     an event of its own, so that thousands of them cost linear time.
@@ -416,10 +422,14 @@ class Batcher:
         try:
             while not entry.done:
                 if self._leader is entry:
-                    await self._gather()
-                    batch = [self._queue.pop(key) for key in list(self._queue)[:_MAX_BATCH]]
-                    self._promote(resigning=entry)
-                    await self._run(batch)
+                    # The leader waits for a curl before it gathers: what queues meanwhile
+                    # goes into its batch, instead of a batch of one each behind it.
+                    async with self._curls:
+                        await self._gather()
+                        keys = list(islice(self._queue, _MAX_BATCH))
+                        batch = [self._queue.pop(key) for key in keys]
+                        self._promote(resigning=entry)
+                        await self._run(batch)
                 else:
                     await entry.wake.wait()
                     entry.wake = anyio.Event()
@@ -455,13 +465,12 @@ class Batcher:
             entry.wake.set()
 
         try:
-            async with self._curls:
-                await run_batch(
-                    [entry.transfer for entry in batch],
-                    parallel=self.parallel,
-                    timeouts=self.timeouts,
-                    ended=ended,
-                )
+            await run_batch(
+                [entry.transfer for entry in batch],
+                parallel=self.parallel,
+                timeouts=self.timeouts,
+                ended=ended,
+            )
         except Exception as exc:
             for entry in batch:
                 if not entry.done:

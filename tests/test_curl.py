@@ -487,6 +487,22 @@ async def test_a_huge_header_block_is_refused(fake_curl: FakeCurl) -> None:
     assert str(caught.value) == "Failed to decode HTTP responses: Decoding failed"
 
 
+async def test_a_batch_curl_that_refuses_its_options_is_a_curl_error_at_once(
+    fake_curl: FakeCurl, tmp_path: Path
+) -> None:
+    # As a curl too old for an option says it: no transfer ran, and a retry would not help.
+    fake_curl(b"", status=2, stderr=b"curl: option --parallel-immediate: is unknown\n")
+    transfers = [Transfer(f"http://h/{n}", str(tmp_path / f"out{n}")) for n in range(2)]
+
+    with pytest.raises(CurlError) as caught:
+        await run_batch(transfers, parallel=2, timeouts=Timeouts())
+
+    assert caught.value.exit_code == 2
+    assert str(caught.value) == (
+        "Failed to perform 'curl' for 'http://h/0': curl: option --parallel-immediate: is unknown"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
 

@@ -173,6 +173,22 @@ def test_create_makes_missing_parents_and_only_those_are_removed_if_left_empty(
     assert listing(tmp_path / "a") == []
 
 
+def test_a_directory_another_fetch_made_meanwhile_is_not_removed_as_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both fetches saw the directory missing; the other one made it first.
+    target = tmp_path / "new"
+    store = Store(target)
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda path: path != target and real_exists(path))
+    target.mkdir()
+
+    store.create()
+    store.remove_if_empty()
+
+    assert target.is_dir()
+
+
 def test_create_under_a_file_is_the_originals_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(FetchError, match=r"Failed to create directory '.*file/dir': "):

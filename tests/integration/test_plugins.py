@@ -222,6 +222,34 @@ async def test_copy_fetch_non_existing_file(tmp_path: Path) -> None:
     assert not (tmp_path / "dir").exists()  # made for the fetch, removed when it failed
 
 
+async def test_a_cancelled_copy_leaves_nothing_in_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cp that has begun its copy, and then takes its time.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cp = bin_dir / "cp"
+    cp.write_text('#!/bin/sh\nmkdir -p "$4" && touch "$4/part" && exec sleep 30\n')
+    cp.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    source = tmp_path / "tree"
+    source.mkdir()
+    target = tmp_path / "dir"
+
+    copying = False
+    async with anyio.create_task_group() as group:
+        group.start_soon(fetcher.create().fetch, f"file://{source}", target)
+        for _ in range(1000):  # until cp has begun, 10 s at most
+            copying = any(target.glob(".mesos-uri-*/part"))
+            if copying:
+                break
+            await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+
+    assert copying, "the copy never started"
+    assert list(target.iterdir()) == []
+
+
 async def test_copy_invoke_fetch_by_name(tmp_path: Path) -> None:
     """CopyFetcherPluginTest.InvokeFetchByName."""
     source = tmp_path / "file"
