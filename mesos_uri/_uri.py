@@ -118,10 +118,11 @@ def _type_problem(scheme: object, port: object, texts: dict[str, object]) -> str
     for name, value in texts.items():
         if value is None and name != "path":
             continue
+        shown = _MASK if name == "password" else repr(value)
         if not isinstance(value, str):
-            return f"{name} {value!r} is not a string"
+            return f"{name} {shown} is not a string"
         if _CONTROL.search(value):
-            return f"{name} {value!r} contains a control character"
+            return f"{name} {shown} contains a control character"
     if port is not None and (
         isinstance(port, bool) or not isinstance(port, int) or not MIN_PORT <= port <= MAX_PORT
     ):
@@ -237,6 +238,6 @@ def _redact(text: str) -> str:
 def registry_base(uri: URI) -> str:
     """``T://host[:port]``, the base of every registry URL; ``T`` is the fragment, else https."""
     if not uri.is_docker:
-        raise UsageError(f"'{uri}' is not a docker URI")
+        raise UsageError(f"'{uri.redacted()}' is not a docker URI")
     assert uri.host is not None  # a docker URI always has one
     return f"{uri.fragment or DEFAULT_DOCKER_TRANSPORT}://{join_hostport(uri.host, uri.port)}"

@@ -20,7 +20,7 @@ from typing import Final
 
 import attrs
 
-from mesos_uri.errors import AuthError
+from mesos_uri.errors import AuthError, excerpt
 
 __all__ = ["Challenge", "parse_www_authenticate", "select_challenge"]
 
@@ -70,11 +70,11 @@ def select_challenge(value: str) -> Challenge:
 
 
 def _format_error(value: str) -> AuthError:
-    return AuthError(f"Unexpected WWW-Authenticate header format: '{value}'")
+    return AuthError(f"Unexpected WWW-Authenticate header format: '{_shown(value)}'")
 
 
 def _param_error(rest: str) -> AuthError:
-    return AuthError(f"Unexpected auth-param format: '{rest}'")
+    return AuthError(f"Unexpected auth-param format: '{_shown(rest)}'")
 
 
 def _skip(value: str, pos: int, chars: str = " \t") -> int:
@@ -154,4 +154,9 @@ def _checked(value: str, challenge: Challenge, rest: str) -> Challenge:
         return challenge
     if not rest:
         raise _format_error(value)
-    raise AuthError(f"Unexpected auth-param '{rest}': 'realm' is not defined")
+    raise AuthError(f"Unexpected auth-param '{_shown(rest)}': 'realm' is not defined")
+
+
+def _shown(text: str) -> str:
+    """A header's text made safe to quote (a blank one is quoted as it came)."""
+    return excerpt(text) if text.strip() else text

@@ -221,6 +221,22 @@ def test_parse_uri_errors(text: str, reason: str) -> None:
     assert str(caught.value) == f"Invalid URI '{text}': {reason}"
 
 
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: parse_uri("http://user:se\tcret@host/x"),
+        lambda: URI("http", "/", "h", user="u", password="se\x1bcret"),
+        lambda: URI("http", "/", "h", user="u", password=123456),  # type: ignore[arg-type]
+    ],
+)
+def test_a_refused_password_is_never_quoted(build: Callable[[], URI]) -> None:
+    with pytest.raises(UsageError) as caught:
+        build()
+    assert "cret" not in str(caught.value)
+    assert "123456" not in str(caught.value)
+    assert "password ***" in str(caught.value)
+
+
 # --- what cannot round-trip is refused at construction --------------------------------------------
 
 

@@ -155,11 +155,21 @@ def test_quoted_string_and_token_values_are_the_same() -> None:
             'Bearer realm="a", Basic charset="UTF-8"',
             "Unexpected auth-param 'charset=\"UTF-8\"': 'realm' is not defined",
         ),
-        ('Basic realm="bell\x07"', "Unexpected auth-param format: 'realm=\"bell\x07\"'"),
+        ('Basic realm="bell\x07"', "Unexpected auth-param format: 'realm=\"bell?\"'"),
     ],
 )
 def test_malformed_rfc_forms_fail(value: str, message: str) -> None:
     fails(value, message)
+
+
+def test_a_hostile_header_is_quoted_without_escapes_and_cut_short() -> None:
+    value = "\x1b]0;pwned\x07\x1b[2J" + "x" * 100_000
+    with pytest.raises(AuthError) as caught:
+        parse_www_authenticate(value)
+    text = str(caught.value)
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert len(text) < 1000
 
 
 def test_realm_is_optional_for_schemes_that_do_not_define_one() -> None:

@@ -20,7 +20,7 @@ import attrs
 from mesos_uri._http import Response
 from mesos_uri._json import JSONError, parse_object
 from mesos_uri._urls import Origin, redact_url
-from mesos_uri.errors import AuthError
+from mesos_uri.errors import AuthError, excerpt
 
 if TYPE_CHECKING:
     from mesos_uri._www_authenticate import Challenge
@@ -119,10 +119,12 @@ def check_realm(realm: str, *, registry_scheme: str, url: str) -> None:
     try:
         scheme = Origin.of(realm).scheme
     except ValueError as exc:
-        raise AuthError(f"Unsupported token realm '{realm}' in the challenge from {url}") from exc
+        raise AuthError(
+            f"Unsupported token realm '{excerpt(realm)}' in the challenge from {url}"
+        ) from exc
     if registry_scheme == "https" and scheme == "http":
         raise AuthError(
-            f"Refusing token realm '{realm}' from {url}: plain http for an https registry"
+            f"Refusing token realm '{excerpt(realm)}' from {url}: plain http for an https registry"
         )
 
 

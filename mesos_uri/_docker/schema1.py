@@ -80,7 +80,8 @@ def _base64url(text: str, what: str) -> bytes:
         raise ManifestError(_PAYLOAD + f"{what} is not base64url") from exc
 
 
-def _cut(raw: bytes, signature: Fields) -> bytes:
+def _cut(raw: bytes, signature: Fields) -> tuple[int, bytes]:
+    """Where a signature says its payload is: the length of ``raw`` it keeps, and the tail."""
     where = f"{signature.path}.protected"
     protected = _base64url(signature.string("protected"), f"'{where}'")
     try:
@@ -91,7 +92,7 @@ def _cut(raw: bytes, signature: Fields) -> bytes:
     length = header.count("formatLength")
     if length > len(raw):
         raise ManifestError(_PAYLOAD + f"'{where}.formatLength' is longer than the document")
-    return raw[:length] + _base64url(header.string("formatTail"), f"'{where}.formatTail'")
+    return length, _base64url(header.string("formatTail"), f"'{where}.formatTail'")
 
 
 def schema1_payload(raw: bytes) -> bytes:
@@ -107,14 +108,17 @@ def schema1_payload(raw: bytes) -> bytes:
     if "signatures" not in document:
         return raw
     try:
-        payloads = {_cut(raw, signature) for signature in document.children("signatures")}
+        # Compared as (length, tail), not as payloads: thousands of signatures must not
+        # cost a copy of the document each.
+        cuts = {_cut(raw, signature) for signature in document.children("signatures")}
     except JSONError as exc:
         raise ManifestError(_PAYLOAD + str(exc)) from exc
-    if not payloads:
+    if not cuts:
         raise ManifestError(_PAYLOAD + "'signatures' is empty")
-    if len(payloads) > 1:
+    if len(cuts) > 1:
         raise ManifestError(_PAYLOAD + "the signatures name different payloads")
-    payload = payloads.pop()
+    length, tail = cuts.pop()
+    payload = raw[:length] + tail
     try:
         content = parse_object(payload).values
     except JSONError as exc:
