@@ -281,7 +281,12 @@ def _read_data(value: str | None) -> str | None:
     if value is None:
         return None
     if value == "-":
-        return sys.stdin.read()
+        if sys.stdin is None:
+            raise UsageError("--data -: stdin is closed; pass the docker config on it")
+        try:
+            return sys.stdin.buffer.read().decode()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"Failed to read --data from stdin: {exc}") from exc
     from mesos_uri._flags import config_text
 
     return config_text(value)
@@ -378,6 +383,10 @@ def _main(argv: Sequence[str] | None, gate: SignalGate) -> int:
                 progress.label = uri.path.strip("/") if uri.is_docker else uri.path
 
             data = _read_data(args.data)
+            if data is not None and uri.is_docker:
+                from mesos_uri._docker.plugin import parse_docker_config
+
+                parse_docker_config(data)  # malformed: a usage error, as --docker_config's is
         except FetchError as exc:
             print(f"{parser.prog}: error: {secrets.line(str(exc))}", file=sys.stderr)
             return EXIT_USAGE

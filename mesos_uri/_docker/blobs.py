@@ -186,10 +186,13 @@ class _Download:
                 # take them, but its status counts.
                 outcome = attrs.evolve(outcome, exit_code=0, oversize=False)
             if outcome.oversize:
-                raise BlobSizeError(
-                    f"{self.what} is larger than the {self.descriptor.size} bytes its manifest "
-                    "declares"
+                size = self.descriptor.size
+                bound = (
+                    f"the {size} bytes its manifest declares"
+                    if size >= 0
+                    else f"--max_blob_size={self.session.max_blob_size}"
                 )
+                raise BlobSizeError(f"{self.what} is larger than {bound}")
             if outcome.exit_code in _WRITE_FAILURES:
                 raise self.store.write_error(self.what, outcome.exit_code, outcome.error)
             if not outcome.finished:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from mesos_uri._docker.credentials import RegistryCredentials
     from mesos_uri._docker.platform import Platform
 
-__all__ = ["DockerFetcherPlugin"]
+__all__ = ["DockerFetcherPlugin", "parse_docker_config"]
 
 _SCHEMES: Final = ("docker", "docker-manifest", "docker-blob")
 # Head room for the header block(s) that curl prints before a manifest's body.
@@ -55,6 +56,9 @@ _HEADER_ROOM: Final = 256 * 1024
 # How many indexes deep an index entry that is itself an index is followed: registries nest
 # once at most; the bound stops an index that (indirectly) names itself.
 _MAX_INDEX_DEPTH: Final = 4
+# How long credentials found for a registry serve later fetches: one image's manifest and
+# blobs, not an agent's lifetime.
+_CREDENTIALS_TTL: Final = 300.0
 _log = logging.getLogger(__name__)
 
 
@@ -70,7 +74,8 @@ class _Resolved:
 
 class DockerFetcherPlugin:
     """One object per agent: the options, the default credentials, and what fetches share:
-    tokens, credentials found per registry, and the curl processes of concurrent downloads.
+    credentials found per registry, tokens per credentials (a token obtained with one task's
+    credentials serves no other's), and the curl processes of concurrent downloads.
     ``durable`` (fsync before rename) is on but where a test turns it off.
     """
 
@@ -80,7 +85,7 @@ class DockerFetcherPlugin:
     def __init__(self, flags: Flags | None = None, *, durable: bool = True) -> None:
         self.flags = flags or Flags()
         self.durable = durable
-        self.default_config = _config(
+        self.default_config = parse_docker_config(
             None if self.flags.docker_config is None else config_text(self.flags.docker_config)
         )
         self.endpoints = self.flags.endpoints or Endpoints()
@@ -88,9 +93,12 @@ class DockerFetcherPlugin:
         # An endpoint with another behind it (a mirror, https before an insecure registry's
         # http) gets one attempt: dockerd falls back at once; the retries are the last one's.
         self._fallback_retry = attrs.evolve(self.retry, retries=0)
-        self.tokens = TokenCache()
+        self._tokens: dict[RegistryCredentials | None, TokenCache] = {}
         self._batchers: dict[object, Batcher] = {}
-        self._credentials: dict[tuple[str | None, str], RegistryCredentials | None] = {}
+        # Credentials found and when: a helper's answer (often a token of a few hours) is
+        # not kept for a long-lived plugin's whole life.
+        self._credentials: dict[tuple[str | None, str], tuple[RegistryCredentials | None, float]]
+        self._credentials = {}
         self._credential_locks: dict[tuple[str | None, str], anyio.Lock] = {}
 
     async def fetch(
@@ -155,7 +163,9 @@ class DockerFetcherPlugin:
         session = await self._session(uri, data, retry)
         assert uri.query is not None  # a docker URI always has one
         if uri.scheme == "docker-blob":
-            descriptor = Descriptor("", _digest(uri.query, what="the blob URI"), -1)
+            descriptor = Descriptor(
+                "", _digest(uri.query, what="the blob URI"), manifests.UNKNOWN_SIZE
+            )
             blob = await fetch_blob(session, store, descriptor)
             return FetchSummary(uri.redacted(), blobs=(blob,))
 
@@ -193,11 +203,12 @@ class DockerFetcherPlugin:
 
     async def _session(self, uri: URI, data: str | None, retry: RetryPolicy) -> Session:
         registry = uris.registry_base(uri)
+        credentials = await self._credentials_for(uri, data)
         return Session(
             registry=registry,
             repository=uri.path,
-            credentials=await self._credentials_for(uri, data),
-            tokens=self.tokens,
+            credentials=credentials,
+            tokens=self._tokens.setdefault(credentials, TokenCache()),
             timeouts=self.flags.docker_timeouts,
             retry=retry,
             tls_for=self.endpoints.tls_for,
@@ -208,22 +219,23 @@ class DockerFetcherPlugin:
         )
 
     async def _credentials_for(self, uri: URI, data: str | None) -> RegistryCredentials | None:
-        """The registry's credentials, found once per registry and per-fetch config.
+        """The registry's credentials, found once per registry and per-fetch config (and
+        again once they are _CREDENTIALS_TTL old).
 
         Per-fetch data wins; the defaults are asked only when it has nothing for this
         registry, so a default credential helper cannot override it.
         """
-        per_fetch = _config(data)
-        if per_fetch is None and self.default_config is None:
+        if data is None and self.default_config is None:
             return None
         key = (data, uris.registry_base(uri))
         async with self._credential_locks.setdefault(key, anyio.Lock()):
-            if key not in self._credentials:
+            found, when = self._credentials.get(key, (None, -_CREDENTIALS_TTL))
+            if time.monotonic() - when >= _CREDENTIALS_TTL:
                 from mesos_uri._docker.credentials import resolve_credentials
 
                 found = None
                 for config, source in (
-                    (per_fetch, "the per-fetch docker config (--data)"),
+                    (parse_docker_config(data), "the per-fetch docker config (--data)"),
                     (self.default_config, "the default docker config (--docker_config)"),
                 ):
                     if config is not None and found is None:
@@ -236,8 +248,23 @@ class DockerFetcherPlugin:
                         )
                 if found is not None:
                     _log.info("credentials for %s from %s", uris.registry_base(uri), found.source)
-                self._credentials[key] = found
-            return self._credentials[key]
+                self._credentials[key] = (found, time.monotonic())
+                self._forget_old_credentials()
+            return found
+
+    def _forget_old_credentials(self) -> None:
+        """Drop what expired, and the tokens of credentials no longer held: an agent fetches
+        with many tasks' configs, and should keep neither their secrets nor a growing map."""
+        now = time.monotonic()
+        for key, (_, when) in list(self._credentials.items()):
+            if now - when >= _CREDENTIALS_TTL:
+                del self._credentials[key]
+                lock = self._credential_locks.get(key)
+                if lock is not None and not lock.locked():
+                    del self._credential_locks[key]
+        held = {None, *(found for found, _ in self._credentials.values())}
+        for credentials in [c for c in self._tokens if c not in held]:
+            del self._tokens[credentials]
 
     def _batcher(self) -> Batcher:
         # A batcher belongs to one event loop; the agent's concurrent ``docker-blob`` fetches
@@ -287,6 +314,8 @@ class DockerFetcherPlugin:
                     max_bytes=manifests.MAX_MANIFEST_BYTES + _HEADER_ROOM,
                 )
             except ResponseTooLargeError as exc:
+                if exc.limit != manifests.MAX_MANIFEST_BYTES + _HEADER_ROOM:
+                    raise  # the token's answer, on the way: it names its own URL and limit
                 # curl stopped at the limit plus header room: say the limit the user knows.
                 raise ManifestError(
                     f"Manifest from '{url}' is larger than the "
@@ -334,7 +363,9 @@ def _check_platform(
 
 
 # curl's exit codes for a server certificate it could not verify, or a CA file it could not use.
-_UNTRUSTED: Final = frozenset({58, 60, 77, 83})
+_UNTRUSTED: Final = frozenset({60, 77, 83})
+# curl's exit code for a client certificate or key it could not use.
+_CLIENT_CERT: Final = 58
 # curl's exit code for a TLS handshake that failed.
 _HANDSHAKE: Final = 35
 # What Go's HTTP server answers plain HTTP sent to its TLS port.
@@ -343,6 +374,8 @@ _PLAIN_TO_TLS: Final = "Client sent an HTTP request to an HTTPS server"
 
 def _hint(exc: FetchError, uri: URI) -> str | None:
     """What the operator can do about ``exc``, when it is a mistake we can recognise."""
+    if uri.scheme not in _SCHEMES:
+        return None  # not a registry's URI: nothing here to name
     hostport = Origin.of(uris.registry_base(uri)).hostport
     if isinstance(exc, CurlError) and exc.exit_code == _HANDSHAKE:
         if uri.fragment is None and "wrong version number" in exc.stderr:
@@ -356,12 +389,17 @@ def _hint(exc: FetchError, uri: URI) -> str | None:
             f"the certificate of {hostport} is not trusted here: pass its CA with "
             f"--cacert={hostport}=CA.pem, or put it in --certs_dir's {hostport}/ca.crt"
         )
+    if isinstance(exc, CurlError) and exc.exit_code == _CLIENT_CERT:
+        return (
+            f"the client certificate for {hostport} could not be used: check its .cert and "
+            f".key pair in --certs_dir's {hostport}/"
+        )
     if isinstance(exc, HTTPStatusError) and _PLAIN_TO_TLS in exc.message:
         return f"{hostport} speaks https: drop '#http' from the URI"
     return None
 
 
-def _config(text: str | None) -> docker_config.DockerConfig | None:
+def parse_docker_config(text: str | None) -> docker_config.DockerConfig | None:
     """A docker config's text, parsed; errors name the problem, never a value (it holds
     secrets)."""
     if text is None:

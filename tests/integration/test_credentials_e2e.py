@@ -11,8 +11,10 @@ from typing import Any
 import anyio
 import pytest
 
+from mesos_uri._docker import plugin as plugin_module
+from mesos_uri.errors import AuthError
 from mesos_uri.fetcher import Flags, create
-from tests.support import PushedImage
+from tests.support import DEFAULT_ADMIN, PushedImage
 
 from .conftest import Pusher, TokenRegistry
 from .helpers import assert_image, docker_config, run_cli
@@ -222,4 +224,93 @@ async def test_the_agents_path_runs_the_credential_helper_once_per_registry(
     assert_image(out, private)
     assert [c["program"] for c in helpers.calls()] == ["docker-credential-fake"]
     assert len(token_registry.token_server.requests) == 1
+    assert _users_seen(token_registry) == {USER}
+
+
+@pytest.mark.anyio
+async def test_a_token_obtained_with_one_fetchs_credentials_serves_no_other(
+    token_registry: TokenRegistry, private: PushedImage, tmp_path: Path
+) -> None:
+    """An agent fetches for many tasks through one fetcher: a token got with one task's
+    credentials is never sent for another's. Without credentials, or with a password the token
+    server refuses, the private image is refused; another user gets a token of their own."""
+    server = _server(token_registry)
+    tokens = token_registry.token_server
+    fetcher = create(Flags())  # no default docker config: only per-fetch data has credentials
+    uri = token_registry.registry.docker_uri("private/e2e", "v1")
+    alice = docker_config(server, USER, PASSWORD)
+    refused = (
+        f"Failed to fetch '{uri}': Unexpected HTTP response '401 Unauthorized' "
+        f"when trying to GET '{tokens.realm}?"
+    )
+
+    await fetcher.fetch(uri, tmp_path / "alice", alice)
+    assert_image(tmp_path / "alice", private)
+    assert [(r.user, r.status) for r in tokens.requests] == [(USER, 200)]
+
+    # No credentials: the token server is asked anonymously and refuses the private repository.
+    tokens.reset_counts()
+    with pytest.raises(AuthError) as anonymous:
+        await fetcher.fetch(uri, tmp_path / "anonymous", None)
+    assert str(anonymous.value).startswith(refused)
+    assert [(r.had_credentials, r.user, r.status) for r in tokens.requests] == [(False, None, 401)]
+    assert not (tmp_path / "anonymous" / "manifest").exists()
+
+    # Alice's name with a wrong password: refused too, not served alice's token.
+    tokens.reset_counts()
+    with pytest.raises(AuthError) as wrong:
+        await fetcher.fetch(
+            uri, tmp_path / "wrong", docker_config(server, USER, "not-her-password")
+        )
+    assert str(wrong.value).startswith(refused)
+    assert [(r.had_credentials, r.user, r.status) for r in tokens.requests] == [(True, None, 401)]
+    assert not (tmp_path / "wrong" / "manifest").exists()
+
+    # Another user who may pull: a token of their own, not alice's.
+    tokens.reset_counts()
+    admin, admin_password = DEFAULT_ADMIN
+    await fetcher.fetch(uri, tmp_path / "admin", docker_config(server, admin, admin_password))
+    assert_image(tmp_path / "admin", private)
+    assert [(r.user, r.status) for r in tokens.requests] == [(admin, 200)]
+
+    # Alice again: her own token still serves her.
+    tokens.reset_counts()
+    await fetcher.fetch(uri, tmp_path / "alice-again", alice)
+    assert_image(tmp_path / "alice-again", private)
+    assert tokens.requests == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("ttl", "runs"),
+    [
+        pytest.param(None, 1, id="within-the-ttl"),
+        pytest.param(0.0, 2, id="after-the-ttl"),
+    ],
+)
+async def test_credentials_found_by_a_helper_are_found_again_after_the_ttl(
+    ttl: float | None,
+    runs: int,
+    token_registry: TokenRegistry,
+    private: PushedImage,
+    helpers: Helpers,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A helper's answer is kept for later fetches through one fetcher, but only for
+    ``_CREDENTIALS_TTL`` seconds: then the helper is run again."""
+    if ttl is not None:
+        monkeypatch.setattr(plugin_module, "_CREDENTIALS_TTL", ttl)
+    server = _server(token_registry)
+    helpers.answer(fake=_stored(server))
+    for name, value in helpers.env.items():
+        monkeypatch.setenv(name, value)
+    fetcher = create(Flags(docker_config=json.dumps({"credHelpers": {server: "fake"}})))
+    uri = token_registry.registry.docker_uri("private/e2e", "v1")
+    for attempt in ("first", "second"):
+        await fetcher.fetch(uri, tmp_path / attempt)
+        assert_image(tmp_path / attempt, private)
+    assert [(c["program"], c["args"], c["stdin"]) for c in helpers.calls()] == [
+        ("docker-credential-fake", ["get"], server)
+    ] * runs
     assert _users_seen(token_registry) == {USER}

@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -423,10 +425,35 @@ def test_a_uri_with_bytes_that_are_not_utf8_reaches_curl_as_they_are(
     assert len(done.stderr.splitlines()) == 1
 
 
-def test_malformed_docker_config_is_a_usage_error(tmp_path: Path) -> None:
-    done = run_cli("--docker_config={not json", "docker://h/r?t", str(tmp_path))
+@pytest.mark.parametrize("flag", ["--docker_config", "--data"])
+def test_malformed_docker_config_is_a_usage_error_from_either_flag(
+    flag: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text("{not json")
+    config.chmod(0o600)
+    for value in ("{not json", str(config)):
+        done = run_cli(f"{flag}={value}", "docker://127.0.0.1:9/r?t", str(tmp_path / "out"))
+        assert done.returncode == 2
+        assert len(done.stderr.splitlines()) == 1
+        assert "error: Failed to parse docker config: JSON parse failed" in done.stderr
+        assert not (tmp_path / "out").exists()
+
+
+# The command line with fd 0 closed, as a service manager may start it.
+CLOSED_STDIN = 'exec "$0" -m mesos_uri.fetch --data - docker://127.0.0.1:9/r?t "$1" <&-'
+
+
+def test_data_from_a_closed_stdin_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["sh", "-c", CLOSED_STDIN, sys.executable, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
-    assert "Failed to parse docker config" in done.stderr
+    assert done.stderr.endswith("error: --data -: stdin is closed; pass the docker config on it\n")
 
 
 def test_directory_that_cannot_be_created(
@@ -521,3 +548,14 @@ async def test_one_failing_blob_fails_the_fetch_and_names_the_uri(
 async def test_fetch_error_is_the_projects_own(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="Scheme 'nope' is not supported"):
         await fetcher.create().fetch("nope://x/y", tmp_path)
+
+
+async def test_the_docker_plugin_refuses_another_scheme_in_its_own_words(tmp_path: Path) -> None:
+    uri = parse_uri("https://bob:hunter2@example.com/x")
+    with pytest.raises(FetchError) as caught:
+        await DockerFetcherPlugin().fetch(uri, tmp_path / "out")
+    assert str(caught.value) == (
+        "Failed to fetch 'https://bob:***@example.com/x': "
+        "Docker fetcher plugin does not support 'https' URI scheme"
+    )
+    assert not (tmp_path / "out").exists()

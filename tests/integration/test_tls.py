@@ -373,3 +373,22 @@ def test_no_proxy_bypasses_the_proxy(
     _assert_fetched(done, tmp_path / "marker", marker)
     seen = proxy.wait_for("/v2/lab/marker/")
     assert not [request for request in seen if "/lab/direct/" in request]
+
+
+def test_a_client_certificate_that_cannot_be_used_says_to_check_its_pair(
+    mtls_registry: Registry, pushed: Pusher, tmp_path: Path
+) -> None:
+    """Not the server's certificate: the hint names the client's pair, not --cacert."""
+    pushed(mtls_registry, "lab/mtls", "v1", layers=2)
+    certs = _certs_dir(tmp_path / "certs.d", mtls_registry, client=True)
+    (certs / _hostport(mtls_registry) / "client.key").write_text("not a key\n")
+    out = tmp_path / "out"
+    uri = mtls_registry.docker_uri("lab/mtls", "v1")
+    done = run_cli("--retries=0", f"--certs_dir={certs}", uri, str(out))
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1
+    assert "curl: (58)" in done.stderr
+    assert f"check its .cert and .key pair in --certs_dir's {_hostport(mtls_registry)}/" in (
+        done.stderr
+    )
+    assert "--cacert" not in done.stderr
