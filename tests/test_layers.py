@@ -5,6 +5,7 @@ depend on the docker plugin or the facade."""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -109,11 +110,61 @@ def test_the_command_line_module_loads_neither_the_facade_nor_attrs_nor_anyio() 
     )
 
 
-def test_the_package_exports_its_surface_on_first_use() -> None:
-    import mesos_uri
+# Where each name of the package's surface comes from, but the error tree (mesos_uri.errors):
+# the facade and the URI model, which ``import mesos_uri`` leaves unloaded until first use.
+LAZY_EXPORTS: Final = {
+    "URI": "mesos_uri._uri",
+    "parse_uri": "mesos_uri._uri",
+    "BlobResult": "mesos_uri.fetcher",
+    "Fetcher": "mesos_uri.fetcher",
+    "FetchSummary": "mesos_uri.fetcher",
+    "Flags": "mesos_uri.fetcher",
+    "create": "mesos_uri.fetcher",
+}
 
-    for name in mesos_uri.__all__:
-        assert getattr(mesos_uri, name) is not None
-    assert set(mesos_uri.__all__) <= set(dir(mesos_uri))
-    with pytest.raises(AttributeError):
-        _ = mesos_uri.no_such_name
+# Run in a fresh interpreter: what ``import mesos_uri`` loaded, then, name by name, whether each
+# exported name is the very object of the module it comes from, and what using it loaded.
+_SURFACE_PROBE: Final = """
+import importlib, json, sys
+lazy = json.loads(sys.argv[1])
+import mesos_uri
+report = {"at_import": sorted(set(lazy.values()) & set(sys.modules)), "names": {}}
+from mesos_uri import errors
+for name in mesos_uri.__all__:
+    source = lazy.get(name, "mesos_uri.errors")
+    value = getattr(mesos_uri, name)
+    loaded = source in sys.modules
+    same = value is getattr(importlib.import_module(source), name)
+    report["names"][name] = [source, loaded, same]
+report["all"] = list(mesos_uri.__all__)
+report["errors"] = list(errors.__all__)
+report["dir"] = dir(mesos_uri)
+try:
+    mesos_uri.no_such_name
+except AttributeError:
+    report["missing"] = "AttributeError"
+else:
+    report["missing"] = "found"
+print(json.dumps(report))
+"""
+
+
+def test_the_package_exports_its_surface_on_first_use() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _SURFACE_PROBE, json.dumps(LAZY_EXPORTS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    # Importing the package loads neither the facade nor the URI model...
+    assert report["at_import"] == []
+    # ...its surface is the facade, the URI model and the whole error tree...
+    assert sorted(report["all"]) == sorted({*LAZY_EXPORTS, *report["errors"]})
+    assert set(report["all"]) <= set(report["dir"])
+    # ...and each name is the object of the module it comes from, loaded when first used.
+    assert set(report["names"]) == set(report["all"])
+    for name, (source, loaded, same) in report["names"].items():
+        assert loaded, f"{source} is not loaded once mesos_uri.{name} was used"
+        assert same, f"mesos_uri.{name} is not {source}.{name}"
+    assert report["missing"] == "AttributeError"

@@ -20,7 +20,15 @@ import pytest
 from mesos_uri import _curl as curl
 from mesos_uri._curl import Timeouts
 from mesos_uri._transfers import Batcher, Transfer, run_batch
-from tests.support.faults import Exchange, FaultServer, drop_after, redirect, respond, stall
+from tests.support.faults import (
+    Exchange,
+    FaultServer,
+    drop_after,
+    redirect,
+    respond,
+    slow_body,
+    stall,
+)
 from tests.support.procs import curl_pids
 
 pytestmark = pytest.mark.anyio
@@ -28,6 +36,9 @@ pytestmark = pytest.mark.anyio
 BODY = bytes(range(256)) * 400  # 100 KiB
 SECRET = "s3cret-t0ken"
 FAST = Timeouts(stall=5, connect=5)
+# How far past its limit a file may grow before the follower, which polls, stops curl: far
+# below what an endless body would bring in the test's 20 seconds.
+FOLLOWER_SLACK = 64 * 1024 * 1024
 
 
 @pytest.fixture
@@ -38,10 +49,14 @@ def server() -> Iterator[FaultServer]:
 
 @pytest.fixture
 def spawns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run curl through a script that appends one line per process to the returned file."""
+    """Run curl through a script that appends one line per process to the returned file, and
+    each process's arguments (each followed by a NUL) to :func:`argv_log` of it."""
     log = tmp_path / "spawns.log"
     wrapper = tmp_path / "curl"
-    wrapper.write_text(f'#!/bin/sh\necho "$$" >> {log}\nexec curl "$@"\n')
+    wrapper.write_text(
+        f"#!/bin/sh\necho \"$$\" >> '{log}'\nprintf '%s\\0' \"$@\" >> '{argv_log(log)}'\n"
+        'exec curl "$@"\n'
+    )
     wrapper.chmod(0o755)
     monkeypatch.setenv(curl.CURL_ENV, str(wrapper))
     return log
@@ -49,6 +64,17 @@ def spawns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def spawned(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def argv_log(log: Path) -> Path:
+    """Where the :func:`spawns` wrapper keeps the arguments of every curl it ran."""
+    return log.with_name("argv.log")
+
+
+def arguments(log: Path) -> list[str]:
+    """Every argument of every curl the :func:`spawns` wrapper ran."""
+    path = argv_log(log)
+    return path.read_text().split("\0")[:-1] if path.exists() else []
 
 
 def blank(directory: Path, name: str, content: bytes = b"") -> str:
@@ -90,7 +116,7 @@ async def test_each_transfer_sends_its_own_headers_and_no_secret_reaches_argv(
 ) -> None:
     server.route("/a", respond(200, b"a"))
     server.route("/b", respond(200, b"b"))
-    await run_batch(
+    outcomes = await run_batch(
         [
             Transfer(server.url("/a"), blank(tmp_path, "a"), headers={"Authorization": SECRET}),
             Transfer(server.url("/b"), blank(tmp_path, "b"), headers={"X-Other": "1"}),
@@ -98,11 +124,18 @@ async def test_each_transfer_sends_its_own_headers_and_no_secret_reaches_argv(
         parallel=2,
         timeouts=FAST,
     )
+    assert [outcome.code for outcome in outcomes] == [200, 200]
     [a] = server.requests_for("/a")
     [b] = server.requests_for("/b")
     assert a.header("Authorization") == SECRET
     assert b.header("Authorization") is None
     assert b.header("X-Other") == "1"
+    # The one curl that sent them got neither header nor secret in its arguments, which every
+    # user of the machine can read.
+    assert spawned(spawns) == 1
+    argv = arguments(spawns)
+    assert argv, "the wrapper recorded no arguments"
+    assert not [arg for arg in argv if SECRET in arg or "Authorization" in arg], argv
 
 
 async def test_an_error_status_is_reported_with_its_body_in_the_file(
@@ -178,17 +211,21 @@ async def test_an_endless_body_stops_one_byte_past_the_limit(
 async def test_the_follower_stops_a_file_past_its_own_limit(
     server: FaultServer, tmp_path: Path
 ) -> None:
-    """With a larger limit beside it, an endless small transfer is stopped by the follower."""
+    """With no limit beside it, an endless small transfer is stopped by the follower: the
+    kernel's backstop is the batch's largest limit, here none at all."""
     server.route("/endless", endless)
     server.route("/big", stall(head=b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n"))
     transfers = [
         Transfer(server.url("/endless"), blank(tmp_path, "endless"), limit=4096),
-        Transfer(server.url("/big"), blank(tmp_path, "big"), limit=100_000_000),
+        Transfer(server.url("/big"), blank(tmp_path, "big"), limit=None),
     ]
     with anyio.fail_after(20):
         outcomes = await run_batch(transfers, parallel=2, timeouts=FAST)
     assert outcomes[0].oversize
     assert not outcomes[1].finished  # curl was stopped before the other transfer ended
+    # Stopped soon after it passed 4096 bytes, not by a limit of the kernel's or the server's.
+    size = (tmp_path / "endless").stat().st_size
+    assert 4096 < size < FOLLOWER_SLACK, f"{size} bytes"
 
 
 async def test_a_stall_ends_only_the_stalled_transfer(server: FaultServer, tmp_path: Path) -> None:
@@ -253,6 +290,34 @@ async def test_concurrent_transfers_share_one_curl(
     assert spawned(spawns) == 1
 
 
+async def test_transfers_that_queue_while_every_curl_is_busy_share_the_next_one(
+    server: FaultServer, tmp_path: Path, spawns: Path
+) -> None:
+    # Two slow transfers hold both curls; forty more arrive one by one meanwhile (as redirect
+    # answers do): they wait as one batch, not as forty batches of one.
+    for index in range(2):
+        server.route(f"/slow{index}", slow_body([b"a", b"b"], delay=1.0))
+    for index in range(40):
+        server.route(f"/{index}", respond(200, b"ok"))
+    batcher = Batcher(parallel=4, timeouts=FAST)
+    codes: list[int] = []
+
+    async def one(path: str) -> None:
+        outcome = await batcher.transfer(Transfer(server.url(path), blank(tmp_path, path[1:])))
+        codes.append(outcome.code)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            for index in range(2):
+                group.start_soon(one, f"/slow{index}")
+                await anyio.sleep(0.1)  # past the gathering: a curl each
+            for index in range(40):
+                group.start_soon(one, f"/{index}")
+                await anyio.sleep(0.005)
+    assert codes.count(200) == 42
+    assert spawned(spawns) <= 5
+
+
 async def test_a_leader_cancelled_while_gathering_leaves_the_others_served(
     server: FaultServer, tmp_path: Path
 ) -> None:
@@ -265,12 +330,14 @@ async def test_a_leader_cancelled_while_gathering_leaves_the_others_served(
         outcome = await batcher.transfer(Transfer(server.url(f"/{index}"), blank(tmp_path, "f")))
         codes.append(outcome.code)
 
-    async with anyio.create_task_group() as group:
-        with anyio.CancelScope() as leader_scope:
-            leader_scope.cancel()  # the leader is cancelled at its first checkpoint
-            group.start_soon(follower, 1)
-            group.start_soon(follower, 2)
-            await batcher.transfer(Transfer(server.url("/0"), blank(tmp_path, "l")))
+    # A follower nobody leads any more waits for ever: fail instead of holding the suite.
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            with anyio.CancelScope() as leader_scope:
+                leader_scope.cancel()  # the leader is cancelled at its first checkpoint
+                group.start_soon(follower, 1)
+                group.start_soon(follower, 2)
+                await batcher.transfer(Transfer(server.url("/0"), blank(tmp_path, "l")))
     assert codes == [200, 200]
 
 

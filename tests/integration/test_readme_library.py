@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -38,6 +39,10 @@ def test_the_readme_library_example_fetches_both_ways(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[0] == image.manifest_digest
+    # The example prints one line: the manifest's digest, then the list of the blobs' digests.
+    [line] = done.stdout.splitlines()
+    printed_digest, _, printed_blobs = line.partition(" ")
+    assert printed_digest == image.manifest_digest
+    assert ast.literal_eval(printed_blobs) == list(image.blobs)  # config first, then layers
     assert_image(tmp_path / "bb", image)
     assert_image(tmp_path / "bb2", image)
