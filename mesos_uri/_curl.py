@@ -212,12 +212,13 @@ async def request(
         # No body bytes in the text: they are the server's, and may be anything.
         raise type(exc)(f"Failed to decode HTTP responses: {exc}") from exc
     _log.debug(
-        "%s %s -> %s, %d bytes, %.3f s",
+        "%s %s -> %s, %d bytes, %.3f s%s",
         "GET" if data is None else "POST",
         redact_url(url),
         response.code,
         len(response.body),
         time.monotonic() - started,
+        " (started early)" if early is not None else "",
     )
     return response
 

@@ -22,7 +22,7 @@ import attrs
 from mesos_uri._urls import MAX_PORT, MIN_PORT, host_problem, join_hostport, split_hostport
 from mesos_uri.errors import UsageError
 
-__all__ = ["DEFAULT_DOCKER_TRANSPORT", "URI", "parse_uri", "registry_base"]
+__all__ = ["DEFAULT_DOCKER_TRANSPORT", "URI", "manifest_url", "parse_uri", "registry_base"]
 
 DOCKER_SCHEMES: Final = frozenset({"docker", "docker-manifest", "docker-blob"})
 # The fragment of a docker URI names the transport of registry calls.
@@ -241,3 +241,8 @@ def registry_base(uri: URI) -> str:
         raise UsageError(f"'{uri.redacted()}' is not a docker URI")
     assert uri.host is not None  # a docker URI always has one
     return f"{uri.fragment or DEFAULT_DOCKER_TRANSPORT}://{join_hostport(uri.host, uri.port)}"
+
+
+def manifest_url(base: str, repository: str, reference: str) -> str:
+    """Where a registry at ``base`` (see :func:`registry_base`) serves a manifest."""
+    return f"{base}/v2/{repository}/manifests/{reference}"

@@ -140,13 +140,13 @@ def _parser() -> _Parser:
     add("--curl_stall_timeout", metavar="DURATION")
     add("--connect_timeout", metavar="DURATION")
     add("--max_blob_size", metavar="BYTES", type=int)
-    add("--retries", metavar="N", type=int, default=4)
+    add("--retries", metavar="N", type=int)
     add("--registry_mirror", metavar="[REGISTRY=]URL", **repeatable)
     add("--cacert", metavar="[HOST[:PORT]=]PEM", **repeatable)
     add("--certs_dir", metavar="DIR", default=DEFAULT_CERTS_DIR)
     add("--insecure_registry", metavar="HOST[:PORT]", **repeatable)
     add("--platform", metavar="OS/ARCH[/VARIANT]")
-    add("--jobs", metavar="N", type=int, default=8)
+    add("--jobs", metavar="N", type=int)
     add("--json", action="store_true")
     add("-q", "--quiet", action="store_true")
     add("-v", "--verbose", action="count", default=0)
@@ -193,24 +193,25 @@ def _start_early(args: argparse.Namespace) -> None:
     ):
         return
     from mesos_uri import _curl as curl
+    from mesos_uri._docker import certs_subdir
     from mesos_uri._docker.manifest import ACCEPT
-    from mesos_uri._uri import parse_uri, registry_base
+    from mesos_uri._uri import manifest_url, parse_uri, registry_base
     from mesos_uri._urls import Origin
 
     try:
         uri = parse_uri(text)
         base = registry_base(uri)
         seconds = _seconds(args, "docker_stall_timeout", "connect_timeout")
-    except (UsageError, ValueError):
+    except ValueError:  # a UsageError too
         return  # the same mistake is reported where the command is checked
-    if uri.scheme == "docker-blob" or (
+    if (
         base.startswith("https:")
         and args.certs_dir
-        and os.path.exists(os.path.join(args.certs_dir, Origin.of(base).hostport))
+        and os.path.exists(os.path.join(args.certs_dir, certs_subdir(Origin.of(base))))
     ):
         return
     curl.start_early(
-        f"{base}/v2/{uri.path}/manifests/{uri.query}",
+        manifest_url(base, uri.path, uri.query or ""),
         headers={"Accept": ACCEPT},
         timeouts=curl.Timeouts(
             stall=seconds.get("docker_stall_timeout", curl.DEFAULT_STALL_TIMEOUT),
@@ -232,7 +233,8 @@ def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, Termina
     from mesos_uri._docker.endpoints import Endpoints, parse_host_value, parse_mirror
     from mesos_uri._flags import world_readable
     from mesos_uri._progress import terminal_progress
-    from mesos_uri.fetcher import Flags
+    from mesos_uri._retry import DEFAULT_RETRIES
+    from mesos_uri.fetcher import DEFAULT_JOBS, Flags
 
     progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose, label="")
     if args.verbose and not args.quiet:
@@ -266,11 +268,12 @@ def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, Termina
         docker_registry=args.docker_registry,
         https_registries=frozenset(args.https_registry),
         max_blob_size=args.max_blob_size,
-        jobs=args.jobs,
-        retries=args.retries,
         platform=platform,
         endpoints=endpoints,
         observer=progress,
+        # Not given: the options class's own defaults.
+        jobs=DEFAULT_JOBS if args.jobs is None else args.jobs,
+        retries=DEFAULT_RETRIES if args.retries is None else args.retries,
         **durations,
     )
     return flags, progress

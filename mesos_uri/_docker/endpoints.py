@@ -13,7 +13,7 @@ from pathlib import Path
 import attrs
 
 from mesos_uri._curl import TLS
-from mesos_uri._docker import DEFAULT_CERTS_DIR
+from mesos_uri._docker import DEFAULT_CERTS_DIR, certs_subdir
 from mesos_uri._docker.config import DOCKER_HUB_KEY, names_registry
 from mesos_uri._urls import Origin, redact_url
 from mesos_uri.errors import UsageError
@@ -105,7 +105,7 @@ class Endpoints:
         )
         cert = key = None
         if self.certs_dir is not None:
-            directory = Path(self.certs_dir) / origin.hostport.replace("[", "").replace("]", "")
+            directory = Path(self.certs_dir) / certs_subdir(origin)
             if cacert is None:
                 cacert = _first(directory, "*.crt")
             cert = _first(directory, "*.cert")

@@ -31,6 +31,7 @@ from mesos_uri._docker.auth import (
 from mesos_uri._http import Response
 from mesos_uri._json import JSONError, parse_object
 from mesos_uri._retry import RetryPolicy, run_with_retries, transient_status
+from mesos_uri._uri import manifest_url
 from mesos_uri._urls import REDIRECT_CODES, Origin, follow_redirect, redact_url, same_origin
 from mesos_uri.errors import AuthError, HTTPStatusError, excerpt
 
@@ -98,7 +99,7 @@ class Session:
         return f"{self.registry}/v2/{self.repository}/blobs/{digest}"
 
     def manifest_url(self, reference: str) -> str:
-        return f"{self.registry}/v2/{self.repository}/manifests/{reference}"
+        return manifest_url(self.registry, self.repository, reference)
 
     def basic_header(self) -> dict[str, str]:
         """Basic credentials, for the registry and its realm only; an identity token has none."""

@@ -394,6 +394,21 @@ def test_verbose_logs_never_show_the_password_or_a_token(
         assert leak not in done.stderr
 
 
+def test_the_manifest_request_started_before_the_imports_is_the_one_used(
+    registry: Registry, pushed: Pusher, tmp_path: Path
+) -> None:
+    """The command line asks for the manifest while Python still loads the rest; the request
+    the plugin then makes must be that one, not a second (a config that no longer matches
+    would cost a round trip and kill the first)."""
+    pushed(registry, "lab/early", "v1", layers=1)
+    out = tmp_path / "out"
+    done = run_cli("-vv", registry.docker_uri("lab/early", "v1"), str(out))
+    assert done.returncode == 0, done.stderr
+    manifest_gets = [line for line in done.stderr.splitlines() if "/manifests/v1 -> " in line]
+    assert len(manifest_gets) == 1, done.stderr
+    assert manifest_gets[0].endswith("(started early)")
+
+
 def test_json_summary_says_what_was_downloaded_and_what_was_already_there(
     registry: Registry, pushed: Pusher, tmp_path: Path
 ) -> None:
