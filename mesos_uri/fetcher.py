@@ -80,6 +80,15 @@ def _seconds(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         raise UsageError(f"{attribute.name} must be seconds >= 0 or None, not {value!r}")
 
 
+def _registries(_: object, __: attrs.Attribute[Any], names: Iterable[str]) -> None:
+    """Registries named as the docker plugin names them (loaded only when some are given)."""
+    if names:
+        from mesos_uri._docker.endpoints import check_registry_name
+
+        for name in names:
+            check_registry_name(name, flag="https_registry", shown=name)
+
+
 def _at_least(low: int) -> Callable[[object, attrs.Attribute[Any], object], None]:
     def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is not None and (
@@ -102,7 +111,7 @@ class Flags:
     # The registry of image references that name none, as the agent's --docker_registry.
     docker_registry: str = DEFAULT_REGISTRY_URL
     # Registries (host[:port]) that image references reach over https whatever their port.
-    https_registries: frozenset[str] = frozenset()
+    https_registries: frozenset[str] = attrs.field(default=frozenset(), validator=_registries)
     docker_stall_timeout: float | None = attrs.field(
         default=DEFAULT_STALL_TIMEOUT, validator=_seconds
     )

@@ -21,6 +21,7 @@ from mesos_uri._docker.reference import (
 )
 from mesos_uri._uri import URI, parse_uri
 from mesos_uri.errors import UsageError
+from mesos_uri.fetcher import Flags
 
 DIGEST = "sha256:bc8813ea7b3603864987522f02a76101c17ad122e1c46d790efc0fca78ca7bfb"
 
@@ -376,3 +377,27 @@ def test_reference_functions_raise_only_usage_errors(text: str) -> None:
         normalize(parse_image_reference(text))
     with contextlib.suppress(UsageError):
         normalize(ImageReference("app"), f"https://{text}")
+
+
+@pytest.mark.parametrize(
+    ("text", "named", "transport"),
+    [
+        ("localhost:5000/app", ["localhost:5000"], "https"),
+        ("LocalHost:5000/app", ["localhost:5000"], "https"),
+        ("[::1]:5000/app", ["[::1]:5000"], "https"),
+        ("localhost:5000/app", ["localhost:5001"], "http"),
+        ("localhost:5000/app", ["localhost"], "http"),
+        ("localhost:5000/app", [], "http"),
+    ],
+)
+def test_a_registry_named_for_https_is_reached_over_https_on_any_port(
+    text: str, named: list[str], transport: str
+) -> None:
+    uri = normalize(parse_image_reference(text), https_registries=named)
+    assert uri.fragment == transport
+
+
+@pytest.mark.parametrize("name", ["https://localhost:5000", "localhost:5000/v2", "a b"])
+def test_a_malformed_https_registry_is_a_usage_error(name: str) -> None:
+    with pytest.raises(UsageError, match=r"^Invalid --https_registry '"):
+        Flags(https_registries=frozenset({name}))

@@ -18,7 +18,7 @@ from mesos_uri._docker.config import DOCKER_HUB_KEY, names_registry
 from mesos_uri._urls import Origin, redact_url
 from mesos_uri.errors import UsageError
 
-__all__ = ["Endpoints", "Mirror", "parse_host_value", "parse_mirror"]
+__all__ = ["Endpoints", "Mirror", "check_registry_name", "parse_host_value", "parse_mirror"]
 
 
 def parse_host_value(text: str, *, flag: str) -> tuple[str | None, str]:
@@ -28,11 +28,11 @@ def parse_host_value(text: str, *, flag: str) -> tuple[str | None, str]:
         return None, text
     if not host or not value or "/" in host:
         raise UsageError(f"Invalid --{flag} '{text}': expected [HOST[:PORT]=]VALUE")
-    _check_name(host, flag=flag, shown=text)
+    check_registry_name(host, flag=flag, shown=text)
     return host.lower(), value
 
 
-def _check_name(name: str, *, flag: str, shown: str) -> None:
+def check_registry_name(name: str, *, flag: str, shown: str) -> None:
     try:
         if "://" in name:
             raise ValueError("a registry is named HOST[:PORT], without a scheme")
@@ -65,7 +65,7 @@ def parse_mirror(text: str) -> Mirror:
 
 def _insecure_names(_: object, __: attrs.Attribute[frozenset[str]], names: frozenset[str]) -> None:
     for name in names:
-        _check_name(name, flag="insecure_registry", shown=name)
+        check_registry_name(name, flag="insecure_registry", shown=name)
 
 
 @attrs.frozen

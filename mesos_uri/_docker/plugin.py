@@ -395,7 +395,10 @@ def _hint(exc: FetchError, uri: URI) -> str | None:
             f".key pair in --certs_dir's {hostport}/"
         )
     if isinstance(exc, HTTPStatusError) and _PLAIN_TO_TLS in exc.message:
-        return f"{hostport} speaks https: drop '#http' from the URI"
+        return (
+            f"{hostport} speaks https: drop '#http' from the URI, or for an image reference "
+            f"pass --https_registry={hostport}"
+        )
     return None
 
 

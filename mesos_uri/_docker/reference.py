@@ -24,7 +24,7 @@ from typing import Final
 import attrs
 
 from mesos_uri._docker import DEFAULT_REGISTRY_URL
-from mesos_uri._docker.config import DOCKER_HUB_HOSTS
+from mesos_uri._docker.config import DOCKER_HUB_HOSTS, names_registry
 from mesos_uri._docker.digest import parse_digest
 from mesos_uri._uri import URI
 from mesos_uri._urls import Origin, redact_url, split_hostport
@@ -136,7 +136,8 @@ def normalize(
     local = port not in (None, 443) and (
         port == 80 or Origin.at(host, port, scheme="http").is_loopback
     )
-    named = reference.registry.lower() in {name.lower() for name in https_registries}
+    origin = Origin.at(host, port, scheme="https")
+    named = any(names_registry(name, origin) for name in https_registries)
     transport = "http" if local and not named else "https"
     return URI("docker-manifest", repository, host, port, query, transport)
 

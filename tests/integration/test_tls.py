@@ -88,6 +88,21 @@ def test_cacert_flag_verifies_the_registry(
     _assert_fetched(done, tmp_path, tls_image)
 
 
+def test_an_image_reference_reaches_a_tls_registry_on_a_local_port_with_https_registry(
+    tls_registry: Registry, tls_image: PushedImage, tmp_path: Path
+) -> None:
+    """A reference on a loopback port means plain http, as the agent decides, unless the
+    registry is named for https."""
+    reference = f"{_hostport(tls_registry)}/lab/tls:v1"
+    ca = f"--cacert={_ca(tls_registry)}"
+    plain = run_cli("--retries=0", ca, reference, str(tmp_path / "plain"))
+    assert plain.returncode == 1
+    assert f"pass --https_registry={_hostport(tls_registry)})" in plain.stderr
+    out = tmp_path / "out"
+    done = run_cli(f"--https_registry={_hostport(tls_registry)}", ca, reference, str(out))
+    _assert_fetched(done, out, tls_image)
+
+
 @pytest.mark.parametrize(
     "flags",
     [
