@@ -193,8 +193,7 @@ def _start_early(args: argparse.Namespace) -> None:
     ):
         return
     from mesos_uri import _curl as curl
-    from mesos_uri._docker import certs_subdir
-    from mesos_uri._docker.manifest import ACCEPT
+    from mesos_uri._docker import ACCEPT, certs_subdir
     from mesos_uri._uri import manifest_url, parse_uri, registry_base
     from mesos_uri._urls import Origin
 

@@ -10,6 +10,15 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
+from mesos_uri._docker import (
+    ACCEPT,
+    DOCKER_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    SCHEMA1,
+    SCHEMA1_SIGNED,
+    SCHEMA2,
+)
 from mesos_uri._docker.descriptor import Descriptor, read_descriptor
 from mesos_uri._docker.digest import Digest
 from mesos_uri._json import Fields, JSONError, parse_object
@@ -20,10 +29,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPT",
+    "DOCKER_LIST",
     "INDEX_MEDIA_TYPES",
     "MAX_MANIFEST_BYTES",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
     "SCHEMA1",
     "SCHEMA1_SIGNED",
+    "SCHEMA2",
     "ImageManifest",
     "Schema1Manifest",
     "blob_descriptors",
@@ -34,22 +47,11 @@ __all__ = [
     "parse_image_manifest",
 ]
 
-SCHEMA1: Final = "application/vnd.docker.distribution.manifest.v1+json"
-SCHEMA1_SIGNED: Final = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-SCHEMA2: Final = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
 INDEX_MEDIA_TYPES: Final = frozenset({OCI_INDEX, DOCKER_LIST})
 
 # Schema 1 names no layer type or size: its layers get docker/distribution's type and no size.
 SCHEMA1_LAYER: Final = "application/vnd.docker.container.image.rootfs.diff+x-gzip"
 UNKNOWN_SIZE: Final = -1
-
-# Indexes first, so that the registry never converts a manifest or picks a platform for us (a
-# registry that is not offered an index type answers with the manifest of its own platform),
-# then single manifests, schema 1 last.
-ACCEPT: Final = ",".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, SCHEMA2, SCHEMA1, SCHEMA1_SIGNED))
 
 # What containerd and skopeo allow for a manifest or an index; real ones are a few KiB.
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
