@@ -128,8 +128,9 @@ def check_realm(realm: str, *, registry_scheme: str, url: str) -> None:
         )
 
 
-def bearer_challenge(response: Response, url: str) -> Challenge:
-    """The Bearer challenge of a 401, with the original's error texts."""
+def bearer_challenge(response: Response, url: str, *, basic_hint: str | None = None) -> Challenge:
+    """The Bearer challenge of a 401, with the original's error texts; a Basic challenge (the
+    registry refused what was sent up front, or nothing) carries ``basic_hint``."""
     value = response.headers.get("WWW-Authenticate")
     if not value:
         raise AuthError(f"Got unexpected empty WWW-Authenticate header from {url}")
@@ -142,7 +143,8 @@ def bearer_challenge(response: Response, url: str) -> Challenge:
     scheme = challenge.scheme.upper()
     if scheme == "BASIC":
         raise AuthError(
-            f"Got unexpected BASIC Authorization response status: {response.status} from {url}"
+            f"Got unexpected BASIC Authorization response status: {response.status} from {url}",
+            hint=basic_hint,
         )
     if scheme != "BEARER":
         raise AuthError(f"Got unsupported auth-scheme: {scheme} from {url}")

@@ -149,13 +149,7 @@ class Session:
 
     async def authorize(self, response: Response, url: str, *, rejected: Token | None) -> Token:
         """Answer a 401: find the token the challenge asks for, from the cache or the realm."""
-        try:
-            challenge = bearer_challenge(response, url)
-        except AuthError as exc:
-            if exc.message.startswith("Got unexpected BASIC"):
-                # A Basic registry refused what we sent up front (or nothing).
-                exc.hint = self._credentials_refused()
-            raise
+        challenge = bearer_challenge(response, url, basic_hint=self._credentials_refused())
         realm = challenge.param("realm") or ""
         service = challenge.param("service")
         scope = challenge.param("scope")
