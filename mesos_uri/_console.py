@@ -107,7 +107,7 @@ class SignalGate:
             raise Interrupted(early[0])
 
     def _received(self, signum: int, frame: FrameType | None) -> None:
-        if self.first is not None or self._ended:
+        if self._ended:  # after the first signal too: it closed the gate
             return
         self.first = self._first_arrived(default=signum)
         self.close()

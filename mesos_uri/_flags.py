@@ -3,6 +3,7 @@ through, and docker configs given inline or as a file."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from typing import Final
@@ -11,7 +12,7 @@ import attrs
 
 from mesos_uri.errors import UsageError
 
-__all__ = ["Duration", "config_text", "parse_duration", "world_readable"]
+__all__ = ["Duration", "config_text", "parse_duration"]
 
 NANOSECONDS_PER_SECOND: Final = 1_000_000_000
 
@@ -81,17 +82,13 @@ def read_config(path: str) -> str:
     try:
         # newline="": the value is the file's bytes, line endings included.
         with open(path, encoding="utf-8", newline="") as handle:
+            # Used all the same, but the operator is told (the CLI prints warnings unless -q).
+            if os.fstat(handle.fileno()).st_mode & stat.S_IROTH:
+                logging.getLogger("mesos_uri").warning(
+                    "'%s' holds credentials and is readable by every user (chmod 600 it)", path
+                )
             return handle.read()
     except OSError as exc:
         raise UsageError(f"Failed to read '{path}': {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise UsageError(f"Failed to read '{path}': not UTF-8 text") from exc
-
-
-def world_readable(path: str) -> bool:
-    """Whether others may read ``path``: the caller warns of a docker config they can read."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise UsageError(f"Failed to read '{path}': {exc.strerror or exc}") from exc
-    return bool(mode & stat.S_IROTH)

@@ -9,6 +9,7 @@ directory the fetch made is removed again when it fails.
 
 from __future__ import annotations
 
+import itertools
 import os
 import posixpath
 import subprocess
@@ -27,7 +28,9 @@ from mesos_uri.fetcher import FetchSummary
 __all__ = ["CopyFetcherPlugin", "CurlFetcherPlugin"]
 
 
-def _file_name(name: str) -> str:
+def _file_name(uri: URI, given: str | None = None) -> str:
+    # stout's basename: the last component, trailing '/' ignored.
+    name = given or posixpath.basename(uri.path.rstrip("/"))
     if name in ("", ".", "/", "..") or "/" in name or "\0" in name:
         raise UsageError(f"Cannot name a file '{excerpt(name)}' after the URI's path")
     return name
@@ -64,8 +67,7 @@ class CurlFetcherPlugin(_Plugin):
     async def _fetch(self, uri: URI, store: Store, output_file_name: str | None) -> None:
         if uri.scheme not in self.schemes:
             raise UsageError(f"Curl fetcher plugin does not support '{uri.scheme}' URI scheme")
-        # stout's basename: the last component, trailing '/' ignored.
-        name = _file_name(output_file_name or posixpath.basename(uri.path.rstrip("/")))
+        name = _file_name(uri, output_file_name)
         store.create()
         temp = store.temp_name(name)
         try:
@@ -77,8 +79,7 @@ class CurlFetcherPlugin(_Plugin):
     async def _download(self, url: str, scheme: str, store: Store, temp: str) -> None:
         # FTP has no HTTP status and no redirects: curl's exit status says it all.
         protocols = WEB_PROTOCOLS if scheme.startswith("http") else scheme
-        hops = 0
-        while True:
+        for hops in itertools.count():
             store.discard(temp)  # curl creates it afresh at the first byte
             [outcome] = await run_batch(
                 [Transfer(url, temp, protocols=protocols)], parallel=1, timeouts=self.timeouts
@@ -91,7 +92,6 @@ class CurlFetcherPlugin(_Plugin):
                 break
             # No credentials go along: the userinfo of the URI is not in the Location.
             url = follow_redirect(url, outcome.redirect_url, hops=hops, allow_downgrade=True)
-            hops += 1
         if outcome.code != 200:
             # The original's text, with its status string.
             raise HTTPStatusError(
@@ -107,7 +107,7 @@ class CopyFetcherPlugin(_Plugin):
     async def _fetch(self, uri: URI, store: Store, output_file_name: str | None) -> None:
         if not uri.path:
             raise UsageError("URI path is not specified")
-        name = _file_name(posixpath.basename(uri.path.rstrip("/")))
+        name = _file_name(uri)
         store.create()
         # Copy beside the target and rename, so the name never holds a half-copied file.
         temp = store.temp_name(name)

@@ -52,14 +52,12 @@ class BlobObserver(Protocol):
     def finished(self, digest: str, *, downloaded: bool) -> None: ...
 
 
-def terminal_progress(
-    stream: TextIO, *, quiet: bool, verbose: int, label: str
-) -> TerminalProgress | None:
+def terminal_progress(stream: TextIO, *, quiet: bool, verbose: int) -> TerminalProgress | None:
     """The display for ``stream``, or ``None``: only a terminal gets one (a file or a pipe would
     keep every redraw), and neither quiet nor verbose logging (its lines would be overwritten)."""
     if quiet or verbose or not stream.isatty():
         return None
-    return TerminalProgress(stream, label=label)
+    return TerminalProgress(stream)
 
 
 @attrs.define
@@ -67,7 +65,6 @@ class _Blob:
     seen: float
     size: int = -1
     received: int = 0
-    active: bool = False
     done: bool = False
     downloaded: bool = False
 
@@ -83,25 +80,22 @@ class TerminalProgress:
         self.label = label  # what the summary names: the repository or the file, once known
         self._clock = clock
         self._created = clock()
-        self._first: float | None = None
         self._blobs: dict[str, _Blob] = {}
         self._drawn = 0
         self._last_draw: float | None = None
         self._closed = False
 
     def started(self, digest: str, size: int) -> None:
-        blob = self._blob(digest)
-        blob.size, blob.active = size, not blob.done
+        self._blob(digest).size = size
         self._draw()
 
     def received(self, digest: str, total: int) -> None:
-        blob = self._blob(digest)
-        blob.received, blob.active = total, not blob.done
+        self._blob(digest).received = total
         self._draw()
 
     def finished(self, digest: str, *, downloaded: bool) -> None:
         blob = self._blob(digest)
-        blob.done, blob.active, blob.downloaded = True, False, downloaded
+        blob.done, blob.downloaded = True, downloaded
         if downloaded and blob.size > blob.received:
             # Verified means all of it arrived, whether or not each chunk was reported.
             blob.received = blob.size
@@ -127,10 +121,7 @@ class TerminalProgress:
         self._closed = True
 
     def _blob(self, digest: str) -> _Blob:
-        now = self._clock()
-        if self._first is None:
-            self._first = now
-        return self._blobs.setdefault(digest, _Blob(now))
+        return self._blobs.setdefault(digest, _Blob(self._clock()))
 
     def _draw(self) -> None:
         now = self._clock()
@@ -154,7 +145,7 @@ class TerminalProgress:
 
     def _picture(self, now: float, rows: int) -> list[str]:
         room = max(rows - _MARGIN_ROWS, 1)
-        active = [(digest, blob) for digest, blob in self._blobs.items() if blob.active]
+        active = [(digest, blob) for digest, blob in self._blobs.items() if not blob.done]
         shown = active if len(active) < room else active[: max(room - 2, 0)]
         lines = [self._overall(now)]
         lines += [_transfer_line(digest, blob, now) for digest, blob in shown]
@@ -167,7 +158,8 @@ class TerminalProgress:
         done = sum(blob.done for blob in blobs)
         received = sum(blob.received for blob in blobs)
         known = sum(blob.size for blob in blobs if blob.size >= 0)
-        since = now - (self._first if self._first is not None else now)
+        first = next(iter(blobs), None)  # the first seen: a dict keeps its order
+        since = now - first.seen if first is not None else 0.0
         return (
             f"{done}/{len(self._blobs)} blobs  {_bytes(received)} of {_bytes(known)}"
             f"  {_rate(received, since)}"

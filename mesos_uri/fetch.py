@@ -230,12 +230,12 @@ def _seconds(args: argparse.Namespace, *names: str) -> dict[str, float]:
 def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, TerminalProgress | None]:
     """The options, validated once (a mistake is a UsageError: exit 2), and the display."""
     from mesos_uri._docker.endpoints import Endpoints, parse_host_value, parse_mirror
-    from mesos_uri._flags import world_readable
+    from mesos_uri._docker.platform import parse_platform
     from mesos_uri._progress import terminal_progress
     from mesos_uri._retry import DEFAULT_RETRIES
     from mesos_uri.fetcher import DEFAULT_JOBS, Flags
 
-    progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose, label="")
+    progress = terminal_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose)
     if args.verbose and not args.quiet:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(PrintableFormatter(secrets))
@@ -243,19 +243,8 @@ def _command(args: argparse.Namespace, secrets: Secrets) -> tuple[Flags, Termina
         logging.basicConfig(level=level, handlers=[handler])
     elif not args.quiet:
         logging.getLogger("mesos_uri").addHandler(_Warnings(secrets, progress))
-    for path in (args.docker_config, args.data):
-        if path is not None and path != "-" and not path.lstrip().startswith("{"):
-            path = path.removeprefix("file://")
-            if not os.path.isdir(path) and world_readable(path):
-                logging.getLogger("mesos_uri").warning(
-                    "'%s' holds credentials and is readable by every user (chmod 600 it)", path
-                )
     durations = _seconds(args, "docker_stall_timeout", "curl_stall_timeout", "connect_timeout")
-    platform = None
-    if args.platform:
-        from mesos_uri._docker.platform import parse_platform
-
-        platform = parse_platform(args.platform)
+    platform = parse_platform(args.platform) if args.platform else None
     endpoints = Endpoints(
         mirrors=tuple(parse_mirror(text) for text in args.registry_mirror),
         cacerts=tuple(parse_host_value(text, flag="cacert") for text in args.cacert),

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mesos_uri._flags import Duration, config_text, parse_duration, read_config, world_readable
+from mesos_uri._flags import Duration, config_text, parse_duration, read_config
 from mesos_uri.errors import UsageError
 
 UNITS = "ns, us, ms, secs, mins, hrs, days, weeks"
@@ -136,15 +136,23 @@ def test_an_undecodable_file_is_refused(tmp_path: Path) -> None:
 # --- permissions ----------------------------------------------------------------------------------
 
 
-def test_world_readable(tmp_path: Path) -> None:
+def test_a_world_readable_file_is_read_but_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "config.json"
     path.write_text(CONFIG)
     path.chmod(0o640)
-    assert not world_readable(str(path))
+    assert read_config(str(path)) == CONFIG
+    assert caplog.records == []
     path.chmod(0o644)
-    assert world_readable(str(path))
+    assert read_config(str(path)) == CONFIG
+    assert [record.getMessage() for record in caplog.records] == [
+        f"'{path}' holds credentials and is readable by every user (chmod 600 it)"
+    ]
+    assert caplog.records[0].name == "mesos_uri"
+    assert caplog.records[0].levelname == "WARNING"
 
 
-def test_world_readable_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"^Failed to read '.*': No such file or directory$"):
-        world_readable(str(tmp_path / "missing"))
+def test_inline_json_is_never_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    assert config_text(CONFIG) == CONFIG
+    assert caplog.records == []

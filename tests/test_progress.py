@@ -466,7 +466,7 @@ def test_a_terminal_that_went_away_does_not_fail_the_fetch() -> None:
 
 
 def test_a_terminal_gets_a_display(terminal: _Terminal) -> None:
-    display = terminal_progress(terminal.stream, quiet=False, verbose=0, label="app")
+    display = terminal_progress(terminal.stream, quiet=False, verbose=0)
     assert isinstance(display, TerminalProgress)
 
 
@@ -474,14 +474,14 @@ def test_a_terminal_gets_a_display(terminal: _Terminal) -> None:
 def test_quiet_or_verbose_gets_none_even_on_a_terminal(
     terminal: _Terminal, quiet: bool, verbose: int
 ) -> None:
-    assert terminal_progress(terminal.stream, quiet=quiet, verbose=verbose, label="app") is None
+    assert terminal_progress(terminal.stream, quiet=quiet, verbose=verbose) is None
 
 
 def test_a_pipe_or_a_file_gets_none() -> None:
     read, write = os.pipe()
     with os.fdopen(read) as _, os.fdopen(write, "w") as pipe:
-        assert terminal_progress(pipe, quiet=False, verbose=0, label="app") is None
-    assert terminal_progress(io.StringIO(), quiet=False, verbose=0, label="app") is None
+        assert terminal_progress(pipe, quiet=False, verbose=0) is None
+    assert terminal_progress(io.StringIO(), quiet=False, verbose=0) is None
 
 
 # -- what reaches the terminal ----------------------------------------------------------------
