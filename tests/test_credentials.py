@@ -25,6 +25,7 @@ from mesos_uri._docker.credentials import (
     server_url,
 )
 from mesos_uri._http import Response
+from mesos_uri._urls import Origin
 from mesos_uri.errors import AuthError, FetchError, UsageError
 
 BIN = Path(__file__).parent / "bin"
@@ -202,7 +203,7 @@ async def test_no_entry_no_helper_is_anonymous() -> None:
 def test_server_url_is_the_key_docker_uses(
     host: str, port: int | None, scheme: str, expected: str
 ) -> None:
-    assert server_url(host, port, scheme=scheme) == expected
+    assert server_url(Origin.at(host, port, scheme=scheme)) == expected
 
 
 @pytest.mark.anyio
@@ -433,12 +434,13 @@ async def test_cancellation_kills_the_helper(helpers: Helpers) -> None:
 
 
 @pytest.mark.anyio
-async def test_helper_that_hangs_times_out_and_is_killed(helpers: Helpers) -> None:
+async def test_helper_that_hangs_times_out_and_is_killed(
+    helpers: Helpers, monkeypatch: pytest.MonkeyPatch
+) -> None:
     helpers.answer(fake={"sleep": 60, **stored("u", SECRET)})
+    monkeypatch.setattr("mesos_uri._docker.credentials.HELPER_TIMEOUT", 0.5)
 
     with anyio.fail_after(20), pytest.raises(AuthError, match=r"gave no answer .* within 0\.5 s"):
-        await resolve_credentials(
-            config(credsStore="fake"), "127.0.0.1", 5000, scheme="http", helper_timeout=0.5
-        )
+        await resolve_credentials(config(credsStore="fake"), "127.0.0.1", 5000, scheme="http")
 
     assert gone(await started_pid(helpers))

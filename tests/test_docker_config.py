@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from mesos_uri._docker.config import DOCKER_HUB_KEY, AuthEntry, DockerConfig, parse_auth_config
 from mesos_uri._docker.credentials import auths_credentials
+from mesos_uri._urls import Origin
 from mesos_uri.errors import FetchError, UsageError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,7 +34,7 @@ def basic_credentials(
     parsed: DockerConfig, host: str, port: int | None, *, scheme: str = "https"
 ) -> str | None:
     """The Basic credentials the ``auths`` entries give the registry, as the session sends them."""
-    found = auths_credentials(parsed, host, port, scheme=scheme)
+    found = auths_credentials(parsed, Origin.at(host, port, scheme=scheme))
     return None if found is None else found.basic()
 
 

@@ -139,8 +139,6 @@ def test_parse_v2_image_manifest() -> None:
         sha("empty layer"),  # the same blob twice is allowed
         sha("base rootfs"),
     ]
-    assert manifest.schema_version == 1
-    assert manifest.raw == raw
 
 
 def test_parse_invalid_v2_image_manifest() -> None:
@@ -182,7 +180,6 @@ def test_parse_v2_2_image_manifest() -> None:
     manifest = parse_image_manifest(SCHEMA2, raw)
 
     assert isinstance(manifest, ImageManifest)
-    assert manifest.schema_version == 2
     assert manifest.media_type == SCHEMA2
     assert manifest.config == Descriptor(
         "application/vnd.docker.container.image.v1+json", parse_digest(sha("config")), 7023
@@ -193,7 +190,6 @@ def test_parse_v2_2_image_manifest() -> None:
         Descriptor(gzip, parse_digest(sha("layer 1")), 32),
         Descriptor(gzip, parse_digest(sha("layer 2")), 73_109),
     )
-    assert manifest.raw == raw
     assert manifest.annotations == ()
     assert manifest.artifact_type is None
     assert manifest.subject is None
@@ -448,7 +444,6 @@ def test_oci_manifest_keeps_urls_annotations_artifact_type_and_subject() -> None
 
     assert isinstance(manifest, ImageManifest)
     assert manifest.media_type == OCI_MANIFEST
-    assert manifest.raw == raw
     assert manifest.config == Descriptor(
         "application/vnd.oci.image.config.v1+json", parse_digest(sha("oci config")), 581
     )
@@ -613,11 +608,12 @@ def test_unknown_manifest_types_are_errors(
 
 
 def test_manifests_over_4_mib_are_refused() -> None:
+    # classify is the gate every manifest response passes before any parser sees it.
     body = b" " * MAX_MANIFEST_BYTES + b"{}"
     expected = f"Manifest is larger than the 4 MiB limit ({MAX_MANIFEST_BYTES + 2} bytes)"
-    for call in (lambda: classify(SCHEMA2, body), lambda: parse_image_manifest(SCHEMA2, body)):
+    for content_type in (SCHEMA2, SCHEMA1, OCI_INDEX, "application/json", None):
         with pytest.raises(ManifestError) as info:
-            call()
+            classify(content_type, body)
         assert str(info.value) == expected
     assert classify(SCHEMA2, b" " * (MAX_MANIFEST_BYTES - 2) + b"{}") == SCHEMA2
 
@@ -718,6 +714,10 @@ def test_schema1_payload_must_agree_with_the_signed_document() -> None:
             {"formatLength": 5, "formatTail": "Cn0="},
             "'signatures[0].protected.formatTail' is not base64url",
         ),
+        (
+            {"formatLength": 5, "formatTail": "Cn0Cn"},
+            "'signatures[0].protected.formatTail' is not base64url",
+        ),
     ],
 )
 def test_schema1_payload_needs_a_usable_protected_header(
@@ -790,7 +790,6 @@ def parse_all_ways(content_type: str | None, body: bytes) -> None:
             manifest = parse_image_manifest(media_type, body)
         except FetchError:
             continue
-        assert manifest.raw == body
         blob_descriptors(manifest)
 
 

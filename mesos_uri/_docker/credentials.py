@@ -80,20 +80,18 @@ class OAuthToken:
     expires_in: float
 
 
-def server_url(host: str, port: int | None, *, scheme: str = "https") -> str:
+def server_url(registry: Origin) -> str:
     """The key Docker stores a registry's credentials under (docker/cli ``ResolveAuthConfig``):
     no default port, as ``docker login`` stores none while the agent's default names 443."""
-    registry = Origin.at(host, port, scheme=scheme)
     return DOCKER_HUB_KEY if names_registry(DOCKER_HUB_KEY, registry) else registry.hostport
 
 
 def credential_helper(config: DockerConfig, server: str) -> str | None:
     """``credHelpers[server]`` (matched exactly, as docker/cli's getConfiguredCredentialStore
     does), else ``credsStore``, else None; an empty name is no helper, as Docker's ``omitempty``."""
-    for registry, helper in config.cred_helpers:
-        if registry == server and helper:
-            return _checked_name(helper)
-    return _checked_name(config.creds_store) if config.creds_store else None
+    named = (helper for registry, helper in config.cred_helpers if registry == server and helper)
+    helper = next(named, config.creds_store)
+    return _checked_name(helper) if helper else None
 
 
 def _checked_name(name: str) -> str:
@@ -103,13 +101,10 @@ def _checked_name(name: str) -> str:
     return name
 
 
-def auths_credentials(
-    config: DockerConfig, host: str, port: int | None, *, scheme: str = "https"
-) -> RegistryCredentials | None:
+def auths_credentials(config: DockerConfig, registry: Origin) -> RegistryCredentials | None:
     """The credentials of the first ``auths`` entry that names the registry and holds any:
     ``identitytoken`` wins (a token login also stores an ``auth`` of ``user:``), then ``auth``
     (empty when a helper holds the secret), then ``username`` and ``password``."""
-    registry = Origin.at(host, port, scheme=scheme)
     for key, entry in config.auths:
         if not names_registry(key, registry):
             continue
@@ -149,12 +144,11 @@ def parse_helper_output(program: str, stdout: bytes) -> RegistryCredentials | No
     return _credentials(username, secret) if secret else None
 
 
-async def run_credential_helper(
-    name: str, server: str, *, helper_timeout: float = HELPER_TIMEOUT
-) -> RegistryCredentials | None:
+async def run_credential_helper(name: str, server: str) -> RegistryCredentials | None:
     """Run ``docker-credential-<name> get`` (no shell) with ``server`` on stdin; None when it has
-    no entry. The helper is killed and reaped when the call is cancelled or times out."""
-    program = HELPER_PREFIX + _checked_name(name)
+    no entry. The helper is killed and reaped when the call is cancelled or times out; ``name``
+    comes from :func:`credential_helper`, which checked it."""
+    program = HELPER_PREFIX + name
     path = shutil.which(program)
     if path is None:
         raise AuthError(
@@ -162,11 +156,11 @@ async def run_credential_helper(
             f"helper for '{server}')"
         )
     try:
-        with anyio.fail_after(helper_timeout):
+        with anyio.fail_after(HELPER_TIMEOUT):
             done = await anyio.run_process([path, "get"], input=server.encode(), check=False)
     except TimeoutError as exc:  # before OSError, of which it is a subclass
         raise AuthError(
-            f"{program} get gave no answer for '{server}' within {helper_timeout:g} s"
+            f"{program} get gave no answer for '{server}' within {HELPER_TIMEOUT:g} s"
         ) from exc
     except OSError as exc:
         raise AuthError(f"Failed to run {program}: {exc}") from exc
@@ -188,20 +182,20 @@ async def resolve_credentials(
     port: int | None,
     *,
     scheme: str = "https",
-    helper_timeout: float = HELPER_TIMEOUT,
     source: str = "a docker config",
 ) -> RegistryCredentials | None:
     """The credentials for the registry at ``host[:port]``, or None (anonymous); ``source``
     names the config in messages. As docker/cli's ``ConfigFile.GetAuthConfig``: a helper named
     for the server, else ``credsStore``, else the ``auths`` entries (the original read only their
     ``auth``); a configured helper is final, as in Docker's native store."""
-    server = server_url(host, port, scheme=scheme)
+    registry = Origin.at(host, port, scheme=scheme)
+    server = server_url(registry)
     helper = credential_helper(config, server)
     if helper is not None:
-        found = await run_credential_helper(helper, server, helper_timeout=helper_timeout)
+        found = await run_credential_helper(helper, server)
         source = f"{HELPER_PREFIX}{helper} (named by {source})"
     else:
-        found = auths_credentials(config, host, port, scheme=scheme)
+        found = auths_credentials(config, registry)
     return None if found is None else attrs.evolve(found, source=source)
 
 

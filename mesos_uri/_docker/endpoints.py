@@ -106,12 +106,10 @@ class Endpoints:
         cert = key = None
         if self.certs_dir is not None:
             directory = Path(self.certs_dir) / certs_subdir(origin)
-            if cacert is None:
-                cacert = _first(directory, "*.crt")
+            cacert = cacert or _first(directory, "*.crt")
             cert = _first(directory, "*.cert")
             key = str(Path(cert).with_suffix(".key")) if cert else None
-        if cacert is None:
-            cacert = next((path for name, path in self.cacerts if name is None), None)
+        cacert = cacert or next((path for name, path in self.cacerts if name is None), None)
         tls = TLS(cacert=cacert, cert=cert, key=key, insecure=self.is_insecure(url))
         return None if tls == TLS() else tls
 

@@ -1,9 +1,9 @@
 """Image indexes and Docker manifest lists: parsing one, and choosing its entry for a platform.
 
 The original could read neither (OCI image spec, image-index.md). Parsing is strict where a later
-step relies on a field: digests name files, media types go back in an ``Accept`` header, sizes
-bound downloads. Unknown fields are ignored, and ``null`` is an absent optional field, as Go's
-decoder (containerd, distribution) has it.
+step relies on a field: digests name files, media types say which entry is an index, sizes bound
+downloads. Unknown fields are ignored, and ``null`` is an absent optional field, as Go's decoder
+(containerd, distribution) has it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Final
 import attrs
 
 from mesos_uri._docker.descriptor import Descriptor, read_descriptor
-from mesos_uri._docker.manifest import INDEX_MEDIA_TYPES, check_size, media_type_of
+from mesos_uri._docker.manifest import INDEX_MEDIA_TYPES, is_index, media_type_of
 from mesos_uri._docker.platform import Platform, best_match
 from mesos_uri._json import Fields, JSONError, parse_object
 from mesos_uri.errors import DigestError, ManifestError, excerpt
@@ -26,7 +26,7 @@ __all__ = ["Index", "choose", "parse_index"]
 _REFERENCE_TYPE: Final = "vnd.docker.reference.type"
 _ATTESTATION: Final = "attestation-manifest"
 
-# RFC 6838 type "/" subtype; anything else cannot go back into an Accept header safely.
+# RFC 6838 type "/" subtype: an entry's media type must at least have the form of one.
 _RESTRICTED_NAME: Final = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 _MEDIA_TYPE: Final = re.compile(f"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
 
@@ -36,12 +36,10 @@ _MAX_LISTED: Final = 20
 
 @attrs.frozen
 class Index:
-    """A parsed image index or manifest list; ``raw`` is the exact bytes it was parsed from."""
+    """A parsed image index or manifest list."""
 
     media_type: str
-    schema_version: int
     manifests: tuple[Descriptor, ...]
-    raw: bytes = attrs.field(repr=False)
     annotations: tuple[tuple[str, str], ...] = ()
 
 
@@ -50,18 +48,16 @@ def _error(what: str) -> ManifestError:
 
 
 def parse_index(media_type: str, body: bytes) -> Index:
-    """Parse and validate ``body``, served as ``media_type`` (one of ``INDEX_MEDIA_TYPES``)."""
+    """Parse and validate ``body``, served as ``media_type`` (an index) and sized by classify."""
     served = media_type_of(media_type)
     if served not in INDEX_MEDIA_TYPES:
         raise _error(f"'{excerpt(media_type, 80)}' is not an image index media type")
-    check_size(body)
     try:
         document = parse_object(body)
     except JSONError as exc:
         raise _error(f"JSON parse failed: {exc}") from exc
     try:
-        version = document.count("schemaVersion")
-        if version != 2:
+        if document.count("schemaVersion") != 2:
             raise _error("'schemaVersion' field must be 2")
         declared = document.optional_string("mediaType")
         if declared is not None and declared != served:
@@ -72,9 +68,7 @@ def parse_index(media_type: str, body: bytes) -> Index:
         entries = document.children("manifests", required=True)
         return Index(
             media_type=served,
-            schema_version=version,
             manifests=tuple(_entry(entry) for entry in entries),
-            raw=body,
             annotations=document.string_map("annotations"),
         )
     except JSONError as exc:
@@ -127,7 +121,7 @@ def choose(index: Index, wanted: Platform) -> Descriptor:
         if platform == best:
             return entry
     for entry in index.manifests:
-        if entry.platform is None and entry.media_type in INDEX_MEDIA_TYPES:
+        if entry.platform is None and is_index(entry.media_type):
             return entry
     offered = list(dict.fromkeys(_printable(str(platform)) for _, platform in candidates))
     more = f" and {len(offered) - _MAX_LISTED} more" if len(offered) > _MAX_LISTED else ""

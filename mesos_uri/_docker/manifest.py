@@ -40,7 +40,6 @@ __all__ = [
     "ImageManifest",
     "Schema1Manifest",
     "blob_descriptors",
-    "check_size",
     "classify",
     "is_index",
     "media_type_of",
@@ -70,15 +69,13 @@ _VALIDATED_AS: Final = {SCHEMA2: "Docker v2 s2", OCI_MANIFEST: "OCI"}
 
 @attrs.frozen
 class ImageManifest:
-    """A Docker schema 2 or OCI image manifest and the bytes it was parsed from; ``media_type`` is
-    the type it was parsed as (OCI's ``mediaType`` is optional). Nothing acts on OCI's
-    ``annotations``, ``artifact_type`` and ``subject``."""
+    """A Docker schema 2 or OCI image manifest; ``media_type`` is the type it was parsed as (OCI's
+    ``mediaType`` is optional). Nothing acts on OCI's ``annotations``, ``artifact_type`` and
+    ``subject``."""
 
     media_type: str
-    schema_version: int
     config: Descriptor
     layers: tuple[Descriptor, ...]
-    raw: bytes = attrs.field(repr=False)
     annotations: tuple[tuple[str, str], ...] = ()
     artifact_type: str | None = None
     subject: Descriptor | None = None
@@ -94,14 +91,6 @@ def is_index(media_type: str) -> bool:
     return media_type_of(media_type) in INDEX_MEDIA_TYPES
 
 
-def check_size(body: bytes) -> None:
-    if len(body) > MAX_MANIFEST_BYTES:
-        raise ManifestError(
-            f"Manifest is larger than the {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit "
-            f"({len(body)} bytes)"
-        )
-
-
 def _unsupported(media_type: str, why: str = "") -> ManifestError:
     return ManifestError(f"Unsupported manifest MIME type: {excerpt(media_type, 80)}{why}")
 
@@ -109,8 +98,13 @@ def _unsupported(media_type: str, why: str = "") -> ManifestError:
 def classify(content_type: str | None, body: bytes) -> str:
     """The media type of a manifest response, one of the constants of this module. The original
     compared the Content-Type exactly and took ``application/json`` for schema 1; here a body
-    served without a media type or as ``application/json`` is classified by its own fields."""
-    check_size(body)
+    served without a media type or as ``application/json`` is classified by its own fields.
+    Every manifest response is classified first, so the size limit is enforced here only."""
+    if len(body) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"Manifest is larger than the {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit "
+            f"({len(body)} bytes)"
+        )
     if content_type is not None:
         media_type = media_type_of(content_type)
         if media_type in _KNOWN:
@@ -142,7 +136,6 @@ def classify(content_type: str | None, body: bytes) -> str:
 def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | ImageManifest:
     """Parse and validate an image manifest of ``media_type`` (as :func:`classify` returns);
     errors carry the original's prefixes and name a wrong or missing field by its path."""
-    check_size(body)
     kind = media_type_of(media_type)
     if kind in INDEX_MEDIA_TYPES:
         raise ManifestError(f"'{kind}' is an index of manifests, not an image manifest")
@@ -156,15 +149,15 @@ def parse_image_manifest(media_type: str, body: bytes) -> Schema1Manifest | Imag
         if kind in (SCHEMA1, SCHEMA1_SIGNED):
             from mesos_uri._docker.schema1 import parse_schema1
 
-            return parse_schema1(document, body)
-        return _parse_schema2(document, body, kind)
+            return parse_schema1(document)
+        return _parse_schema2(document, kind)
     except (JSONError, ManifestError) as exc:
         raise ManifestError(
             f"Failed to parse the {_PARSED_AS[kind]} image manifest: {exc}"
         ) from exc
 
 
-def _parse_schema2(document: Fields, body: bytes, media_type: str) -> ImageManifest:
+def _parse_schema2(document: Fields, media_type: str) -> ImageManifest:
     """Schema 2 and OCI: the original's rules for schema 2, checked in its order."""
     is_oci = media_type == OCI_MANIFEST
     version = document.count("schemaVersion")
@@ -183,10 +176,8 @@ def _parse_schema2(document: Fields, body: bytes, media_type: str) -> ImageManif
         raise ManifestError(invalid + f"'mediaType' field must be '{media_type}'")
     return ImageManifest(
         media_type=media_type,
-        schema_version=version,
         config=descriptors[0],
         layers=descriptors[1:],
-        raw=body,
         annotations=document.string_map("annotations") if is_oci else (),
         artifact_type=document.optional_string("artifactType") if is_oci else None,
         subject=None if subject is None else _descriptor(subject, invalid),

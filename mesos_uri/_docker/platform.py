@@ -148,13 +148,11 @@ def _arm64_fallbacks(os_name: str, variant: str) -> Iterator[tuple[str, str, str
         # containerd reads a minor only from a four-character variant such as "v8.2".
         if len(variant) == 4 and dot and _GO_INT.fullmatch(minor_text):
             minor = int(minor_text)
-        if major == 9:
-            for lower in range(minor - 1, -1, -1):
-                yield os_name, "arm64", f"v9.{lower}" if lower else "v9"
-            minor, major = min(minor + 5, 9), 8
-            yield os_name, "arm64", f"v8.{minor}"
-        for lower in range(minor - 1, -1, -1):
-            yield os_name, "arm64", f"v{major}.{lower}" if lower else f"v{major}"
+        # Each (level, bound) runs v{level}.{bound - 1} down to v{level}; v9.x goes on at v8.(x+5).
+        runs = [(9, minor), (8, min(minor + 5, 9) + 1)] if major == 9 else [(major, minor)]
+        for level, bound in runs:
+            for lower in range(bound - 1, -1, -1):
+                yield os_name, "arm64", f"v{level}.{lower}" if lower else f"v{level}"
     # There is no arm/v9: v8.x and v9.x fall back to arm/v8.
     if variant.startswith(("v8.", "v9.")):
         variant = "v8"

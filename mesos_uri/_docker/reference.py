@@ -133,10 +133,8 @@ def normalize(
         raise UsageError(f"Invalid image reference '{reference}': {exc}") from exc
     if port is None and host in DOCKER_HUB_HOSTS:
         host = _DOCKER_HUB_API_HOST
-    local = port not in (None, 443) and (
-        port == 80 or Origin.at(host, port, scheme="http").is_loopback
-    )
     origin = Origin.at(host, port, scheme="https")
+    local = port not in (None, 443) and (port == 80 or origin.is_loopback)
     named = any(names_registry(name, origin) for name in https_registries)
     transport = "http" if local and not named else "https"
     return URI("docker-manifest", repository, host, port, query, transport)

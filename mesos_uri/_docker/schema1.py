@@ -23,23 +23,21 @@ _VALIDATION: Final = "Docker v2 image manifest validation failed: "
 
 @attrs.frozen
 class Schema1Manifest:
-    """A schema 1 manifest and the bytes it was parsed from; ``blob_sums`` lists the layers from
-    the top down, and may name a blob more than once."""
+    """A schema 1 manifest; ``blob_sums`` lists the layers from the top down, and may name a blob
+    more than once."""
 
     name: str
     tag: str
     architecture: str
     blob_sums: tuple[Digest, ...]
-    schema_version: int
-    raw: bytes = attrs.field(repr=False)
 
 
-def parse_schema1(document: Fields, raw: bytes) -> Schema1Manifest:
-    """Validate a schema 1 manifest parsed from ``raw``, with the original's rules and texts;
-    each ``history[].v1Compatibility`` must hold a JSON object, which a fetch does not read.
-    Beyond the original, a ``blobSum`` must be a digest, since it becomes a file name."""
+def parse_schema1(document: Fields) -> Schema1Manifest:
+    """Validate a parsed schema 1 manifest with the original's rules and texts; each
+    ``history[].v1Compatibility`` must hold a JSON object, which a fetch does not read. Beyond
+    the original, a ``blobSum`` must be a digest, since it becomes a file name."""
     name, tag, architecture = (document.string(key) for key in ("name", "tag", "architecture"))
-    version = document.count("schemaVersion")
+    document.count("schemaVersion")  # required, but its value is not checked
     blob_sums = [layer.string("blobSum") for layer in document.children("fsLayers")]
     history = [entry.string("v1Compatibility") for entry in document.children("history")]
     for text in history:
@@ -63,7 +61,7 @@ def parse_schema1(document: Fields, raw: bytes) -> Schema1Manifest:
             raise ManifestError(
                 _VALIDATION + f"Incorrect 'blobSum' format: {excerpt(text, 80)}: {exc}"
             ) from exc
-    return Schema1Manifest(name, tag, architecture, tuple(digests), version, raw)
+    return Schema1Manifest(name, tag, architecture, tuple(digests))
 
 
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
@@ -71,13 +69,11 @@ _PAYLOAD: Final = "Failed to extract the schema 1 payload: "
 
 
 def _base64url(text: str, what: str) -> bytes:
-    # JWS base64url has no padding; b64decode alone would skip stray characters.
-    if not _BASE64URL.fullmatch(text):
+    # JWS base64url has no padding; b64decode alone would skip stray characters. Only a length
+    # of 4n+1 cannot be padded: its last character holds 6 bits, less than a byte.
+    if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ManifestError(_PAYLOAD + f"{what} is not base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError as exc:  # binascii.Error among them
-        raise ManifestError(_PAYLOAD + f"{what} is not base64url") from exc
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _cut(raw: bytes, signature: Fields) -> tuple[int, bytes]:
