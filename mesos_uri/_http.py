@@ -74,7 +74,7 @@ _STATUS_LINE: Final = re.compile(rb"HTTP/(?:[0-9]\.[0-9]|[23]) ([0-9]{3})(?: (" 
 _FIELD_LINE: Final = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):(" + _TEXT + rb")")
 _OBS_FOLD: Final = re.compile(rb"[ \t]" + _TEXT)
 # chunk-size = 1*HEXDIG; chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), ignored.
-_CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?")
+_CHUNK_LINE: Final = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
 
 # Where our phrases differ from the standard library's (the IANA registry's): the original's
 # own, and 418 and 422 as IANA spells them; 413 is listed as Python 3.13 renames it.
@@ -104,12 +104,11 @@ def decode_responses(data: bytes) -> list[Response]:
     """The responses in curl's ``-i --raw`` stdout, in order. As in the original, all of it must
     decode: a cut, a malformed line or an oversized header section fail after complete ones too."""
     responses: list[Response] = []
-    pos = _skip_empty_lines(data, 0)
-    while pos < len(data):
+    pos = 0
+    while (pos := _skip_empty_lines(data, pos)) < len(data):
         head, pos = _parse_head(data, pos)
         body, pos = _read_body(data, pos, head)
         responses.append(attrs.evolve(head, body=_decode_content(head.headers, body)))
-        pos = _skip_empty_lines(data, pos)
     if not responses:
         raise DecodeError(NO_RESPONSE_DECODED)
     return responses
@@ -174,13 +173,12 @@ def _field_value(raw: bytes) -> str:
 
 def _read_body(data: bytes, pos: int, head: Response) -> tuple[bytes, int]:
     """The body of ``head`` starting at ``pos``, and the position after it."""
-    code = head.code
     # 1xx, 204 and 304 end at their header block whatever they declare (RFC 9112);
     # http-parser honoured a Content-Length on them first.
-    if 100 <= code < 200 or code in (204, 304):
+    if 100 <= head.code < 200 or head.code in (204, 304):
         return b"", pos
     unprinted = data.startswith(b"HTTP/", pos)
-    if unprinted and code in REDIRECT_CODES and head.headers.get("Location") is not None:
+    if unprinted and head.code in REDIRECT_CODES and head.headers.get("Location") is not None:
         # curl -L followed this redirect and printed its header block only, never its body.
         return b"", pos
     chunked, length = _framing(head.headers)
@@ -231,13 +229,10 @@ def _list_values(values: list[str]) -> list[str]:
 def _dechunk(data: bytes, pos: int) -> tuple[bytes, int]:
     body = bytearray()
     while True:
-        got = _line(data, pos)
-        if got is None:
-            raise DecodeError(DECODING_FAILED)
-        line, pos = got
-        match = _CHUNK_SIZE.fullmatch(line)
+        match = _CHUNK_LINE.match(data, pos)
         if match is None or len(match[1].lstrip(b"0")) > _MAX_LENGTH_DIGITS:
             raise DecodeError(DECODING_FAILED)
+        pos = match.end()
         size = int(match[1], 16)
         if size == 0:
             break

@@ -29,6 +29,7 @@ _MAX_SHOWN: Final = 80
 
 
 _T = TypeVar("_T")
+_Reader = Callable[[object, str], _T]
 
 
 class JSONError(Exception):
@@ -104,13 +105,11 @@ class Fields:
 
     def children(self, key: str, *, required: bool = False) -> tuple[Fields, ...]:
         """An array of objects; unset is empty unless ``required``."""
-        items = self._array(key, "objects", required=required)
-        return tuple(_object(item, f"{self._at(key)}[{i}]") for i, item in enumerate(items))
+        return self._array(key, "objects", _object, required=required)
 
     def strings(self, key: str) -> tuple[str, ...]:
         """An optional array of strings; unset is empty."""
-        items = self._array(key, "strings", required=False)
-        return tuple(_string(item, f"{self._at(key)}[{i}]") for i, item in enumerate(items))
+        return self._array(key, "strings", _string, required=False)
 
     def string_map(self, key: str) -> tuple[tuple[str, str], ...]:
         """An optional object of strings (labels, annotations), in document order; unset is
@@ -126,7 +125,7 @@ class Fields:
         """This object as a map of objects (the registries of a docker config)."""
         return self._entries(_object)
 
-    def _entries(self, read: Callable[[object, str], _T]) -> tuple[tuple[str, _T], ...]:
+    def _entries(self, read: _Reader[_T]) -> tuple[tuple[str, _T], ...]:
         return tuple(
             (_string(key, self._at(key)), read(value, self._at(key)))
             for key, value in self.values.items()
@@ -142,13 +141,13 @@ class Fields:
             raise JSONError(f"Missing required fields: {self._at(key)}")
         return value
 
-    def _array(self, key: str, of: str, *, required: bool) -> list[object]:
-        value = self._required(key) if required else self.values.get(key, [])
+    def _array(self, key: str, of: str, read: _Reader[_T], *, required: bool) -> tuple[_T, ...]:
+        value = self._required(key) if required else self.values.get(key)
         if value is None:
-            return []
+            return ()
         if not isinstance(value, list):
             raise JSONError(f"'{self._at(key)}' must be an array of {of}, not {_kind(value)}")
-        return value
+        return tuple(read(item, f"{self._at(key)}[{i}]") for i, item in enumerate(value))
 
 
 def _string(value: object, at: str) -> str:

@@ -60,10 +60,6 @@ _DELAY_SECONDS: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _MAX_EXPONENT: Final = 64
 
 
-def transient_curl_exit(code: int) -> bool:
-    return code in _TRANSIENT_CURL_EXITS
-
-
 def transient_status(code: int) -> bool:
     return code in _TRANSIENT_STATUSES
 
@@ -128,14 +124,14 @@ class RetryPolicy:
 
 
 def classify_error(exc: BaseException) -> tuple[bool, float | None]:
-    """The default judge of :func:`run_with_retries`: (transient?, Retry-After seconds). Not a
+    """The judge of :func:`run_with_retries`: (transient?, Retry-After seconds). Not a
     digest mismatch: the registry would serve the same bytes, and a corrupting proxy is a fault
     to surface."""
     if isinstance(exc, TransferInterruptedError | TruncatedResponseError):
         # A truncated header block: the server hung up, which curl 7.88 calls success.
         return True, None
     if isinstance(exc, CurlError):
-        return exc.exit_code is not None and transient_curl_exit(exc.exit_code), None
+        return exc.exit_code in _TRANSIENT_CURL_EXITS, None
     if isinstance(exc, HTTPStatusError) and transient_status(exc.code):
         return True, parse_retry_after(exc.retry_after)
     return False, None
@@ -161,12 +157,11 @@ async def run_with_retries(
     operation: Callable[[int], Awaitable[T]],
     *,
     policy: RetryPolicy,
-    is_transient: Callable[[BaseException], tuple[bool, float | None]] = classify_error,
     describe: str,
     sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> T:
-    """Await ``operation(attempt)`` (from 1) until it succeeds, or ``is_transient`` or the policy
-    gives up; the last error is raised with what each attempt met when there was more than one
+    """Await ``operation(attempt)`` (from 1) until it succeeds, or :func:`classify_error` or the
+    policy gives up; the last error is raised with what each attempt met when there were several
     (so ``--retries=0`` keeps the original's texts). Cancellation, a BaseException, is never
     retried. ``describe`` names the exchange in the log (never a credential)."""
     if sleep is None:
@@ -180,7 +175,7 @@ async def run_with_retries(
             return await operation(attempt)
         except Exception as exc:
             failures.append(_summary(exc))
-            transient, retry_after = is_transient(exc)
+            transient, retry_after = classify_error(exc)
             if not transient or attempt >= policy.attempts:
                 if len(failures) > 1 and isinstance(exc, FetchError):
                     exc.attempts = tuple(failures)

@@ -89,30 +89,31 @@ class Store:
         create: hidden, and unpredictable, so nobody can have put a link there first."""
         return f"{self._dir}/{_TEMP_PREFIX}{name}.{os.urandom(8).hex()}"
 
-    def committed(self, name: str, mark: str) -> int | None:
-        """The size of ``name`` if this program committed it as ``mark`` and it is unchanged."""
+    def committed(self, name: str) -> int | None:
+        """The size of ``name`` if this program committed it under that name, verified, and it
+        is unchanged."""
         path = self._file(name)
         try:
             found = os.getxattr(path, _MARK).decode("ascii", "replace")
             stat = os.stat(path)
         except (OSError, AttributeError):  # no file, no attribute, or none supported here
             return None
-        return stat.st_size if found == _mark(mark, stat) else None
+        return stat.st_size if found == _mark(name, stat) else None
 
     def holds(self, name: str) -> bool:
         return os.path.isfile(self._file(name))
 
-    def mark(self, name: str, mark: str) -> None:
-        """Record that ``name`` holds what ``mark`` says (checked by the caller)."""
-        _set_mark(self._file(name), mark)
+    def mark(self, name: str) -> None:
+        """Record that ``name`` holds what its name says (checked by the caller)."""
+        _set_mark(self._file(name), name)
 
     async def commit(
-        self, temp: str | Path, name: str, *, mark: str | None = None, data: bytes | None = None
+        self, temp: str | Path, name: str, *, verified: bool = False, data: bytes | None = None
     ) -> None:
-        """Write ``data`` (if any) to ``temp``, flush it and rename it to ``name``; on any
-        failure it is removed."""
+        """Write ``data`` (if any) to ``temp``, flush it and rename it to ``name`` (marked as
+        holding what its name says, if ``verified``); on any failure it is removed."""
         try:
-            await anyio.to_thread.run_sync(self._write, temp, name, mark, data)
+            await anyio.to_thread.run_sync(self._write, temp, name, verified, data)
         except OSError as exc:
             raise self.failed(f"write '{name}' to", exc.strerror or exc) from exc
         finally:
@@ -122,15 +123,15 @@ class Store:
         """Atomically put already-verified bytes (a manifest, an index) under ``name``."""
         await self.commit(self.temp(name), name, data=data)
 
-    def _write(self, temp: str | Path, name: str, mark: str | None, data: bytes | None) -> None:
+    def _write(self, temp: str | Path, name: str, verified: bool, data: bytes | None) -> None:
         if data is not None:
             Path(temp).write_bytes(data)
         if self.durable:
             with open(temp, "rb") as file:
                 os.fsync(file.fileno())
         os.chmod(temp, 0o666 & ~_umask())
-        if mark is not None:
-            _set_mark(temp, mark)
+        if verified:
+            _set_mark(temp, name)
         os.replace(temp, self._file(name))
 
     def write_error(self, what: str, status: int, detail: str) -> FetchError:

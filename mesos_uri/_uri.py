@@ -142,8 +142,7 @@ def _authority_problem(
             # The string form writes port and credentials only after a host.
             return "a port, user or password needs a host"
         return None
-    problem = host_problem(host)
-    if problem is not None:
+    if (problem := host_problem(host)) is not None:
         return problem
     if password is not None and user is None:
         return "a password needs a user"
@@ -155,11 +154,9 @@ def _authority_problem(
 
 
 def _path_problem(scheme: str, path: str, host: str | None, query: str | None) -> str | None:
-    for char in "?#":
-        if char in path:
-            return f"path '{path}' contains '{char}'"
-    if query is not None and "#" in query:
-        return f"query '{query}' contains '#'"
+    for name, value, forbidden in (("path", path, "?#"), ("query", query or "", "#")):
+        if (bad := next((c for c in forbidden if c in value), None)) is not None:
+            return f"{name} '{value}' contains '{bad}'"
     if host is None:
         if path.startswith("//"):
             return f"path '{path}' would read as a host: without a host it cannot start with '//'"

@@ -25,6 +25,8 @@ from mesos_uri.errors import AuthError, excerpt
 __all__ = ["Challenge", "parse_www_authenticate", "select_challenge"]
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# token BWS "=" BWS: the name of an auth-param (BWS as _skip reads it: spaces and tabs).
+_PARAM_NAME: Final = re.compile("(" + _TOKEN.pattern + r")[ \t]*=[ \t]*")
 _TOKEN68: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # qdtext and the escaped characters of quoted-pair: every character but CTLs (HTAB allowed);
 # non-ASCII is obs-text, as the header bytes were decoded as latin-1.
@@ -52,11 +54,10 @@ class Challenge:
 def parse_www_authenticate(value: str) -> list[Challenge]:
     """Every challenge of a ``WWW-Authenticate`` value, in order; AuthError if malformed."""
     challenges: list[Challenge] = []
-    pos = _skip(value, 0, " \t,")
-    while pos < len(value):
+    pos = 0
+    while (pos := _skip(value, pos, " \t,")) < len(value):
         challenge, pos = _parse_challenge(value, pos)
         challenges.append(challenge)
-        pos = _skip(value, pos, " \t,")
     if not challenges:
         raise _format_error(value)
     return challenges
@@ -109,9 +110,7 @@ def _parse_challenge(value: str, pos: int) -> tuple[Challenge, int]:
     while True:
         separator = pos
         pos = _skip(value, pos, " \t,")
-        if pos == len(value):
-            break
-        if "," in value[separator:pos] and _starts_challenge(value, pos):
+        if pos == len(value) or ("," in value[separator:pos] and _starts_challenge(value, pos)):
             break
         name, param_value, pos = _parse_param(value, pos, start)
         params.append((name, param_value))
@@ -125,26 +124,19 @@ def _parse_challenge(value: str, pos: int) -> tuple[Challenge, int]:
 
 def _starts_challenge(value: str, pos: int) -> bool:
     """After a comma: a token not followed by ``=`` begins the next challenge."""
-    token = _TOKEN.match(value, pos)
-    if token is None:
-        return False
-    after = _skip(value, token.end())
-    return after == len(value) or value[after] != "="
+    return _TOKEN.match(value, pos) is not None and _PARAM_NAME.match(value, pos) is None
 
 
 def _parse_param(value: str, pos: int, start: int) -> tuple[str, str, int]:
     """``token BWS "=" BWS ( token / quoted-string )``; errors quote the params from ``start``."""
-    name = _TOKEN.match(value, pos)
+    name = _PARAM_NAME.match(value, pos)
     if name is None:
         raise _param_error(value[start:])
-    equals = _skip(value, name.end())
-    if equals == len(value) or value[equals] != "=":
-        raise _param_error(value[start:])
-    pos = _skip(value, equals + 1)
+    pos = name.end()
     if (quoted := _QUOTED.match(value, pos)) is not None:
-        return name[0], _QUOTED_PAIR.sub(r"\1", quoted[1]), quoted.end()
+        return name[1], _QUOTED_PAIR.sub(r"\1", quoted[1]), quoted.end()
     if (token := _TOKEN.match(value, pos)) is not None:
-        return name[0], token[0], token.end()
+        return name[1], token[0], token.end()
     raise _param_error(value[start:])
 
 

@@ -16,7 +16,6 @@ from mesos_uri._retry import (
     classify_error,
     parse_retry_after,
     run_with_retries,
-    transient_curl_exit,
     transient_status,
 )
 from mesos_uri.errors import (
@@ -40,7 +39,7 @@ RFC_EXAMPLE_EPOCH = 784111777.0
 
 @pytest.mark.parametrize("code", [7, 16, 18, 28, 52, 55, 56, 92])
 def test_network_failures_are_transient_curl_exits(code: int) -> None:
-    assert transient_curl_exit(code)
+    assert classify_error(CurlError("x", exit_code=code)) == (True, None)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +57,7 @@ def test_network_failures_are_transient_curl_exits(code: int) -> None:
     ],
 )
 def test_other_curl_exits_are_not_transient(code: int, meaning: str) -> None:
-    assert not transient_curl_exit(code), meaning
+    assert classify_error(CurlError("x", exit_code=code)) == (False, None), meaning
 
 
 @pytest.mark.parametrize("code", [408, 429, 500, 502, 503, 504])
@@ -356,41 +355,39 @@ async def test_retry_after_from_the_judge_sets_the_wait() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_custom_judge_decides_what_is_transient() -> None:
+async def test_the_judge_decides_what_is_transient(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     attempts, operation = failing(DecodeError("garbled"), DecodeError("garbled"))
 
     def everything(exc: BaseException) -> tuple[bool, float | None]:
         return True, 0.25
 
-    result = await run_with_retries(
-        operation, policy=NO_JITTER, is_transient=everything, describe="x", sleep=clock.sleep
-    )
+    monkeypatch.setattr("mesos_uri._retry.classify_error", everything)
+    result = await run_with_retries(operation, policy=NO_JITTER, describe="x", sleep=clock.sleep)
     assert result == "done"
     assert attempts == [1, 2, 3]
     assert clock.delays == [1.0, 2.0]
 
 
 @pytest.mark.anyio
-async def test_an_exception_outside_the_family_is_not_rewritten() -> None:
+async def test_an_exception_outside_the_family_is_not_rewritten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     attempts, operation = failing(ValueError("bug"), ValueError("bug"))
 
     def everything(exc: BaseException) -> tuple[bool, float | None]:
         return True, None
 
+    monkeypatch.setattr("mesos_uri._retry.classify_error", everything)
     with pytest.raises(ValueError, match=r"^bug$"):
         await run_with_retries(
-            operation,
-            policy=RetryPolicy(retries=1),
-            is_transient=everything,
-            describe="x",
-            sleep=Clock().sleep,
+            operation, policy=RetryPolicy(retries=1), describe="x", sleep=Clock().sleep
         )
     assert attempts == [1, 2]
 
 
 @pytest.mark.anyio
-async def test_cancellation_is_never_retried() -> None:
+async def test_cancellation_is_never_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     attempts: list[int] = []
     judged: list[BaseException] = []
@@ -399,15 +396,15 @@ async def test_cancellation_is_never_retried() -> None:
         judged.append(exc)
         return True, None
 
+    monkeypatch.setattr("mesos_uri._retry.classify_error", everything)
+
     async def operation(attempt: int) -> None:
         attempts.append(attempt)
         await anyio.sleep(10)
 
     with anyio.CancelScope() as scope:
         scope.deadline = anyio.current_time() + 0.05
-        await run_with_retries(
-            operation, policy=NO_JITTER, is_transient=everything, describe="x", sleep=clock.sleep
-        )
+        await run_with_retries(operation, policy=NO_JITTER, describe="x", sleep=clock.sleep)
     assert scope.cancelled_caught
     assert attempts == [1]
     assert judged == []

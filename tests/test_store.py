@@ -236,22 +236,24 @@ async def test_committed_files_follow_the_umask(store: Store) -> None:
 async def test_a_file_committed_with_a_mark_is_trusted_until_it_changes(store: Store) -> None:
     temp = store.temp(str(DIGEST))
     temp.write_bytes(BLOB)
-    await store.commit(temp, str(DIGEST), mark=str(DIGEST))
-    assert store.committed(str(DIGEST), str(DIGEST)) == len(BLOB)
-    assert store.committed(str(DIGEST), "sha256:" + HEX64) is None
+    await store.commit(temp, str(DIGEST), verified=True)
+    assert store.committed(str(DIGEST)) == len(BLOB)
+    # Moved to another digest's name: its mark names the digest it was verified as.
+    os.link(store.path(str(DIGEST)), store.path("sha256:" + HEX64))
+    assert store.committed("sha256:" + HEX64) is None
     # Rewritten in place, even to the same size: no longer what was verified.
     path = store.path(str(DIGEST))
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 1))
-    assert store.committed(str(DIGEST), str(DIGEST)) is None
+    assert store.committed(str(DIGEST)) is None
 
 
 @pytest.mark.anyio
 async def test_a_file_this_program_did_not_commit_is_not_trusted(store: Store) -> None:
     store.path(str(DIGEST)).write_bytes(BLOB)
-    assert store.committed(str(DIGEST), str(DIGEST)) is None
-    assert store.committed("missing", "missing") is None
-    store.mark(str(DIGEST), str(DIGEST))
-    assert store.committed(str(DIGEST), str(DIGEST)) == len(BLOB)
+    assert store.committed(str(DIGEST)) is None
+    assert store.committed("missing") is None
+    store.mark(str(DIGEST))
+    assert store.committed(str(DIGEST)) == len(BLOB)
 
 
 @pytest.mark.anyio
@@ -274,7 +276,7 @@ async def test_concurrent_commits_of_the_same_name_all_succeed(store: Store) -> 
         temp = store.temp(str(DIGEST))
         temp.write_bytes(BLOB)
         await anyio.lowlevel.checkpoint()
-        await store.commit(temp, str(DIGEST), mark=str(DIGEST))
+        await store.commit(temp, str(DIGEST), verified=True)
 
     async with anyio.create_task_group() as group:
         for _ in range(4):

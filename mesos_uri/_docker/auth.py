@@ -151,10 +151,15 @@ def bearer_challenge(response: Response, url: str, *, basic_hint: str | None = N
     return challenge
 
 
-def parse_token_response(response: Response, url: str) -> tuple[str, float]:
+def parse_token_response(
+    response: Response, url: str, *, hint: str | None = None
+) -> tuple[str, float]:
     """(token, expires_in seconds) from the token endpoint's answer, a secret no error quotes."""
     if response.code != 200:
-        raise AuthError(f"Unexpected HTTP response '{response.status}' when trying to GET '{url}'")
+        raise AuthError(
+            f"Unexpected HTTP response '{response.status}' when trying to GET '{redact_url(url)}'",
+            hint=hint if response.code == 401 else None,
+        )
     try:
         document = parse_object(response.body, secret=True)
     except JSONError as exc:

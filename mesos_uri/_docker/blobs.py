@@ -26,8 +26,8 @@ import attrs
 
 from mesos_uri._docker.descriptor import Descriptor
 from mesos_uri._docker.digest import Digest
-from mesos_uri._docker.session import Session, registry_error_detail
-from mesos_uri._http import Headers, Response
+from mesos_uri._docker.session import Session, status_error
+from mesos_uri._http import Response
 from mesos_uri._retry import run_with_retries
 from mesos_uri._store import Store
 from mesos_uri._transfers import FILESIZE_EXCEEDED, Hasher, Outcome, Transfer
@@ -36,7 +36,6 @@ from mesos_uri.errors import (
     BlobSizeError,
     DecodeError,
     FetchError,
-    HTTPStatusError,
     TransferInterruptedError,
     TruncatedResponseError,
     excerpt,
@@ -60,7 +59,7 @@ async def fetch_blobs(
 ) -> tuple[BlobResult, ...]:
     """All blobs, in the descriptors' order; the first failure cancels the rest (kills their
     curls) and is raised as the one that ended the fetch ("Collect failed")."""
-    results: list[BlobResult | None] = [None] * len(descriptors)
+    results: dict[int, BlobResult] = {}
     planned = iter(enumerate(descriptors))
 
     async def worker() -> None:
@@ -74,7 +73,7 @@ async def fetch_blobs(
     except FetchError as exc:
         exc.collected = True
         raise
-    return tuple(result for result in results if result is not None)
+    return tuple(results[position] for position in range(len(descriptors)))
 
 
 async def together(*steps: Callable[[], Awaitable[None]]) -> None:
@@ -114,11 +113,11 @@ async def _present(store: Store, digest: Digest) -> int | None:
     """The size of a blob already in the store with the right bytes (a retried pull): trusted
     when this program committed it, hashed otherwise."""
     name = str(digest)
-    size = store.committed(name, name)
+    size = store.committed(name)
     if size is None and store.holds(name):
         size = await anyio.to_thread.run_sync(_matching_size, store.path(name), digest)
         if size is not None:
-            store.mark(name, name)
+            store.mark(name)
     return size
 
 
@@ -168,13 +167,13 @@ class _Download:
                     f"{self.what} has {self.offset} bytes but its manifest declares {size}"
                 )
             self.digest.verify(self.hasher, what=self.what)
-            await self.store.commit(self.temp, str(self.digest), mark=str(self.digest))
+            await self.store.commit(self.temp, str(self.digest), verified=True)
         finally:
             self.store.discard(self.temp)
         return self.offset
 
     async def attempt(self, number: int) -> None:
-        url = self.session.blob_url(str(self.digest))
+        url = f"{self.session.registry}/v2/{self.session.repository}/blobs/{self.digest}"
         foreign = iter(url for url in self.descriptor.urls if _is_web_url(url))
         anonymous = renewed = False
         hops = 0
@@ -220,10 +219,8 @@ class _Download:
                 and not (anonymous or renewed)
                 and same_origin(url, self.session.registry)
             ):
-                challenge = outcome.headers.get("www-authenticate")
-                headers = Headers((("WWW-Authenticate", challenge),) if challenge else ())
                 await self.session.authorize(
-                    Response(401, outcome.status, headers), url, rejected=sent
+                    Response(401, outcome.status, outcome.headers), url, rejected=sent
                 )
                 renewed = True
                 continue
@@ -238,12 +235,7 @@ class _Download:
                 # order, with no credentials (they are not the registry's).
                 url, hops, anonymous = next_url, 0, True
                 continue
-            raise HTTPStatusError(
-                f"Unexpected HTTP response '{outcome.status}' when trying to download "
-                f"the blob{registry_error_detail(body)}",
-                code=code,
-                retry_after=outcome.headers.get("retry-after"),
-            )
+            raise status_error(outcome, "download the blob", body)
 
     async def _request(self, url: str, *, anonymous: bool) -> tuple[Outcome, bytes]:
         """One request for the blob: what it ended with, and the start of an error body. What

@@ -43,10 +43,10 @@ class Digest:
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.encoded}"
 
-    def hasher(self) -> Hasher:
+    def hasher(self, data: bytes = b"") -> Hasher:
         if self.algorithm not in _REGISTERED:
             raise DigestError(f"Unsupported digest algorithm '{self.algorithm}' in '{self}'")
-        return hashlib.new(self.algorithm)
+        return hashlib.new(self.algorithm, data)
 
     def verify(self, actual: Hasher, *, what: str) -> None:
         """Raise unless ``actual`` (fed with the received bytes) equals this digest."""

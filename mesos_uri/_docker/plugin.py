@@ -23,7 +23,7 @@ from mesos_uri._docker.blobs import fetch_blob, fetch_blobs, together
 from mesos_uri._docker.descriptor import Descriptor
 from mesos_uri._docker.digest import Digest, digest_of, parse_digest
 from mesos_uri._docker.endpoints import Endpoints
-from mesos_uri._docker.session import Session, registry_error_detail
+from mesos_uri._docker.session import Session, status_error
 from mesos_uri._flags import config_text
 from mesos_uri._http import Response
 from mesos_uri._json import JSONError, parse_object
@@ -256,15 +256,18 @@ class DockerFetcherPlugin:
         """Drop what expired, and the tokens of credentials no longer held: an agent fetches
         with many tasks' configs, and should keep neither their secrets nor a growing map."""
         now = time.monotonic()
-        for key, (_, when) in list(self._credentials.items()):
-            if now - when >= _CREDENTIALS_TTL:
-                del self._credentials[key]
-                lock = self._credential_locks.get(key)
-                if lock is not None and not lock.locked():
-                    del self._credential_locks[key]
+        self._credentials = {
+            key: found
+            for key, found in self._credentials.items()
+            if now - found[1] < _CREDENTIALS_TTL
+        }
+        self._credential_locks = {
+            key: lock
+            for key, lock in self._credential_locks.items()
+            if key in self._credentials or lock.locked()
+        }
         held = {None, *(found for found, _ in self._credentials.values())}
-        for credentials in [c for c in self._tokens if c not in held]:
-            del self._tokens[credentials]
+        self._tokens = {key: cache for key, cache in self._tokens.items() if key in held}
 
     def _batcher(self) -> Batcher:
         # A batcher belongs to one event loop; the agent's concurrent ``docker-blob`` fetches
@@ -304,7 +307,7 @@ class DockerFetcherPlugin:
     async def _get_manifest(
         self, session: Session, reference: str, expected: Digest | None
     ) -> tuple[str, bytes, Digest]:
-        url = session.manifest_url(reference)
+        url = uris.manifest_url(session.registry, session.repository, reference)
 
         async def attempt(_: int) -> tuple[str, bytes, Digest]:
             try:
@@ -322,12 +325,7 @@ class DockerFetcherPlugin:
                     f"{manifests.MAX_MANIFEST_BYTES // (1024 * 1024)} MiB limit"
                 ) from exc
             if response.code != 200:
-                raise HTTPStatusError(
-                    f"Unexpected HTTP response '{response.status}' when trying to get the "
-                    f"manifest{registry_error_detail(response.body)}",
-                    code=response.code,
-                    retry_after=response.headers.get("Retry-After"),
-                )
+                raise status_error(response, "get the manifest", response.body)
             media_type = manifests.classify(response.headers.get("Content-Type"), response.body)
             return media_type, response.body, _verify_manifest(response, media_type, expected)
 
@@ -435,7 +433,5 @@ def _verify_manifest(response: Response, media_type: str, expected: Digest | Non
     wanted = expected or (_digest(header.strip(), what="Docker-Content-Digest") if header else None)
     if wanted is None:
         return digest_of(content)
-    hasher = wanted.hasher()
-    hasher.update(content)
-    wanted.verify(hasher, what="the manifest")
+    wanted.verify(wanted.hasher(content), what="the manifest")
     return wanted

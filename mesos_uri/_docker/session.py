@@ -31,16 +31,15 @@ from mesos_uri._docker.auth import (
 from mesos_uri._http import Response
 from mesos_uri._json import JSONError, parse_object
 from mesos_uri._retry import RetryPolicy, run_with_retries, transient_status
-from mesos_uri._uri import manifest_url
 from mesos_uri._urls import REDIRECT_CODES, Origin, follow_redirect, redact_url, same_origin
 from mesos_uri.errors import AuthError, HTTPStatusError, excerpt
 
 if TYPE_CHECKING:
     from mesos_uri._docker.credentials import RegistryCredentials
     from mesos_uri._progress import BlobObserver
-    from mesos_uri._transfers import Batcher
+    from mesos_uri._transfers import Batcher, Outcome
 
-__all__ = ["Session", "registry_error_detail"]
+__all__ = ["Session", "registry_error_detail", "status_error"]
 
 # How much of a registry's error code and message an error text quotes.
 _MAX_ERROR_CODE: Final = 64
@@ -70,6 +69,16 @@ def registry_error_detail(body: bytes) -> str:
     return f" ({text})" if text else ""
 
 
+def status_error(reply: Response | Outcome, doing: str, body: bytes = b"") -> HTTPStatusError:
+    """A response we cannot use: its status, what the registry said of it, when to retry."""
+    return HTTPStatusError(
+        f"Unexpected HTTP response '{reply.status}' when trying to {doing}"
+        + registry_error_detail(body),
+        code=reply.code,
+        retry_after=reply.headers.get("Retry-After"),
+    )
+
+
 @attrs.define(kw_only=True)
 class Session:
     registry: str  # T://host[:port], no trailing slash
@@ -95,12 +104,6 @@ class Session:
             self._tls[key] = self.tls_for(url)
         return self._tls[key]
 
-    def blob_url(self, digest: str) -> str:
-        return f"{self.registry}/v2/{self.repository}/blobs/{digest}"
-
-    def manifest_url(self, reference: str) -> str:
-        return manifest_url(self.registry, self.repository, reference)
-
     def basic_header(self) -> dict[str, str]:
         """Basic credentials, for the registry and its realm only; an identity token has none."""
         if self.credentials is None or self.credentials.is_identity_token:
@@ -119,14 +122,14 @@ class Session:
         token = self.token()
         return token.header() if token is not None else self.basic_header()
 
-    async def get(self, url: str, *, accept: str | None = None, max_bytes: int) -> Response:
+    async def get(self, url: str, *, accept: str, max_bytes: int) -> Response:
         """A GET, authorised, redirects followed; a 401 is answered once with a (new) token."""
-        extra = {"Accept": accept} if accept else {}
         sent = self.token()
         renewed = False
         hops = 0
         while True:
-            response = await self._request(url, {**extra, **self.auth_headers(url)}, max_bytes)
+            headers = {"Accept": accept, **self.auth_headers(url)}
+            response = await self._request(url, headers, max_bytes)
             if response.code == 401 and not renewed and same_origin(url, self.registry):
                 await self.authorize(response, url, rejected=sent)
                 renewed = True
@@ -157,20 +160,13 @@ class Session:
             realm, service, scope = await self._root_challenge(service)
         check_realm(realm, registry_scheme=Origin.of(self.registry).scheme, url=url)
         key = TokenKey(realm, service, scope)
-        token_endpoint = token_url(realm, service, [scope] if scope else [])
+        token_endpoint = token_url(realm, service, [scope])
 
         async def attempt(_: int) -> tuple[str, float]:
             if self.credentials is not None and self.credentials.is_identity_token:
                 return await self._refresh_token(realm, service, scope)
             reply = await self._token_request(token_endpoint, self.basic_header())
-            _raise_if_transient(reply, f"GET '{redact_url(token_endpoint)}'")
-            if reply.code == 401:
-                raise AuthError(
-                    f"Unexpected HTTP response '{reply.status}' when trying to GET "
-                    f"'{redact_url(token_endpoint)}'",
-                    hint=self._credentials_refused(),
-                )
-            return parse_token_response(reply, token_endpoint)
+            return parse_token_response(reply, token_endpoint, hint=self._credentials_refused())
 
         describe = f"token from {redact_url(realm)}"
         fetch = functools.partial(run_with_retries, attempt, policy=self.retry, describe=describe)
@@ -182,11 +178,15 @@ class Session:
         self, url: str, headers: dict[str, str], *, data: bytes | None = None
     ) -> Response:
         """A request to a token endpoint: a redirect is followed only within its origin, and
-        never for a POST, whose body (a refresh token) must go nowhere else."""
+        never for a POST, whose body (a refresh token) must go nowhere else. A 408, 429 or 5xx
+        is retried as any other request's."""
+        request = f"GET '{redact_url(url)}'" if data is None else f"POST to '{redact_url(url)}'"
         hops = 0
         while True:
             response = await self._request(url, headers, MAX_TOKEN_RESPONSE_BYTES, data=data)
             location = response.headers.get("Location")
+            if transient_status(response.code):
+                raise status_error(response, request)
             if response.code not in REDIRECT_CODES or not location:
                 return response
             target = follow_redirect(url, location, hops=hops)
@@ -199,7 +199,7 @@ class Session:
             hops += 1
 
     async def _refresh_token(
-        self, realm: str, service: str | None, scope: str | None
+        self, realm: str, service: str | None, scope: str
     ) -> tuple[str, float]:
         """An identity token (``docker login`` with OAuth) is traded at the realm by POST."""
         assert self.credentials is not None
@@ -211,7 +211,6 @@ class Session:
 
         url, body = identity_token_request(realm, service, scope, self.credentials)
         reply = await self._token_request(url, {"Content-Type": OAUTH_CONTENT_TYPE}, data=body)
-        _raise_if_transient(reply, f"POST to '{redact_url(realm)}'")
         token = parse_oauth_response(reply, url)
         return token.access_token, token.expires_in
 
@@ -236,14 +235,4 @@ class Session:
             max_bytes=max_bytes,
             tls=self.tls(url),
             timeouts=self.timeouts,
-        )
-
-
-def _raise_if_transient(reply: Response, request: str) -> None:
-    """A token endpoint's 408, 429 or 5xx is retried as any other request's."""
-    if transient_status(reply.code):
-        raise HTTPStatusError(
-            f"Unexpected HTTP response '{reply.status}' when trying to {request}",
-            code=reply.code,
-            retry_after=reply.headers.get("Retry-After"),
         )
